@@ -1,0 +1,1 @@
+"""hookflash collector: sources → decode → gate → tag → sinks."""

@@ -1,0 +1,1 @@
+"""The `hookflash` command line."""

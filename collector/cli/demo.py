@@ -1,0 +1,175 @@
+"""`hookflash demo`: an embedded broker, a simulated fleet, and the real service collecting it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from collector.cli.common import console, data_dir_option
+from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
+from collector.service import Service, registry_path, store_path
+from collector.sim.broker import EmbeddedBroker
+from collector.sim.fleet import COMMUNITY, SimulatedFleet, build_fleet
+from collector.stats import Stats
+from provisioning.models import AccountStatus
+from provisioning.registry import Registry
+
+MARKER = ".hookflash-demo"
+INACTIVE_ACCOUNT, REVOKED_ACCOUNT = "acct-1002", "acct-1003"
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """The demo starts from scratch, but never deletes a data dir it did not create."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    has_data = registry_path(data_dir).exists() or store_path(data_dir).exists()
+    if has_data and not (data_dir / MARKER).exists():
+        raise click.UsageError(f"{data_dir} holds data that a demo did not create; pass another --data-dir")
+    for path in data_dir.glob("*.db*"):
+        path.unlink()
+    (data_dir / MARKER).write_text("created by hookflash demo; safe to delete\n")
+
+
+def progress_table(stats: Stats, elapsed: float, duration: float, notes: list[str]) -> Table:
+    table = Table(title=f"hookflash demo  {elapsed:5.1f}s / {duration:.0f}s", show_header=False)
+    table.add_row("devices seen", str(len(stats.devices_seen)))
+    for kind, count in sorted(stats.stored_by_kind.items()):
+        table.add_row(f"stored {kind}", str(count))
+    table.add_row("quarantined", str(stats.quarantined))
+    table.add_row("polls sent / failed", f"{stats.polls_sent} / {stats.polls_failed}")
+    table.add_row("dropped (account not active)", str(stats.dropped_inactive + stats.polls_skipped_inactive))
+    for note in notes:
+        table.add_row("[bold]event[/bold]", note)
+    return table
+
+
+async def run_demo(data_dir: Path, devices: int, duration: float, period: float) -> Stats:
+    prepare_data_dir(data_dir)
+    logging.basicConfig(
+        filename=data_dir / "hookflash.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    broker = EmbeddedBroker()
+    await broker.start()
+    fleet = SimulatedFleet(build_fleet(devices), broker.port, period_s=period)
+    provisioned = await fleet.start()
+    registry = Registry(registry_path(data_dir))
+    registry.import_devices(provisioned, source="hookflash demo")
+    config = ServiceConfig(
+        data_dir=data_dir,
+        snmp=SnmpConfig(interval_s=period, timeout_s=1.0, retries=0),
+        mqtt=MqttConfig(enabled=True, port=broker.port, client_id="hookflash-demo"),
+        credentials={"demo": SnmpCredential.model_validate({"community": COMMUNITY})},
+        lifecycle_poll_s=0.2,
+    )
+    service = Service(config, registry=registry)
+    await service.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    notes: list[str] = []
+    changed = False
+    started = time.monotonic()
+    interactive = console.is_terminal
+    with (
+        Live(console=console, refresh_per_second=4, transient=False)
+        if interactive
+        else contextlib.nullcontext() as live
+    ):
+        last_line = 0.0
+        while not stop.is_set():
+            elapsed = time.monotonic() - started
+            if elapsed >= duration:
+                break
+            if not changed and elapsed >= duration / 2:
+                changed = True
+                for account, status in (
+                    (INACTIVE_ACCOUNT, AccountStatus.INACTIVE),
+                    (REVOKED_ACCOUNT, AccountStatus.REVOKED),
+                ):
+                    event = registry.set_status(account, status, reason="demo")
+                    if event is not None:
+                        what = (
+                            "collection stopped, data kept"
+                            if status is AccountStatus.INACTIVE
+                            else "collection stopped, data erased/anonymized per policy"
+                        )
+                        notes.append(f"{account} set {status.value} at {event.at:%H:%M:%S}: {what}")
+                        if not interactive:
+                            console.print(f"event: {notes[-1]}")
+            if live is not None:
+                live.update(progress_table(service.stats, elapsed, duration, notes))
+            elif elapsed - last_line >= 5:
+                last_line = elapsed
+                s = service.stats
+                console.print(
+                    f"[{elapsed:5.1f}s] devices seen {len(s.devices_seen)}, stored {s.stored} "
+                    f"{dict(sorted(s.stored_by_kind.items()))}, quarantined {s.quarantined}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+
+    await fleet.stop()
+    await service.stop()
+    await broker.stop()
+    registry.close()
+    return service.stats
+
+
+@click.command()
+@click.option(
+    "--devices",
+    type=click.IntRange(min=4, max=2000),
+    default=50,
+    show_default=True,
+    help="Simulated devices: half SNMP ATAs, half MQTT phones.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=2),
+    default=30,
+    show_default=True,
+    help="Seconds to run (Ctrl-C stops earlier).",
+)
+@click.option(
+    "--period",
+    type=click.FloatRange(min=0.2),
+    default=2,
+    show_default=True,
+    help="Seconds between a device's reports.",
+)
+@data_dir_option
+def demo(devices: int, duration: float, period: float, data_dir: Path) -> None:
+    """Collect from a simulated fleet on this machine; no external service needed.
+
+    Halfway through, one account is set inactive and another revoked."""
+    stats = asyncio.run(run_demo(data_dir, devices, duration, period))
+    console.print(
+        f"\ndone: {len(stats.devices_seen)} devices seen, {stats.stored} records stored, "
+        f"{stats.quarantined} payloads quarantined, {stats.dropped_in_flight} in-flight records dropped"
+    )
+    console.print(
+        f"{INACTIVE_ACCOUNT} is inactive (its data stays); {REVOKED_ACCOUNT} is revoked "
+        "(its data was erased or anonymized)."
+    )
+    console.print("try:")
+    for cmd in (
+        f"hookflash query --data-dir {data_dir} --kind call_quality --limit 10",
+        f"hookflash query --data-dir {data_dir} --format json --account {INACTIVE_ACCOUNT}",
+        f"hookflash accounts list --data-dir {data_dir}",
+        f"hookflash quarantine --data-dir {data_dir}",
+        f"hookflash audit --data-dir {data_dir}",
+    ):
+        console.print(f"  {cmd}", highlight=False)

@@ -1,0 +1,20 @@
+"""Entry point of the `hookflash` command."""
+
+from __future__ import annotations
+
+import click
+
+from collector.cli.demo import demo
+from collector.cli.query_cmds import audit, quarantine, query, sweep
+from collector.cli.registry_cmds import accounts, devices
+from collector.cli.run_cmd import run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hookflash")
+def cli() -> None:
+    """hookflash: privacy-first telemetry for provider-supplied ATAs and VoIP phones."""
+
+
+for command in (demo, run, devices, accounts, query, quarantine, audit, sweep):
+    cli.add_command(command)

@@ -1,0 +1,56 @@
+"""`hookflash run -c CONFIG`: the service against real devices and a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from collector.cli.common import console, fail_cleanly
+from collector.config import load_config
+from collector.service import Service
+
+
+async def serve(service: Service) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    console.print(
+        f"hookflash collecting: {service.registry.device_count()} provisioned devices, "
+        f"data in {service.config.data_dir}; Ctrl-C stops"
+    )
+    await stop.wait()
+    console.print("stopping: flushing queued records")
+    await service.stop()
+
+
+@click.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML config file.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Overrides data_dir from the config.",
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@fail_cleanly
+def run(config_path: Path, data_dir: Path | None, log_level: str) -> None:
+    """Run the collector from a validated config file until Ctrl-C or SIGTERM."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(config_path)
+    if data_dir is not None:
+        config = config.model_copy(update={"data_dir": data_dir})
+    asyncio.run(serve(Service(config)))

@@ -1,0 +1,87 @@
+"""Value conversions shared by every transport's decoder."""
+
+from __future__ import annotations
+
+import math
+
+from collector.profiles.model import FieldSpec
+from collector.records import FieldValue
+
+RawValue = int | float | str | bytes | bool
+MAX_STRING = 1024
+
+
+class ConversionError(ValueError):
+    """A raw value does not fit its field spec; the message says which field and why."""
+
+
+def _text(raw: RawValue) -> str:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if not isinstance(raw, str):
+        raise TypeError(f"expected text, got {type(raw).__name__}")
+    # DisplayString cleanup: agents pad with NULs and trailing whitespace.
+    cleaned = raw.replace("\x00", "").strip()
+    return "".join(ch for ch in cleaned if ch.isprintable())[:MAX_STRING]
+
+
+def _number(raw: RawValue) -> float:
+    if isinstance(raw, bool):
+        raise TypeError("expected a number, got a boolean")
+    if isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, bytes | str):
+        value = float(_text(raw))
+    else:
+        raise TypeError(f"expected a number, got {type(raw).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    return value
+
+
+def _integer(raw: RawValue) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    value = _number(raw)
+    if not value.is_integer():
+        raise ValueError(f"{value} is not a whole number")
+    return int(value)
+
+
+def _mac(raw: RawValue) -> str:
+    if isinstance(raw, bytes) and len(raw) == 6:
+        return ":".join(f"{b:02x}" for b in raw)
+    text = _text(raw).replace("-", ":").lower()
+    parts = text.split(":")
+    if len(parts) == 6 and all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+        return text
+    raise ValueError(f"{raw!r} is not a MAC address")
+
+
+def convert(spec: FieldSpec, raw: RawValue) -> FieldValue:
+    try:
+        if spec.type == "string":
+            return _text(raw)
+        if spec.type == "oid":
+            return _text(raw).lstrip(".")
+        if spec.type == "mac":
+            return _mac(raw)
+        if spec.type == "bool":
+            if isinstance(raw, bool):
+                return raw
+            raise TypeError(f"expected a boolean, got {type(raw).__name__}")
+        if spec.type == "timeticks_s":
+            return _integer(raw) // 100
+        if spec.type == "enum":
+            assert spec.enum is not None
+            key = str(_integer(raw)) if isinstance(raw, int | float) else _text(raw)
+            if key not in spec.enum:
+                raise ValueError(f"{key!r} is not one of {sorted(spec.enum)}")
+            return spec.enum[key]
+        if spec.type == "int":
+            whole = _integer(raw)
+            return round(whole * spec.scale) if spec.scale is not None else whole
+        number = _number(raw) * (spec.scale if spec.scale is not None else 1.0)
+        return round(number, 6)
+    except (TypeError, ValueError) as exc:
+        raise ConversionError(f"{spec.kind.value}.{spec.field}: {exc}") from None

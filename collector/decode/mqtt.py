@@ -1,0 +1,146 @@
+"""MQTT JSON payloads → Observations. Every payload is hostile until it has passed here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from collector.decode.convert import ConversionError, RawValue, convert
+from collector.profiles.model import DeviceProfile
+from collector.records import FieldValue, Kind, Observation
+
+MAX_DEPTH = 16
+FUTURE_SKEW = timedelta(minutes=5)
+MAX_AGE = timedelta(days=7)
+HEAD_BYTES = 48
+
+
+class PayloadRejected(ValueError):
+    """The payload cannot become a record; `reason` says why, for the quarantine."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    at: datetime
+    source: str
+    topic: str
+    size: int
+    head: str
+    reason: str
+
+    @classmethod
+    def of(cls, source: str, topic: str, payload: bytes, reason: str, at: datetime) -> QuarantineEntry:
+        # repr-escaped so control bytes and invalid UTF-8 are shown, never interpreted.
+        head = repr(payload[:HEAD_BYTES])[2:-1]
+        return cls(at=at, source=source, topic=topic[:256], size=len(payload), head=head, reason=reason)
+
+
+def _reject_constant(name: str) -> Any:
+    raise PayloadRejected(f"JSON constant {name} is not allowed")
+
+
+def _depth(value: Any, limit: int) -> int:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _lookup(document: dict[str, Any], path: str) -> Any:
+    node: Any = document
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def parse_payload(payload: bytes, max_bytes: int) -> dict[str, Any]:
+    if len(payload) > max_bytes:
+        raise PayloadRejected(f"payload of {len(payload)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadRejected(f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadRejected(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise PayloadRejected(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    if not isinstance(document, dict):
+        raise PayloadRejected(f"payload must be a JSON object, got {type(document).__name__}")
+    if _depth(document, MAX_DEPTH) > MAX_DEPTH:
+        raise PayloadRejected(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def _observed_at(document: dict[str, Any], received_at: datetime) -> datetime:
+    ts = document.get("ts")
+    if ts is None:
+        return received_at
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        raise PayloadRejected(f"ts must be Unix seconds, got {type(ts).__name__}")
+    try:
+        observed = datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise PayloadRejected(f"ts {ts} is out of range") from None
+    if observed > received_at + FUTURE_SKEW:
+        raise PayloadRejected(f"ts {observed.isoformat()} is in the future")
+    if observed < received_at - MAX_AGE:
+        raise PayloadRejected(f"ts {observed.isoformat()} is older than {MAX_AGE.days} days")
+    return observed
+
+
+def decode_mqtt(
+    profile: DeviceProfile,
+    device_id: str,
+    kind_name: str,
+    payload: bytes,
+    received_at: datetime,
+    max_bytes: int = 65536,
+) -> Observation:
+    try:
+        kind = Kind(kind_name)
+    except ValueError:
+        raise PayloadRejected(f"unknown record kind {kind_name!r} in topic") from None
+    specs = [spec for spec in profile.mqtt if spec.kind is kind]
+    if not specs:
+        raise PayloadRejected(f"profile {profile.name} declares no {kind.value} fields")
+    document = parse_payload(payload, max_bytes)
+    claimed = document.get("device_id")
+    if claimed is not None and str(claimed).replace(":", "").lower() != device_id:
+        raise PayloadRejected(f"payload device_id {str(claimed)[:32]!r} contradicts topic device {device_id}")
+    observed_at = _observed_at(document, received_at)
+    fields: dict[str, FieldValue] = {}
+    for spec in specs:
+        raw = _lookup(document, spec.path)
+        if raw is None:
+            continue
+        if isinstance(raw, dict | list):
+            raise PayloadRejected(f"{spec.path}: expected a value, got a {type(raw).__name__}")
+        try:
+            fields[spec.field] = convert(spec, _as_raw(raw))
+        except ConversionError as exc:
+            raise PayloadRejected(f"{spec.path}: {exc}") from None
+    if not fields:
+        raise PayloadRejected(f"no {kind.value} field of profile {profile.name} in payload")
+    return Observation(device_id=device_id, kind=kind, observed_at=observed_at, fields=fields, source="mqtt")
+
+
+def _as_raw(value: Any) -> RawValue:
+    if isinstance(value, bool | int | float | str):
+        return value
+    raise PayloadRejected(f"unsupported JSON value {type(value).__name__}")

@@ -1,0 +1,150 @@
+"""Gate → tag → sink writer. Sources call `submit`; one task drains the queue into the sinks.
+
+Sinks are blocking (sqlite3), so the writer hands batches to a dedicated single thread:
+writes stay ordered, the event loop never blocks on disk, and erasure jobs scheduled with
+`run_in_writer` are serialized with writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from collector.decode.mqtt import QuarantineEntry
+from collector.gate import Gate
+from collector.records import Observation, TelemetryRecord
+from collector.sinks.base import Sink
+from collector.sinks.sqlite_store import SqliteStore
+from collector.stats import Stats
+from collector.tag import Tagger
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        gate: Gate,
+        tagger: Tagger,
+        sinks: Sequence[Sink],
+        quarantine_store: SqliteStore,
+        stats: Stats,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        queue_size: int = 50_000,
+    ) -> None:
+        self.gate = gate
+        self.tagger = tagger
+        self.sinks = list(sinks)
+        self._quarantine_store = quarantine_store
+        self.stats = stats
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._queue: asyncio.Queue[TelemetryRecord | QuarantineEntry] = asyncio.Queue(queue_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookflash-writer")
+        self._task: asyncio.Task[None] | None = None
+
+    # -- called by sources, on the event loop -------------------------------------------------
+
+    def submit(self, observation: Observation) -> bool:
+        """Gate and tag one observation and queue it for the sinks; False if it was dropped."""
+        device = self.gate.device(observation.device_id)
+        if device is None:
+            self.stats.dropped_not_provisioned += 1
+            return False
+        if not self.gate.account_active(device.account_id) or not self.gate.allows_kind(
+            device, observation.kind
+        ):
+            self.stats.dropped_inactive += 1
+            return False
+        self.stats.devices_seen.add(device.id)
+        return self._put(self.tagger.tag(observation, device))
+
+    def quarantine(self, entry: QuarantineEntry) -> None:
+        self.stats.quarantined += 1
+        log.warning(
+            "quarantined %s message on %s (%d bytes): %s",
+            entry.source,
+            entry.topic,
+            entry.size,
+            entry.reason,
+        )
+        self._put(entry)
+
+    def _put(self, item: TelemetryRecord | QuarantineEntry) -> bool:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.stats.queue_overflow += 1
+            return False
+        return True
+
+    # -- writer -------------------------------------------------------------------------------
+
+    async def run_in_writer(self, job: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._drain(), name="pipeline-writer")
+
+    async def stop(self) -> None:
+        """Flush what is queued, then stop the writer."""
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def _drain(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = asyncio.get_running_loop().time() + self._flush_interval
+            while len(batch) < self._batch_size:
+                timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
+                    break
+            try:
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[TelemetryRecord | QuarantineEntry]) -> None:
+        # Re-check the gate: a revocation may have landed while these sat in the queue.
+        records = [r for r in batch if isinstance(r, TelemetryRecord)]
+        allowed = [r for r in records if self.gate.account_active(r.account_id)]
+        self.stats.dropped_in_flight += len(records) - len(allowed)
+        entries = [q for q in batch if isinstance(q, QuarantineEntry)]
+        if entries:
+            await self.run_in_writer(lambda: self._quarantine_store.quarantine(entries))
+        if not allowed:
+            return
+        for sink in self.sinks:
+            delay = 0.1
+            while True:
+                try:
+                    await self.run_in_writer(lambda s=sink: s.write(allowed))  # type: ignore[misc]
+                    break
+                except Exception as exc:  # a failing sink keeps its batch and retries
+                    self.stats.sink_errors += 1
+                    log.error(
+                        "sink %s failed to write %d records, retrying in %.1fs: %s",
+                        sink.name,
+                        len(allowed),
+                        delay,
+                        exc,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        for record in allowed:
+            self.stats.stored_by_kind[record.kind.value] += 1

@@ -1,0 +1,109 @@
+"""The profile schema. Files are TOML; unknown keys are errors so typos never pass silently."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from collector.records import Kind
+
+_NUMERIC_OID = re.compile(r"^1(\.\d+){3,127}$")
+_PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_FIELD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+Conversion = Literal["int", "float", "string", "bool", "timeticks_s", "mac", "oid", "enum"]
+
+
+class FieldSpec(BaseModel):
+    """One field of one record kind, with how to convert the raw value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind
+    field: str
+    type: Conversion
+    scale: float | None = None
+    enum: dict[str, str] | None = None
+    note: str = ""
+
+    @field_validator("field")
+    @classmethod
+    def _field_name(cls, value: str) -> str:
+        if not _FIELD.match(value):
+            raise ValueError(f"field name {value!r} must be snake_case, starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _enum_and_scale(self) -> FieldSpec:
+        if (self.type == "enum") != (self.enum is not None):
+            raise ValueError("type 'enum' needs an enum table, and an enum table needs type 'enum'")
+        if self.scale is not None and self.type not in ("int", "float"):
+            raise ValueError(f"scale only applies to int or float, not {self.type}")
+        return self
+
+    @property
+    def key(self) -> tuple[Kind, str]:
+        return self.kind, self.field
+
+
+class SnmpFieldSpec(FieldSpec):
+    oid: str = Field(description="numeric OID of a scalar instance, e.g. 1.3.6.1.2.1.1.3.0")
+
+    @field_validator("oid")
+    @classmethod
+    def _numeric(cls, value: str) -> str:
+        if not _NUMERIC_OID.match(value):
+            raise ValueError(f"oid {value!r} is not a numeric OID like 1.3.6.1.2.1.1.3.0")
+        return value
+
+
+class MqttFieldSpec(FieldSpec):
+    path: str = Field(description="dotted path into the JSON payload, e.g. wifi.rssi")
+
+    @field_validator("path")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        if not _PATH.match(value):
+            raise ValueError(f"path {value!r} must be dotted names like wifi.rssi")
+        return value
+
+
+class ProfileFile(BaseModel):
+    """A profile as written in its file, before `extends` is resolved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    extends: list[str] = []
+    vendor: str = ""
+    models: list[str] = []
+    sysobjectid: list[str] = []
+    note: str = ""
+    snmp: list[SnmpFieldSpec] = []
+    mqtt: list[MqttFieldSpec] = []
+
+    @field_validator("sysobjectid")
+    @classmethod
+    def _prefixes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(r"^1(\.\d+)+$", value):
+                raise ValueError(f"sysobjectid prefix {value!r} is not a numeric OID")
+        return values
+
+
+class DeviceProfile(BaseModel):
+    """A resolved profile: its own fields plus everything it extends."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    vendor: str
+    models: tuple[str, ...]
+    sysobjectid: tuple[str, ...]
+    snmp: tuple[SnmpFieldSpec, ...]
+    mqtt: tuple[MqttFieldSpec, ...]
+    origin: str
+
+    def snmp_oids(self, kinds: frozenset[Kind]) -> list[str]:
+        return [spec.oid for spec in self.snmp if spec.kind in kinds]

@@ -1,0 +1,19 @@
+"""Retention policy: which class each record kind belongs to, and how long each class lives."""
+
+from collector.retention.policy import (
+    EndAction,
+    PolicyError,
+    RetentionClass,
+    RetentionPolicy,
+    load_policy,
+    parse_duration,
+)
+
+__all__ = [
+    "EndAction",
+    "PolicyError",
+    "RetentionClass",
+    "RetentionPolicy",
+    "load_policy",
+    "parse_duration",
+]

@@ -1,0 +1,216 @@
+"""A simulated fleet for `hookflash demo` and the tests: Grandstream ATAs answering SNMP
+and Yealink phones publishing JSON over MQTT, with values that drift over time.
+
+Only loopback addresses are used. Values are random walks seeded per device, so a run is
+varied but plausible: RSSI wanders, calls come and go, a few devices upgrade firmware,
+the odd one reboots or loses its SIP registration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.sim.snmp_agent import SimulatedAgent, TypedValue
+from provisioning.models import Device, Transport
+
+COMMUNITY = "demo-community"
+ATA_MODELS = [("HT812", "1.0.43.11", "1.0.47.4"), ("HT802", "1.0.43.11", "1.0.47.4")]
+PHONE_MODELS = [("T54W", "96.86.0.100", "96.86.0.118"), ("T46U", "108.86.0.90", "108.86.0.118")]
+GS_ENTERPRISE = "1.3.6.1.4.1.42397"
+YEALINK_MAC_PREFIX = "805ec0"
+GRANDSTREAM_MAC_PREFIX = "000b82"
+
+
+@dataclass
+class DeviceState:
+    device: Device
+    firmware: str
+    target_firmware: str
+    rng: random.Random
+    boot: float = field(default_factory=time.time)
+    rssi: float = -55.0
+    registered: bool = True
+    mos: float = 4.2
+    jitter: float = 8.0
+    loss: float = 0.2
+    calls: int = 0
+
+    def step(self) -> None:
+        r = self.rng
+        self.rssi = min(-30.0, max(-90.0, self.rssi + r.gauss(0, 2.5)))
+        self.registered = r.random() > 0.03 if self.registered else r.random() > 0.4
+        self.jitter = min(120.0, max(1.0, self.jitter + r.gauss(0, 3)))
+        self.loss = min(15.0, max(0.0, self.loss + r.gauss(0, 0.3)))
+        self.mos = round(min(4.5, max(1.0, 4.4 - self.jitter / 60 - self.loss / 4 + r.gauss(0, 0.05))), 2)
+        if r.random() < 0.3:
+            self.calls += 1
+        if self.firmware != self.target_firmware and r.random() < 0.08:
+            self.firmware, self.boot = self.target_firmware, time.time()  # upgrade reboots
+        elif r.random() < 0.005:
+            self.boot = time.time()
+
+    @property
+    def uptime_s(self) -> int:
+        return int(time.time() - self.boot) + 3600
+
+
+def _mac(prefix: str, n: int) -> str:
+    return f"{prefix}{n:06x}"
+
+
+def build_fleet(size: int, seed: int = 7, accounts: int | None = None) -> list[DeviceState]:
+    """Half ATAs (SNMP), half phones (MQTT), spread over several accounts."""
+    rng = random.Random(seed)
+    n_accounts = accounts or max(3, size // 4)
+    states = []
+    for i in range(size):
+        account = f"acct-{1001 + i % n_accounts}"
+        if i % 2 == 0:
+            model, old, new = ATA_MODELS[(i // 2) % len(ATA_MODELS)]
+            dev = Device(
+                id=_mac(GRANDSTREAM_MAC_PREFIX, i),
+                account_id=account,
+                vendor="Grandstream",
+                model=model,
+                transport=Transport.SNMP,
+                address="127.0.0.1:1",
+                credentials="demo",
+            )
+        else:
+            model, old, new = PHONE_MODELS[(i // 2) % len(PHONE_MODELS)]
+            mac = _mac(YEALINK_MAC_PREFIX, i)
+            dev = Device(
+                id=mac,
+                account_id=account,
+                vendor="Yealink",
+                model=model,
+                transport=Transport.MQTT,
+                address=f"hookflash/{mac}",
+            )
+        target = new if rng.random() < 0.5 else old
+        states.append(DeviceState(dev, old, target, random.Random(seed * 1000 + i)))
+    return states
+
+
+def snmp_values(state: DeviceState) -> Mapping[str, TypedValue]:
+    state.step()
+    line = 1 if state.registered else 2
+    mac = bytes.fromhex(state.device.id)
+    return {
+        "1.3.6.1.2.1.1.1.0": TypedValue("octets", f"Grandstream {state.device.model} {state.firmware}"),
+        "1.3.6.1.2.1.1.2.0": TypedValue("oid", f"{GS_ENTERPRISE}.1.{state.device.model[2:]}"),
+        "1.3.6.1.2.1.1.3.0": TypedValue("timeticks", state.uptime_s * 100),
+        "1.3.6.1.2.1.1.5.0": TypedValue("octets", state.device.model),
+        "1.3.6.1.2.1.2.2.1.6.2": TypedValue("octets", mac),
+        "1.3.6.1.2.1.2.2.1.8.2": TypedValue("integer", 1),
+        "1.3.6.1.2.1.47.1.1.1.1.8.1": TypedValue("octets", "V2.1A"),
+        "1.3.6.1.2.1.47.1.1.1.1.9.1": TypedValue("octets", "1.0.3.5"),
+        "1.3.6.1.2.1.47.1.1.1.1.10.1": TypedValue("octets", state.firmware),
+        "1.3.6.1.2.1.47.1.1.1.1.11.1": TypedValue("octets", f"GS{state.device.id[-6:].upper()}"),
+        "1.3.6.1.2.1.47.1.1.1.1.13.1": TypedValue("octets", state.device.model),
+        f"{GS_ENTERPRISE}.1.2.1.1.0": TypedValue("integer", line),
+        f"{GS_ENTERPRISE}.1.2.1.2.0": TypedValue("integer", 2),
+        f"{GS_ENTERPRISE}.1.3.1.1.0": TypedValue("gauge", int(state.mos * 100)),
+        f"{GS_ENTERPRISE}.1.3.1.2.0": TypedValue("gauge", int(state.jitter)),
+        f"{GS_ENTERPRISE}.1.3.1.3.0": TypedValue("gauge", int(state.loss * 100)),
+        f"{GS_ENTERPRISE}.1.3.1.4.0": TypedValue("counter32", state.calls),
+    }
+
+
+def phone_messages(state: DeviceState, full: bool) -> list[tuple[str, dict[str, object]]]:
+    """(kind, payload) pairs one phone publishes in a cycle; inventory only when `full`."""
+    state.step()
+    now = round(time.time(), 3)
+    messages: list[tuple[str, dict[str, object]]] = [
+        ("signal", {"ts": now, "wifi": {"rssi": round(state.rssi), "channel": 36}}),
+        (
+            "registration",
+            {"ts": now, "sip": {"state": "REG_OK" if state.registered else "REG_FAIL"}},
+        ),
+        (
+            "call_quality",
+            {
+                "ts": now,
+                "call": {
+                    "mos": state.mos,
+                    "jitter_ms": round(state.jitter),
+                    "loss_pct": round(state.loss, 2),
+                    "codec": "G722",
+                },
+            },
+        ),
+        ("performance", {"ts": now, "uptime_s": state.uptime_s}),
+    ]
+    if full:
+        messages += [
+            ("firmware", {"ts": now, "firmware": {"version": state.firmware}}),
+            ("inventory", {"ts": now, "model": state.device.model, "hw_version": "1.0.0.4"}),
+        ]
+    return messages
+
+
+class SimulatedFleet:
+    """Runs the agents and the phones' publisher until stopped."""
+
+    def __init__(self, states: list[DeviceState], mqtt_port: int, period_s: float = 2.0) -> None:
+        self.states = states
+        self.agents: dict[str, SimulatedAgent] = {}
+        self.malformed_sent = 0
+        self.published = 0
+        self._mqtt_port = mqtt_port
+        self._period = period_s
+        self._task: asyncio.Task[None] | None = None
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="hookflash-sim-phones")
+
+    @property
+    def phones(self) -> list[DeviceState]:
+        return [s for s in self.states if s.device.transport is Transport.MQTT]
+
+    async def start(self) -> list[Device]:
+        """Start agents and the publisher; return the devices with their real addresses."""
+        devices = []
+        for state in self.states:
+            if state.device.transport is Transport.SNMP:
+                agent = SimulatedAgent(COMMUNITY, lambda s=state: snmp_values(s))  # type: ignore[misc]
+                await agent.start("127.0.0.1", 0)
+                self.agents[state.device.id] = agent
+                state.device = state.device.model_copy(update={"address": f"127.0.0.1:{agent.port}"})
+            devices.append(state.device)
+        self._client.connect("127.0.0.1", self._mqtt_port)
+        self._client.loop_start()
+        self._task = asyncio.create_task(self._publish_forever(), name="sim-phones")
+        return devices
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        for agent in self.agents.values():
+            await agent.stop()
+
+    async def _publish_forever(self) -> None:
+        cycle = 0
+        while True:
+            for state in self.phones:
+                for kind, payload in phone_messages(state, full=cycle % 5 == 0):
+                    topic = f"{state.device.address}/{kind}"
+                    self._client.publish(topic, json.dumps(payload), qos=1)
+                    self.published += 1
+            if cycle % 3 == 1 and self.phones:
+                # A phone with a buggy firmware build: payloads a hostile-input path must survive.
+                victim = self.phones[cycle % len(self.phones)]
+                bad = [b'{"wifi": {"rssi": "strong"}}', b"\xff\xfe garbage", b'{"ts": NaN}']
+                self._client.publish(f"{victim.device.address}/signal", bad[cycle % 3], qos=1)
+                self.malformed_sent += 1
+            cycle += 1
+            await asyncio.sleep(self._period)

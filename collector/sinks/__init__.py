@@ -1,0 +1,1 @@
+"""Sink stage: where tagged records are stored."""

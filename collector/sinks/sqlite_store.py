@@ -1,0 +1,242 @@
+"""Embedded telemetry store: SQLite in WAL mode, with erasure, anonymization and sweeping.
+
+Used from one writer thread inside the service (see collector.service) and directly by
+the CLI; a lock makes the single connection safe to share.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from collector.decode.mqtt import QuarantineEntry
+from collector.records import TelemetryRecord
+from collector.retention import EndAction, RetentionClass
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS telemetry (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL, account_id TEXT NOT NULL, kind TEXT NOT NULL,
+    observed_at REAL NOT NULL, received_at REAL NOT NULL, retention_class TEXT NOT NULL,
+    source TEXT NOT NULL, model TEXT NOT NULL, firmware TEXT, fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS telemetry_account ON telemetry(account_id, observed_at);
+CREATE INDEX IF NOT EXISTS telemetry_device ON telemetry(device_id, kind, observed_at);
+CREATE INDEX IF NOT EXISTS telemetry_class ON telemetry(retention_class, observed_at);
+CREATE TABLE IF NOT EXISTS aggregates (
+    retention_class TEXT NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL,
+    firmware TEXT NOT NULL, day TEXT NOT NULL, field TEXT NOT NULL,
+    count INTEGER NOT NULL, sum REAL, min REAL, max REAL,
+    PRIMARY KEY (retention_class, kind, model, firmware, day, field)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, source TEXT NOT NULL, topic TEXT NOT NULL,
+    size INTEGER NOT NULL, head TEXT NOT NULL, reason TEXT NOT NULL
+);
+"""
+
+_UPSERT_AGGREGATE = """
+INSERT INTO aggregates VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+ON CONFLICT (retention_class, kind, model, firmware, day, field) DO UPDATE SET
+    count = count + 1,
+    sum = CASE WHEN excluded.sum IS NULL THEN sum ELSE coalesce(sum, 0) + excluded.sum END,
+    min = CASE WHEN excluded.min IS NULL THEN min ELSE min(coalesce(min, excluded.min), excluded.min) END,
+    max = CASE WHEN excluded.max IS NULL THEN max ELSE max(coalesce(max, excluded.max), excluded.max) END
+"""
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _row_to_record(row: sqlite3.Row) -> TelemetryRecord:
+    return TelemetryRecord(
+        device_id=row["device_id"],
+        account_id=row["account_id"],
+        kind=row["kind"],
+        observed_at=datetime.fromtimestamp(row["observed_at"], UTC),
+        fields=json.loads(row["fields"]),
+        retention_class=row["retention_class"],
+        source=row["source"],
+        model=row["model"],
+        firmware=row["firmware"],
+    )
+
+
+class SqliteStore:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, records: Sequence[TelemetryRecord]) -> int:
+        now = _ts(datetime.now(UTC))
+        rows = [
+            (
+                r.device_id,
+                r.account_id,
+                r.kind.value,
+                _ts(r.observed_at),
+                now,
+                r.retention_class,
+                r.source,
+                r.model,
+                r.firmware,
+                json.dumps(r.fields, separators=(",", ":")),
+            )
+            for r in records
+        ]
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO telemetry (device_id, account_id, kind, observed_at, received_at,"
+                " retention_class, source, model, firmware, fields) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        return len(rows)
+
+    def quarantine(self, entries: Iterable[QuarantineEntry]) -> None:
+        rows = [(e.at.isoformat(), e.source, e.topic, e.size, e.head, e.reason) for e in entries]
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO quarantine (at, source, topic, size, head, reason) VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def query(
+        self,
+        device_id: str | None = None,
+        account_id: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[TelemetryRecord]:
+        sql, args = "SELECT * FROM telemetry WHERE 1=1", list[str | int]()
+        for column, value in (("device_id", device_id), ("account_id", account_id), ("kind", kind)):
+            if value is not None:
+                sql, args = f"{sql} AND {column} = ?", [*args, value]
+        sql += " ORDER BY observed_at, id"
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", [*args, limit]
+        with self._lock:
+            return [_row_to_record(r) for r in self._db.execute(sql, args)]
+
+    def quarantined(self, limit: int = 100) -> list[QuarantineEntry]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM quarantine ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [
+            QuarantineEntry(
+                at=datetime.fromisoformat(r["at"]),
+                source=r["source"],
+                topic=r["topic"],
+                size=r["size"],
+                head=r["head"],
+                reason=r["reason"],
+            )
+            for r in rows
+        ]
+
+    def aggregates(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute("SELECT * FROM aggregates ORDER BY 1,2,3,4,5,6")]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT kind, count(*) FROM telemetry GROUP BY kind").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def text_dump(self) -> str:
+        """Every stored byte that could identify someone, as text (used to prove erasure)."""
+        with self._lock:
+            parts = [json.dumps(dict(r), default=str) for r in self._db.execute("SELECT * FROM telemetry")]
+            parts += [json.dumps(dict(r)) for r in self._db.execute("SELECT * FROM aggregates")]
+            parts += [json.dumps(asdict(q), default=str) for q in self.quarantined(limit=1_000_000)]
+        return "\n".join(parts)
+
+    # -- ending data -------------------------------------------------------------------------
+
+    def purge_account_since(self, account_id: str, since: datetime) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM telemetry WHERE account_id = ? AND observed_at >= ?",
+                (account_id, _ts(since)),
+            )
+        return cur.rowcount
+
+    def erase_account(
+        self,
+        account_id: str,
+        device_ids: Sequence[str],
+        classes: Sequence[RetentionClass],
+        aggregate_text: frozenset[str],
+    ) -> dict[str, int]:
+        counts = {
+            cls.name: self._end(cls, "account_id = ?", (account_id,), aggregate_text) for cls in classes
+        }
+        with self._tx() as db:
+            # Quarantined payloads of the account's devices carry their ids in the topic.
+            removed = sum(
+                db.execute("DELETE FROM quarantine WHERE instr(topic, ?) > 0", (dev,)).rowcount
+                for dev in device_ids
+            )
+        counts["quarantine"] = removed
+        return counts
+
+    def expire(self, cls: RetentionClass, older_than: datetime, aggregate_text: frozenset[str]) -> int:
+        return self._end(cls, "observed_at < ?", (_ts(older_than),), aggregate_text)
+
+    def _end(
+        self, cls: RetentionClass, where: str, args: tuple[Any, ...], aggregate_text: frozenset[str]
+    ) -> int:
+        predicate = f"retention_class = ? AND {where}"
+        params = (cls.name, *args)
+        with self._tx() as db:
+            if cls.end_action is EndAction.ANONYMIZE:
+                for row in db.execute(f"SELECT * FROM telemetry WHERE {predicate}", params).fetchall():
+                    self._fold(db, row, aggregate_text)
+            cur = db.execute(f"DELETE FROM telemetry WHERE {predicate}", params)
+        return cur.rowcount
+
+    @staticmethod
+    def _fold(db: sqlite3.Connection, row: sqlite3.Row, aggregate_text: frozenset[str]) -> None:
+        """Fold one record into per-model/firmware/day aggregates; identifiers are dropped."""
+        day = datetime.fromtimestamp(row["observed_at"], UTC).strftime("%Y-%m-%d")
+        key = (row["retention_class"], row["kind"], row["model"], row["firmware"] or "", day)
+        for name, value in json.loads(row["fields"]).items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                if name in aggregate_text and isinstance(value, str | bool):
+                    db.execute(_UPSERT_AGGREGATE, (*key, f"{name}={value}", None, None, None))
+                continue
+            db.execute(_UPSERT_AGGREGATE, (*key, name, value, value, value))

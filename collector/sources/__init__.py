@@ -1,0 +1,1 @@
+"""Source stage: SNMP polling and MQTT subscription."""

@@ -1,0 +1,160 @@
+"""MQTT subscriber on paho-mqtt 2, bridged to the asyncio loop.
+
+paho runs its network loop in its own thread (`loop_start`); callbacks only hand the raw
+message to the event loop with `call_soon_threadsafe`, where decoding and gating happen.
+Topic scheme: `<device topic>/<kind>`, where the device topic is the device's registry
+address (by convention `hookflash/<device id>`). In `per-device` mode hookflash
+subscribes only to active devices' topics, so the broker never even sends it data of
+other devices; in `wildcard` mode it subscribes to one filter and drops the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.config import MqttConfig
+from collector.decode.mqtt import PayloadRejected, QuarantineEntry, decode_mqtt
+from collector.pipeline import Pipeline
+from collector.profiles import DeviceProfile, ProfileError, ProfileSet
+from provisioning.events import EventType, LifecycleEvent
+from provisioning.models import Device, Transport
+
+log = logging.getLogger(__name__)
+_SUBSCRIBE_CHUNK = 100
+
+
+class MqttSubscriber:
+    def __init__(self, pipeline: Pipeline, profiles: ProfileSet, config: MqttConfig) -> None:
+        self._pipeline = pipeline
+        self._profiles = profiles
+        self._config = config
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._by_topic: dict[str, Device] = {}
+        self._subscribed: set[str] = set()
+        self.connected = asyncio.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=config.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        if config.username:
+            self._client.username_pw_set(config.username, config.resolved_password())
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._refresh_devices()
+        self._client.connect_async(self._config.host, self._config.port, self._config.keepalive_s)
+        self._client.loop_start()
+
+    async def stop(self) -> None:
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    def on_event(self, event: LifecycleEvent) -> None:
+        """Drop subscriptions of stopped accounts; add those of new or reactivated devices."""
+        self._refresh_devices()
+        if self._config.subscribe != "per-device" or not self._client.is_connected():
+            return
+        if event.stops_collection or event.type is EventType.DEVICE_REMOVED:
+            gone = sorted(self._subscribed - set(self._wanted_filters()))
+            if gone:
+                self._client.unsubscribe(gone)
+                self._subscribed.difference_update(gone)
+        else:
+            self._subscribe(sorted(set(self._wanted_filters()) - self._subscribed))
+
+    # -- topic bookkeeping ---------------------------------------------------------------------
+
+    def _refresh_devices(self) -> None:
+        gate = self._pipeline.gate
+        self._by_topic = {d.address: d for d in gate.devices() if d.transport is Transport.MQTT}
+
+    def _wanted_filters(self) -> list[str]:
+        if self._config.subscribe == "wildcard":
+            return [self._config.wildcard_filter]
+        gate = self._pipeline.gate
+        return [f"{topic}/+" for topic, d in self._by_topic.items() if gate.allows(d.id)]
+
+    def _subscribe(self, filters: list[str]) -> None:
+        for start in range(0, len(filters), _SUBSCRIBE_CHUNK):
+            chunk = filters[start : start + _SUBSCRIBE_CHUNK]
+            wanted: list[tuple[str, int]] = [(f, self._config.qos) for f in chunk]
+            self._client.subscribe(wanted)
+            self._subscribed.update(chunk)
+
+    # -- paho thread callbacks -----------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error(
+                "MQTT broker %s:%d refused connection: %s",
+                self._config.host,
+                self._config.port,
+                reason,
+            )
+            return
+        log.info("connected to MQTT broker %s:%d", self._config.host, self._config.port)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._resubscribe)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.connected.clear)
+        if reason.is_failure:
+            log.warning("MQTT connection lost (%s); reconnecting", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._receive, message.topic, bytes(message.payload))
+
+    # -- event loop side -----------------------------------------------------------------------
+
+    def _resubscribe(self) -> None:
+        # Subscriptions are per session: resubscribe after every (re)connect.
+        self._subscribed.clear()
+        self._subscribe(self._wanted_filters())
+        self.connected.set()
+
+    def _receive(self, topic: str, payload: bytes) -> None:
+        stats = self._pipeline.stats
+        stats.messages_received += 1
+        now = datetime.now(UTC)
+        device_topic, _, kind = topic.rpartition("/")
+        device = self._by_topic.get(device_topic)
+        if device is None:
+            stats.dropped_not_provisioned += 1  # P1: not stored, not even quarantined
+            return
+        if not self._pipeline.gate.allows(device.id):
+            stats.dropped_inactive += 1
+            return
+        try:
+            profile = self._profile(device)
+            observation = decode_mqtt(profile, device.id, kind, payload, now, self._config.max_payload_bytes)
+        except PayloadRejected as exc:
+            self._pipeline.quarantine(QuarantineEntry.of("mqtt", topic, payload, exc.reason, now))
+            return
+        except ProfileError as exc:
+            self._pipeline.quarantine(QuarantineEntry.of("mqtt", topic, payload, str(exc), now))
+            return
+        self._pipeline.submit(observation)
+
+    def _profile(self, device: Device) -> DeviceProfile:
+        if device.profile:
+            return self._profiles.get(device.profile)
+        found = self._profiles.by_model(device.vendor, device.model)
+        if found is None:
+            raise ProfileError(f"no profile for {device.vendor} {device.model}; set one in the registry")
+        return found

@@ -1,0 +1,1 @@
+"""Provisioning registry: the source of truth for accounts, devices and their lifecycle."""

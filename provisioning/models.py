@@ -1,0 +1,95 @@
+"""Registry entities. Device ids are normalized MAC addresses (12 lower-case hex digits)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_MAC_SEPARATORS = re.compile(r"[:\-.\s]")
+_HEX12 = re.compile(r"^[0-9a-f]{12}$")
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?$")
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    REVOKED = "revoked"
+
+
+class Transport(StrEnum):
+    SNMP = "snmp"
+    MQTT = "mqtt"
+
+
+def normalize_mac(raw: str) -> str:
+    """Accept aa:bb:cc:dd:ee:ff, AA-BB-..., aabb.ccdd.eeff or bare hex; return bare lower hex."""
+    mac = _MAC_SEPARATORS.sub("", raw.strip()).lower()
+    if not _HEX12.match(mac):
+        raise ValueError(f"not a MAC address: {raw!r} (want 12 hex digits, e.g. 00:0b:82:12:34:56)")
+    return mac
+
+
+def check_account_id(raw: str) -> str:
+    if not _ACCOUNT_ID.match(raw):
+        raise ValueError(f"bad account id {raw!r}: 1-64 characters, letters, digits, '_', '.', '-'")
+    return raw
+
+
+class Account(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: AccountStatus
+    status_changed_at: datetime
+
+
+class Device(BaseModel):
+    """One provisioned device. `credentials` is a reference to a secret in config, never a secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(description="normalized MAC")
+    account_id: str
+    vendor: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=64)
+    profile: str = Field(default="", max_length=64, description="empty: chosen by sysObjectID")
+    transport: Transport
+    address: str = Field(min_length=1, max_length=255, description="host[:port] or MQTT topic")
+    credentials: str = Field(default="", max_length=64, description="name of a credential set")
+    debug_until: datetime | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _mac(cls, value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError("device id must be a string MAC address")
+        return normalize_mac(value)
+
+    @field_validator("account_id")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        return check_account_id(value)
+
+    @model_validator(mode="after")
+    def _address_fits_transport(self) -> Device:
+        if self.transport is Transport.SNMP:
+            match = _HOST_PORT.match(self.address)
+            if not match:
+                raise ValueError(f"snmp address {self.address!r} is not host[:port]")
+            port = match.group("port")
+            if port is not None and not 0 < int(port) < 65536:
+                raise ValueError(f"snmp address {self.address!r} has port out of range")
+        elif any(ch in self.address for ch in "+#") or self.address.startswith("$"):
+            raise ValueError(f"mqtt topic {self.address!r} must be a plain topic, no wildcards")
+        return self
+
+    def snmp_endpoint(self, default_port: int = 161) -> tuple[str, int]:
+        match = _HOST_PORT.match(self.address)
+        assert match is not None  # validated at construction
+        host = match.group("host").strip("[]")
+        port = match.group("port")
+        return host, int(port) if port else default_port

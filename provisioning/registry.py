@@ -1,0 +1,269 @@
+"""The provisioning registry: accounts, devices, an append-only audit log and lifecycle events.
+
+SQLite in WAL mode so a collector process can read while the CLI writes. The audit table
+is append-only: triggers refuse UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from provisioning.events import EventType, LifecycleEvent, event_for_transition
+from provisioning.models import Account, AccountStatus, Device, Transport, check_account_id
+
+Clock = Callable[[], datetime]
+Listener = Callable[[LifecycleEvent], None]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
+    status_changed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    vendor TEXT NOT NULL, model TEXT NOT NULL, profile TEXT NOT NULL,
+    transport TEXT NOT NULL, address TEXT NOT NULL, credentials TEXT NOT NULL,
+    debug_until TEXT
+);
+CREATE INDEX IF NOT EXISTS devices_account ON devices(account_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, account_id TEXT, device_id TEXT, action TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, type TEXT NOT NULL, account_id TEXT NOT NULL, device_id TEXT
+);
+"""
+
+
+class UnknownAccount(LookupError):
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"no such account: {account_id!r}")
+        self.account_id = account_id
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _device_from_row(row: sqlite3.Row) -> Device:
+    data = dict(row)
+    return Device.model_validate(data)
+
+
+class Registry:
+    def __init__(self, path: Path, clock: Clock = utcnow) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._listeners: list[Listener] = []
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener` synchronously, in this process, for every event this registry emits."""
+        self._listeners.append(listener)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def accounts(self) -> list[Account]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM accounts ORDER BY id").fetchall()
+        return [Account.model_validate(dict(r)) for r in rows]
+
+    def account(self, account_id: str) -> Account:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        if row is None:
+            raise UnknownAccount(account_id)
+        return Account.model_validate(dict(row))
+
+    def devices(self, account_id: str | None = None, transport: Transport | None = None) -> list[Device]:
+        sql, args = "SELECT * FROM devices WHERE 1=1", list[str]()
+        if account_id is not None:
+            sql, args = sql + " AND account_id = ?", [*args, account_id]
+        if transport is not None:
+            sql, args = sql + " AND transport = ?", [*args, transport.value]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [_device_from_row(r) for r in rows]
+
+    def device_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM devices").fetchone()[0])
+
+    def events_since(self, last_id: int) -> list[LifecycleEvent]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM events WHERE id > ? ORDER BY id", (last_id,)).fetchall()
+        return [LifecycleEvent.model_validate(dict(r)) for r in rows]
+
+    def last_event_id(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def audit_entries(self, account_id: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM audit", []
+        if account_id is not None:
+            sql, args = sql + " WHERE account_id = ?", [account_id]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def import_devices(self, devices: Iterable[Device], source: str) -> int:
+        """Insert or update devices in one transaction; unknown accounts are created active."""
+        now = self._clock()
+        emitted: list[LifecycleEvent] = []
+        count = 0
+        with self._tx() as db:
+            for dev in devices:
+                count += 1
+                if db.execute("SELECT 1 FROM accounts WHERE id = ?", (dev.account_id,)).fetchone() is None:
+                    db.execute(
+                        "INSERT INTO accounts VALUES (?, 'active', ?)",
+                        (dev.account_id, now.isoformat()),
+                    )
+                    emitted.append(self._emit(db, now, EventType.ACCOUNT_ACTIVATED, dev.account_id))
+                existed = db.execute("SELECT 1 FROM devices WHERE id = ?", (dev.id,)).fetchone()
+                db.execute(
+                    "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        dev.id,
+                        dev.account_id,
+                        dev.vendor,
+                        dev.model,
+                        dev.profile,
+                        dev.transport.value,
+                        dev.address,
+                        dev.credentials,
+                        dev.debug_until.isoformat() if dev.debug_until else None,
+                    ),
+                )
+                if existed is None:
+                    emitted.append(self._emit(db, now, EventType.DEVICE_ADDED, dev.account_id, dev.id))
+            self._audit(db, now, None, None, "devices.imported", {"source": source, "count": count})
+        self._notify(emitted)
+        return count
+
+    def remove_device(self, device_id: str) -> None:
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute("SELECT account_id FROM devices WHERE id = ?", (device_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"no such device: {device_id!r}")
+            db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+            event = self._emit(db, now, EventType.DEVICE_REMOVED, row[0], device_id)
+            self._audit(db, now, row[0], device_id, "device.removed", {})
+        self._notify([event])
+
+    def set_status(self, account_id: str, status: AccountStatus, reason: str = "") -> LifecycleEvent | None:
+        """Change an account's status. Returns the emitted event, None if it was already so."""
+        check_account_id(account_id)
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            if row is None:
+                raise UnknownAccount(account_id)
+            old = AccountStatus(row[0])
+            event_type = event_for_transition(old, status)
+            if event_type is None:
+                return None
+            db.execute(
+                "UPDATE accounts SET status = ?, status_changed_at = ? WHERE id = ?",
+                (status.value, now.isoformat(), account_id),
+            )
+            event = self._emit(db, now, event_type, account_id)
+            self._audit(
+                db,
+                now,
+                account_id,
+                None,
+                "account.status",
+                {
+                    "from": old.value,
+                    "to": status.value,
+                    "reason": reason,
+                    "event": event_type.value,
+                },
+            )
+        self._notify([event])
+        return event
+
+    def record_audit(
+        self,
+        action: str,
+        detail: dict[str, Any],
+        account_id: str | None = None,
+        device_id: str | None = None,
+    ) -> None:
+        with self._tx() as db:
+            self._audit(db, self._clock(), account_id, device_id, action, detail)
+
+    def _emit(
+        self,
+        db: sqlite3.Connection,
+        at: datetime,
+        kind: EventType,
+        account_id: str,
+        device_id: str | None = None,
+    ) -> LifecycleEvent:
+        cur = db.execute(
+            "INSERT INTO events (at, type, account_id, device_id) VALUES (?, ?, ?, ?)",
+            (at.isoformat(), kind.value, account_id, device_id),
+        )
+        assert cur.lastrowid is not None
+        return LifecycleEvent(id=cur.lastrowid, at=at, type=kind, account_id=account_id, device_id=device_id)
+
+    @staticmethod
+    def _audit(
+        db: sqlite3.Connection,
+        at: datetime,
+        account_id: str | None,
+        device_id: str | None,
+        action: str,
+        detail: dict[str, Any],
+    ) -> None:
+        db.execute(
+            "INSERT INTO audit (at, account_id, device_id, action, detail) VALUES (?, ?, ?, ?, ?)",
+            (at.isoformat(), account_id, device_id, action, json.dumps(detail, sort_keys=True)),
+        )
+
+    def _notify(self, events: list[LifecycleEvent]) -> None:
+        for event in events:
+            for listener in self._listeners:
+                listener(event)

@@ -1,0 +1,285 @@
+"""Real mosquitto / net-snmp snmpd processes for integration tests, on 127.0.0.1 only.
+
+Plain Python (no pytest): usable from conftest fixtures, benchmarks and ad-hoc scripts.
+
+Mosquitto 2.0.x log lines (``<epoch>: <message>``) that the parsers rely on::
+
+    New client connected from 127.0.0.1:37117 as <client-id> (p2, c1, k60[, u'<user>']).
+    <client-id> <qos> <topic-filter>     # log_type subscribe   (one line per filter)
+    <client-id> <topic-filter>           # log_type unsubscribe (one line per filter)
+
+Only the QoS bits of MQTT v5 subscription options are logged. Sub/unsub lines carry no
+keyword, so they are recognised by a client id seen in an earlier "New client connected"
+line. They are written (and flushed) before mosquitto sends the SUBACK/UNSUBACK.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Literal, NoReturn, Protocol, Self
+
+HOST = "127.0.0.1"
+SYS_UPTIME = ".1.3.6.1.2.1.1.3.0"
+SNMP_IN_PKTS = ".1.3.6.1.2.1.11.1.0"
+# Types net-snmp 5.9 `override` can serve (utilities/override.c). "gauge" is our alias for
+# "uinteger" (Gauge32); snmpd rejects counter64, ipaddress, opaque, nsap, bit_str itself.
+OVERRIDE_TYPES = frozenset(
+    {"integer", "uinteger", "unsigned", "counter", "timeticks", "octet_str", "object_id", "null"}
+)
+_NUMERIC_OID = re.compile(r"\.?\d+(\.\d+)+")
+_NO_OVERRIDES: Mapping[str, tuple[str, str | int]] = MappingProxyType({})
+SubEvent = tuple[Literal["subscribe", "unsubscribe"], str, str]
+_CONNECTED = re.compile(r"New client connected from \S+ as (.+) \(p\d+, c\d, k\d+(, u'.*')?\)\.$")
+
+
+def free_port(kind: Literal["tcp", "udp"]) -> int:
+    """A currently free 127.0.0.1 port (bind to 0, read, close: racy but good enough)."""
+    sock_type = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, sock_type) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    if not path.exists():
+        return f"<{path} does not exist>"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class _Service:
+    """Subprocess lifecycle: write config, start, poll readiness, SIGTERM on stop/exit."""
+
+    name = "service"
+
+    def __init__(self, workdir: Path, port: int | None, kind: Literal["tcp", "udp"]) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = HOST
+        self.port = port if port is not None else free_port(kind)
+        self.config_path = self.workdir / f"{self.name}.conf"
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.output_path = self.workdir / f"{self.name}.out"  # the process' stdout + stderr
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0  # log size in bytes when the current process was started
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> Self:
+        raise NotImplementedError
+
+    def _launch(self, config: str, cmd: list[str], ready: Callable[[], bool], timeout: float,
+                env: dict[str, str] | None = None) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} on port {self.port} is already running")
+        self.config_path.write_text(config)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.output_path.open("ab") as out:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while (code := self._proc.poll()) is not None or not ready():
+            if code is not None or time.monotonic() > deadline:
+                self.stop()
+                self._fail(f"exited with code {code}" if code is not None
+                           else f"not ready within {timeout}s", cmd)
+            time.sleep(0.05)
+
+    def _fail(self, why: str, cmd: list[str]) -> NoReturn:
+        raise RuntimeError(
+            f"{self.name} on {self.host}:{self.port} {why}\ncommand: {' '.join(cmd)}"
+            f"\n--- {self.log_path} (tail) ---\n{_tail(self.log_path)}"
+            f"\n--- {self.output_path} (tail) ---\n{_tail(self.output_path)}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> Self:
+        return self if self.running else self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class Mosquitto(_Service):
+    """mosquitto broker on 127.0.0.1:<port>; its log file is appended to across restarts."""
+
+    name = "mosquitto"
+    def __init__(self, workdir: Path, *, persistence: bool = False, port: int | None = None):
+        super().__init__(workdir, port, "tcp")
+        self.persistence = persistence
+
+    def start(self, timeout: float = 10.0) -> Self:
+        log_types = ("error", "warning", "notice", "information", "subscribe", "unsubscribe")
+        config = [
+            f"listener {self.port} {HOST}", "allow_anonymous true",
+            f"log_dest file {self.log_path}",
+            *(f"log_type {t}" for t in log_types),  # only the 1st word of a log_type line counts
+            "connection_messages true", "max_queued_messages 1000000",
+            f"persistence {str(self.persistence).lower()}",
+            f"persistence_location {self.workdir}/",  # mosquitto appends "mosquitto.db" as-is
+        ]
+        if os.geteuid() == 0:  # else it drops to user "mosquitto", who cannot write the workdir
+            config.append("user root")
+        cmd = ["/usr/sbin/mosquitto", "-c", str(self.config_path)]
+        self._launch("\n".join(config) + "\n", cmd, self._ready, timeout)
+        return self
+
+    def _ready(self) -> bool:
+        # "running" is logged once the listener is open; requiring it first means a foreign
+        # process that happens to own the port is not mistaken for this broker.
+        new_log = self.log_path.read_bytes()[self._log_offset :] if self.log_path.exists() else b""
+        if not re.search(rb"^\d+: mosquitto version \S+ running$", new_log, re.MULTILINE):
+            return False
+        try:
+            socket.create_connection((HOST, self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    def restart(self, timeout: float = 10.0) -> Self:
+        self.stop()
+        return self.start(timeout)
+
+    def events(self) -> list[SubEvent]:
+        """(kind, client_id, topic_filter) of every SUBSCRIBE/UNSUBSCRIBE filter, in order."""
+        clients: list[str] = []  # longest first, so "a b" wins over "a"
+        found: list[SubEvent] = []
+        for line in self.log_text().splitlines():
+            msg = re.sub(r"^\d+: ", "", line)
+            if m := _CONNECTED.match(msg):
+                clients = sorted({*clients, m[1]}, key=len, reverse=True)
+            elif cid := next((c for c in clients if msg.startswith(c + " ")), None):
+                rest = msg[len(cid) + 1 :]
+                sub = re.fullmatch(r"([0-2]) (.+)", rest)
+                found.append(("subscribe", cid, sub[2]) if sub else ("unsubscribe", cid, rest))
+        return found
+
+    def subscribed_topics(self, client_id: str | None = None) -> list[str]:
+        return [t for k, c, t in self.events() if k == "subscribe" and client_id in (None, c)]
+
+    def unsubscribed_topics(self, client_id: str | None = None) -> list[str]:
+        return [t for k, c, t in self.events() if k == "unsubscribe" and client_id in (None, c)]
+
+
+def _override_line(oid: str, kind: str, value: str | int) -> str:
+    kind, text = ("uinteger" if kind == "gauge" else kind), str(value)
+    if not _NUMERIC_OID.fullmatch(oid):
+        raise ValueError(f"override OID must be numeric (no MIBs are loaded): {oid!r}")
+    if kind not in OVERRIDE_TYPES:
+        raise ValueError(f"snmpd override cannot serve type {kind!r}; use {sorted(OVERRIDE_TYPES)}")
+    if kind == "null":
+        text = ""  # the OID then answers noSuchInstance
+    elif kind == "octet_str" and re.fullmatch(r'(?!0x)[ -~]*', text) and not {'"', "\\"} & {*text}:
+        text = f'"{text}"'
+    elif kind == "octet_str":
+        text = "0x" + text.encode().hex()  # snmpd reads a 0x-prefixed value as hex bytes
+    elif not text or any(c.isspace() for c in text):
+        raise ValueError(f"bad {kind} value for {oid}: {value!r}")
+    return f"override .{oid.lstrip('.')} {kind} {text}".rstrip()
+
+
+class Snmpd(_Service):
+    """net-snmp agent on udp:127.0.0.1:<port>: v1/v2c read-only community, no MIB files."""
+
+    name = "snmpd"
+
+    def __init__(self, workdir: Path, *, community: str = "public",
+                 overrides: Mapping[str, tuple[str, str | int]] = _NO_OVERRIDES,
+                 port: int | None = None) -> None:
+        super().__init__(workdir, port, "udp")
+        self.community = community
+        self.overrides = dict(overrides)
+        self._override_lines = [_override_line(o, k, v) for o, (k, v) in self.overrides.items()]
+        self._own_requests = 0  # request packets this helper sent via snmpget()
+        self._own_at: dict[int, int] = {}  # in_pkts() value -> _own_requests at that moment
+        (self.workdir / "empty").mkdir(exist_ok=True)
+        self.env = {**os.environ, "MIBS": "", "MIBDIRS": str(self.workdir / "empty"),
+                    "SNMPCONFPATH": str(self.workdir / "empty"),
+                    "SNMP_PERSISTENT_DIR": str(self.workdir / "persist")}
+
+    def start(self, timeout: float = 10.0) -> Self:
+        config = [  # the address must not also be given on the command line: EADDRINUSE
+            f"agentAddress udp:{HOST}:{self.port}", f"rocommunity {self.community} {HOST}",
+            "dontLogTCPWrappersConnects yes", *self._override_lines,
+        ]
+        # -f: no fork; -C: no default config files; -I -smux: else, as root, snmpd also
+        # listens on tcp 0.0.0.0:199 (SMUX) and all but the first instance log a bind failure.
+        cmd = ["/usr/sbin/snmpd", "-f", "-C", "-c", str(self.config_path), "-I", "-smux",
+               "-Lf", str(self.log_path), "-p", str(self.workdir / "snmpd.pid")]
+        self._launch("\n".join(config) + "\n", cmd, self._ready, timeout, self.env)
+        if errors := [ln for ln in self.log_text().splitlines() if "Error" in ln]:
+            self.stop()  # e.g. "snmpd.conf: line 4: Error: unknown type specified"
+            self._fail("rejected its config: " + "; ".join(errors), cmd)
+        return self
+
+    def _ready(self) -> bool:  # the banner is logged once the agent socket is bound
+        return "NET-SNMP version" in self.log_text() and not self._run([SYS_UPTIME], 0.2).returncode
+
+    def _run(self, oids: list[str], timeout: float = 1.0) -> subprocess.CompletedProcess[str]:
+        cmd = ["snmpget", "-v2c", "-c", self.community, "-On", "-Oq", "-t", str(timeout), "-r", "0",
+               f"{HOST}:{self.port}", *oids]
+        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, check=False)
+
+    def snmpget(self, *oids: str) -> list[str]:
+        """Values of ``oids`` as ``snmpget -On -Oqv`` prints them; one request packet.
+
+        Strings come back quoted, non-ASCII/binary ones as quoted hex ("C3 BC ").
+        """
+        self._own_requests += 1
+        result = self._run(list(oids))
+        if result.returncode != 0 or "Timeout" in result.stdout:
+            raise RuntimeError(f"snmpget {oids} failed: {result.stdout}{result.stderr}")
+        values: list[str] = []
+        for line in result.stdout.splitlines():  # ".oid value"; long hex strings wrap lines
+            oid, _, value = line.partition(" ")
+            if oid.startswith(".") and _NUMERIC_OID.fullmatch(oid):
+                values.append(value)
+            elif values:
+                values[-1] += line
+        return values
+
+    def in_pkts(self) -> int:
+        """snmpInPkts.0: packets that reached the agent (any community), this reading included."""
+        value = int(self.snmpget(SNMP_IN_PKTS)[0])
+        self._own_at[value] = self._own_requests
+        return value
+
+    def requests_since(self, baseline: int) -> int:
+        """Packets received since the in_pkts() reading ``baseline``, minus this helper's own."""
+        if baseline not in self._own_at:
+            raise ValueError(f"{baseline} was not returned by in_pkts() of this Snmpd")
+        now = self.in_pkts()
+        return now - baseline - (self._own_at[now] - self._own_at[baseline])
+
+
+class SnmpdFactory(Protocol):
+    """Type of the ``snmpd_factory`` fixture: starts one more agent per call."""
+
+    def __call__(self, overrides: Mapping[str, tuple[str, str | int]] | None = None, *,
+                 community: str = "public", port: int | None = None) -> Snmpd: ...
