@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+
 from services import Mosquitto, Snmpd, SnmpdFactory
 
 
@@ -20,10 +21,15 @@ def snmpd_factory(tmp_path: Path) -> Iterator[SnmpdFactory]:
     """``snmpd_factory({oid: (type, value)}, community=..., port=...)`` -> a running Snmpd."""
     started: list[Snmpd] = []
 
-    def start(overrides: Mapping[str, tuple[str, str | int]] | None = None, *,
-              community: str = "public", port: int | None = None) -> Snmpd:
-        agent = Snmpd(tmp_path / f"snmpd{len(started)}", community=community,
-                      overrides=overrides or {}, port=port)
+    def start(
+        overrides: Mapping[str, tuple[str, str | int]] | None = None,
+        *,
+        community: str = "public",
+        port: int | None = None,
+    ) -> Snmpd:
+        agent = Snmpd(
+            tmp_path / f"snmpd{len(started)}", community=community, overrides=overrides or {}, port=port
+        )
         started.append(agent)
         return agent.start()
 

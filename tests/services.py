@@ -81,21 +81,29 @@ class _Service:
     def start(self, timeout: float = 10.0) -> Self:
         raise NotImplementedError
 
-    def _launch(self, config: str, cmd: list[str], ready: Callable[[], bool], timeout: float,
-                env: dict[str, str] | None = None) -> None:
+    def _launch(
+        self,
+        config: str,
+        cmd: list[str],
+        ready: Callable[[], bool],
+        timeout: float,
+        env: dict[str, str] | None = None,
+    ) -> None:
         if self.running:
             raise RuntimeError(f"{self.name} on port {self.port} is already running")
         self.config_path.write_text(config)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.output_path.open("ab") as out:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
+            )
         deadline = time.monotonic() + timeout
         while (code := self._proc.poll()) is not None or not ready():
             if code is not None or time.monotonic() > deadline:
                 self.stop()
-                self._fail(f"exited with code {code}" if code is not None
-                           else f"not ready within {timeout}s", cmd)
+                self._fail(
+                    f"exited with code {code}" if code is not None else f"not ready within {timeout}s", cmd
+                )
             time.sleep(0.05)
 
     def _fail(self, why: str, cmd: list[str]) -> NoReturn:
@@ -121,8 +129,9 @@ class _Service:
     def __enter__(self) -> Self:
         return self if self.running else self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -130,6 +139,7 @@ class Mosquitto(_Service):
     """mosquitto broker on 127.0.0.1:<port>; its log file is appended to across restarts."""
 
     name = "mosquitto"
+
     def __init__(self, workdir: Path, *, persistence: bool = False, port: int | None = None):
         super().__init__(workdir, port, "tcp")
         self.persistence = persistence
@@ -137,10 +147,12 @@ class Mosquitto(_Service):
     def start(self, timeout: float = 10.0) -> Self:
         log_types = ("error", "warning", "notice", "information", "subscribe", "unsubscribe")
         config = [
-            f"listener {self.port} {HOST}", "allow_anonymous true",
+            f"listener {self.port} {HOST}",
+            "allow_anonymous true",
             f"log_dest file {self.log_path}",
             *(f"log_type {t}" for t in log_types),  # only the 1st word of a log_type line counts
-            "connection_messages true", "max_queued_messages 1000000",
+            "connection_messages true",
+            "max_queued_messages 1000000",
             f"persistence {str(self.persistence).lower()}",
             f"persistence_location {self.workdir}/",  # mosquitto appends "mosquitto.db" as-is
         ]
@@ -195,7 +207,7 @@ def _override_line(oid: str, kind: str, value: str | int) -> str:
         raise ValueError(f"snmpd override cannot serve type {kind!r}; use {sorted(OVERRIDE_TYPES)}")
     if kind == "null":
         text = ""  # the OID then answers noSuchInstance
-    elif kind == "octet_str" and re.fullmatch(r'(?!0x)[ -~]*', text) and not {'"', "\\"} & {*text}:
+    elif kind == "octet_str" and re.fullmatch(r"(?!0x)[ -~]*", text) and not {'"', "\\"} & {*text}:
         text = f'"{text}"'
     elif kind == "octet_str":
         text = "0x" + text.encode().hex()  # snmpd reads a 0x-prefixed value as hex bytes
@@ -209,9 +221,14 @@ class Snmpd(_Service):
 
     name = "snmpd"
 
-    def __init__(self, workdir: Path, *, community: str = "public",
-                 overrides: Mapping[str, tuple[str, str | int]] = _NO_OVERRIDES,
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        community: str = "public",
+        overrides: Mapping[str, tuple[str, str | int]] = _NO_OVERRIDES,
+        port: int | None = None,
+    ) -> None:
         super().__init__(workdir, port, "udp")
         self.community = community
         self.overrides = dict(overrides)
@@ -219,19 +236,36 @@ class Snmpd(_Service):
         self._own_requests = 0  # request packets this helper sent via snmpget()
         self._own_at: dict[int, int] = {}  # in_pkts() value -> _own_requests at that moment
         (self.workdir / "empty").mkdir(exist_ok=True)
-        self.env = {**os.environ, "MIBS": "", "MIBDIRS": str(self.workdir / "empty"),
-                    "SNMPCONFPATH": str(self.workdir / "empty"),
-                    "SNMP_PERSISTENT_DIR": str(self.workdir / "persist")}
+        self.env = {
+            **os.environ,
+            "MIBS": "",
+            "MIBDIRS": str(self.workdir / "empty"),
+            "SNMPCONFPATH": str(self.workdir / "empty"),
+            "SNMP_PERSISTENT_DIR": str(self.workdir / "persist"),
+        }
 
     def start(self, timeout: float = 10.0) -> Self:
         config = [  # the address must not also be given on the command line: EADDRINUSE
-            f"agentAddress udp:{HOST}:{self.port}", f"rocommunity {self.community} {HOST}",
-            "dontLogTCPWrappersConnects yes", *self._override_lines,
+            f"agentAddress udp:{HOST}:{self.port}",
+            f"rocommunity {self.community} {HOST}",
+            "dontLogTCPWrappersConnects yes",
+            *self._override_lines,
         ]
         # -f: no fork; -C: no default config files; -I -smux: else, as root, snmpd also
         # listens on tcp 0.0.0.0:199 (SMUX) and all but the first instance log a bind failure.
-        cmd = ["/usr/sbin/snmpd", "-f", "-C", "-c", str(self.config_path), "-I", "-smux",
-               "-Lf", str(self.log_path), "-p", str(self.workdir / "snmpd.pid")]
+        cmd = [
+            "/usr/sbin/snmpd",
+            "-f",
+            "-C",
+            "-c",
+            str(self.config_path),
+            "-I",
+            "-smux",
+            "-Lf",
+            str(self.log_path),
+            "-p",
+            str(self.workdir / "snmpd.pid"),
+        ]
         self._launch("\n".join(config) + "\n", cmd, self._ready, timeout, self.env)
         if errors := [ln for ln in self.log_text().splitlines() if "Error" in ln]:
             self.stop()  # e.g. "snmpd.conf: line 4: Error: unknown type specified"
@@ -242,8 +276,20 @@ class Snmpd(_Service):
         return "NET-SNMP version" in self.log_text() and not self._run([SYS_UPTIME], 0.2).returncode
 
     def _run(self, oids: list[str], timeout: float = 1.0) -> subprocess.CompletedProcess[str]:
-        cmd = ["snmpget", "-v2c", "-c", self.community, "-On", "-Oq", "-t", str(timeout), "-r", "0",
-               f"{HOST}:{self.port}", *oids]
+        cmd = [
+            "snmpget",
+            "-v2c",
+            "-c",
+            self.community,
+            "-On",
+            "-Oq",
+            "-t",
+            str(timeout),
+            "-r",
+            "0",
+            f"{HOST}:{self.port}",
+            *oids,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, env=self.env, check=False)
 
     def snmpget(self, *oids: str) -> list[str]:
@@ -281,5 +327,10 @@ class Snmpd(_Service):
 class SnmpdFactory(Protocol):
     """Type of the ``snmpd_factory`` fixture: starts one more agent per call."""
 
-    def __call__(self, overrides: Mapping[str, tuple[str, str | int]] | None = None, *,
-                 community: str = "public", port: int | None = None) -> Snmpd: ...
+    def __call__(
+        self,
+        overrides: Mapping[str, tuple[str, str | int]] | None = None,
+        *,
+        community: str = "public",
+        port: int | None = None,
+    ) -> Snmpd: ...

@@ -18,3 +18,7 @@ def cli() -> None:
 
 for command in (demo, run, devices, accounts, query, quarantine, audit, sweep):
     cli.add_command(command)
+
+
+if __name__ == "__main__":
+    cli()

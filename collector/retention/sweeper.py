@@ -35,7 +35,7 @@ class RetentionSweeper:
     def sweep(self) -> dict[str, int]:
         """One pass; returns how many records each class ended."""
         now = self._clock()
-        ended: Counter[str] = Counter()
+        ended: Counter[str] = Counter(dict.fromkeys(self._policy.classes, 0))
         texts = self._policy.aggregate_text_fields
         for cls in self._policy.classes.values():
             if cls.ttl is not None:

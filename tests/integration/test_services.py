@@ -20,6 +20,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     UdpTransportTarget,
     get_cmd,
 )
+
 from services import Mosquitto, Snmpd, SnmpdFactory, free_port
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
@@ -70,8 +71,7 @@ class Client:
 
 
 def test_free_port_is_bindable_on_loopback() -> None:
-    for port, sock_type in ((free_port("tcp"), socket.SOCK_STREAM),
-                            (free_port("udp"), socket.SOCK_DGRAM)):
+    for port, sock_type in ((free_port("tcp"), socket.SOCK_STREAM), (free_port("udp"), socket.SOCK_DGRAM)):
         with socket.socket(socket.AF_INET, sock_type) as sock:
             sock.bind(("127.0.0.1", port))
 
@@ -146,8 +146,12 @@ def test_snmpd_overrides_via_snmpget(snmpd_factory: SnmpdFactory) -> None:
 async def _pysnmp_get(port: int, *oids: str, community: str = "public") -> dict[str, Any]:
     target = await UdpTransportTarget.create(("127.0.0.1", port), timeout=1, retries=0)
     err_ind, err_status, _idx, binds = await get_cmd(
-        SnmpEngine(), CommunityData(community, mpModel=1), target, ContextData(),
-        *(ObjectType(ObjectIdentity(o)) for o in oids), lookupMib=False,
+        SnmpEngine(),
+        CommunityData(community, mpModel=1),
+        target,
+        ContextData(),
+        *(ObjectType(ObjectIdentity(o)) for o in oids),
+        lookupMib=False,
     )
     assert err_ind is None and not err_status, (err_ind, err_status)
     return {str(name): value for name, value in binds}
@@ -159,8 +163,7 @@ def test_snmpd_overrides_via_pysnmp(snmpd_factory: SnmpdFactory) -> None:
     assert bytes(got[SYS_DESCR]).decode() == UTF8_DESCR
     assert str(got[SYS_OBJECT_ID]) == "1.3.6.1.4.1.42397.1.1"
     assert bytes(got[ENT_SW_REV_1]) == b"1.0.53.2"
-    expected = [("Integer", -42), ("Gauge32", 4_000_000_000), ("Counter32", 12345),
-                ("TimeTicks", 9999)]
+    expected = [("Integer", -42), ("Gauge32", 4_000_000_000), ("Counter32", 12345), ("TimeTicks", 9999)]
     for i, (type_name, value) in enumerate(expected, start=1):
         assert (type(got[f"{ENT}.{i}.0"]).__name__, int(got[f"{ENT}.{i}.0"])) == (type_name, value)
     assert bytes(got[f"{ENT}.5.0"]) == b'say "hi"'
@@ -193,8 +196,11 @@ def test_several_snmpd_instances_with_own_overrides(snmpd_factory: SnmpdFactory)
 
 
 def test_snmpd_rejects_unsupported_override(tmp_path: Path) -> None:
-    bad_values: list[tuple[str, str | int]] = [("counter64", 1), ("ipaddress", "10.0.0.1"),
-                                                ("integer", "1 2")]
+    bad_values: list[tuple[str, str | int]] = [
+        ("counter64", 1),
+        ("ipaddress", "10.0.0.1"),
+        ("integer", "1 2"),
+    ]
     for bad in bad_values:
         with pytest.raises(ValueError):
             Snmpd(tmp_path, overrides={f"{ENT}.1.0": bad})

@@ -72,12 +72,8 @@ class Client:
     def __init__(self, engine: SnmpEngine, port: int) -> None:
         self.engine, self.port = engine, port
 
-    async def _call(
-        self, fn: Any, *args: Any, community: str, mp_model: int, timeout: float
-    ) -> Reply:
-        target = await UdpTransportTarget.create(
-            ("127.0.0.1", self.port), timeout=timeout, retries=0
-        )
+    async def _call(self, fn: Any, *args: Any, community: str, mp_model: int, timeout: float) -> Reply:
+        target = await UdpTransportTarget.create(("127.0.0.1", self.port), timeout=timeout, retries=0)
         err, status, index, binds = await fn(
             self.engine,
             CommunityData(community, mpModel=mp_model),
@@ -92,9 +88,7 @@ class Client:
         self, *oids: str, community: str = COMMUNITY, mp_model: int = 1, timeout: float = 1.0
     ) -> Reply:
         objs = [ObjectType(ObjectIdentity(o)) for o in oids]
-        return await self._call(
-            get_cmd, *objs, community=community, mp_model=mp_model, timeout=timeout
-        )
+        return await self._call(get_cmd, *objs, community=community, mp_model=mp_model, timeout=timeout)
 
     async def next(self, *oids: str) -> Reply:
         objs = [ObjectType(ObjectIdentity(o)) for o in oids]
@@ -307,9 +301,7 @@ def test_v1_get_reports_no_such_name_and_hides_counter64() -> None:
     async def body(agent: SimulatedAgent, client: Client) -> None:
         _, status, _, binds = await client.get(f"{SYS}.10.0", mp_model=0)
         assert status == 0 and int(binds[0][1]) == 10
-        _, status, index, _ = await client.get(
-            f"{SYS}.10.0", "1.3.6.1.2.1.31.1.1.1.6.1", mp_model=0
-        )
+        _, status, index, _ = await client.get(f"{SYS}.10.0", "1.3.6.1.2.1.31.1.1.1.6.1", mp_model=0)
         assert (status, index) == (2, 2)  # noSuchName, second varbind
 
     run_agent(VALUES, body)

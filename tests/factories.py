@@ -1,0 +1,57 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from collector.records import FieldValue, Kind, TelemetryRecord
+from collector.retention import RetentionPolicy
+from provisioning.models import Device, Transport
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def snmp_device(n: int, account: str, port: int = 1161, model: str = "HT812") -> Device:
+    return Device(
+        id=f"000b82{n:06x}",
+        account_id=account,
+        vendor="Grandstream",
+        model=model,
+        transport=Transport.SNMP,
+        address=f"127.0.0.1:{port}",
+        credentials="default",
+    )
+
+
+def mqtt_device(n: int, account: str, model: str = "T54W") -> Device:
+    mac = f"805ec0{n:06x}"
+    return Device(
+        id=mac,
+        account_id=account,
+        vendor="Yealink",
+        model=model,
+        transport=Transport.MQTT,
+        address=f"hookflash/{mac}",
+    )
+
+
+def record(
+    policy: RetentionPolicy,
+    device: Device,
+    kind: Kind,
+    fields: dict[str, FieldValue],
+    at: datetime = T0,
+    minutes: int = 0,
+    firmware: str | None = "1.0.47.4",
+) -> TelemetryRecord:
+    return TelemetryRecord(
+        device_id=device.id,
+        account_id=device.account_id,
+        kind=kind,
+        observed_at=at + timedelta(minutes=minutes),
+        fields=fields,
+        retention_class=policy.kinds[kind],
+        source="snmp",
+        model=device.model,
+        firmware=firmware,
+    )

@@ -1,0 +1,134 @@
+"""MQTT collection through a real mosquitto: P1, quarantine, and revocation seen at the broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.config import MqttConfig, ServiceConfig, SnmpConfig
+from collector.sinks.sqlite_store import SqliteStore
+from factories import mqtt_device
+from provisioning.registry import Registry
+from runner import RunningService, eventually, hookflash
+from services import Mosquitto
+
+CLIENT_ID = "hookflash-under-test"
+
+
+@pytest.fixture
+def publisher(mosquitto: Mosquitto):  # type: ignore[no-untyped-def]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-publisher")
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+def setup(tmp_path: Path, mosquitto: Mosquitto, subscribe: str = "per-device") -> ServiceConfig:
+    cfg = ServiceConfig(
+        data_dir=tmp_path / "data",
+        snmp=SnmpConfig(enabled=False),
+        mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id=CLIENT_ID, subscribe=subscribe),  # type: ignore[arg-type]
+    )
+    Registry(cfg.data_dir / "registry.db").import_devices(
+        [mqtt_device(1, "acct-a"), mqtt_device(2, "acct-b")], source="test"
+    )
+    return cfg
+
+
+def publish(client: mqtt.Client, device: int, kind: str, payload: bytes | dict[str, object]) -> None:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    client.publish(f"hookflash/805ec0{device:06x}/{kind}", body, qos=1).wait_for_publish(5)
+
+
+def signal(rssi: int) -> dict[str, object]:
+    return {"ts": time.time(), "wifi": {"rssi": rssi, "channel": 36}}
+
+
+def test_valid_stored_malformed_quarantined_unknown_never_stored(
+    tmp_path: Path, mosquitto: Mosquitto, publisher: mqtt.Client
+) -> None:
+    cfg = setup(tmp_path, mosquitto)
+    with RunningService(cfg) as running:
+        eventually(lambda: len(mosquitto.subscribed_topics(CLIENT_ID)) == 2, what="subscriptions")
+        assert sorted(mosquitto.subscribed_topics(CLIENT_ID)) == [
+            "hookflash/805ec0000001/+",
+            "hookflash/805ec0000002/+",
+        ]
+        bad = [
+            b"\xff\xfe\xfd",
+            b'{"wifi": {"rssi": NaN}}',
+            b'{"wifi": {"rssi": "-50"x',
+            b"[]",
+            b'{"wifi": {"rssi": {"deep": 1}}}',
+            b'{"ts": 99999999999, "wifi": {"rssi": -50}}',
+        ]
+        for i in range(60):
+            publish(publisher, 1 + i % 2, "signal", signal(-40 - i))
+            if i % 10 == 0:
+                publish(publisher, 1, "signal", bad[i // 10])
+        publish(publisher, 99, "signal", signal(-1))  # not provisioned (P1)
+        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        eventually(
+            lambda: len(store.query(kind="signal")) == 60 and running.stats.quarantined == 6,
+            what="60 records and 6 quarantined",
+        )
+        rssi = sorted(int(r.fields["wifi_rssi_dbm"]) for r in store.query(kind="signal"))
+        assert rssi == sorted(-40 - i for i in range(60))  # every valid message, exact values
+        reasons = [q.reason for q in store.quarantined()]
+        assert any("invalid UTF-8" in r for r in reasons) and any("NaN" in r for r in reasons)
+        assert all(q.topic == "hookflash/805ec0000001/signal" for q in store.quarantined())
+        assert "805ec0000063" not in store.text_dump()
+        listed = hookflash("quarantine", "--format", "json", "--data-dir", cfg.data_dir)
+        assert len(listed.stdout.splitlines()) == 6
+
+
+def test_wildcard_mode_drops_unprovisioned_devices(
+    tmp_path: Path, mosquitto: Mosquitto, publisher: mqtt.Client
+) -> None:
+    cfg = setup(tmp_path, mosquitto, subscribe="wildcard")
+    with RunningService(cfg) as running:
+        eventually(lambda: mosquitto.subscribed_topics(CLIENT_ID) == ["hookflash/+/+"], what="subscription")
+        publish(publisher, 99, "signal", signal(-1))
+        publish(publisher, 2, "signal", signal(-2))
+        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        eventually(lambda: len(store.query()) == 1, what="one record")
+        eventually(lambda: running.stats.dropped_not_provisioned == 1, what="unknown device dropped")
+        assert store.query()[0].device_id == "805ec0000002"
+        assert store.quarantined() == []  # data of unknown devices is not even quarantined
+
+
+def test_revocation_unsubscribes_at_the_broker_and_stores_nothing_more(
+    tmp_path: Path, mosquitto: Mosquitto, publisher: mqtt.Client
+) -> None:
+    cfg = setup(tmp_path, mosquitto)
+    with RunningService(cfg):
+        eventually(lambda: len(mosquitto.subscribed_topics(CLIENT_ID)) == 2, what="subscriptions")
+        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        for i in range(5):
+            publish(publisher, 1, "signal", signal(-50 - i))
+            publish(publisher, 2, "signal", signal(-60 - i))
+        eventually(lambda: len(store.query()) == 10, what="10 records")
+
+        for status in ("inactive", "revoked"):
+            result = hookflash("accounts", "set-status", "acct-a", status, "--data-dir", cfg.data_dir)
+            assert result.returncode == 0, result.stderr
+        eventually(
+            lambda: mosquitto.unsubscribed_topics(CLIENT_ID) == ["hookflash/805ec0000001/+"],
+            timeout=1.0,
+            what="unsubscribe seen by the broker within a second",
+        )
+        for i in range(5):
+            publish(publisher, 1, "signal", signal(-70 - i))
+            publish(publisher, 2, "signal", signal(-80 - i))
+        eventually(lambda: len(store.query(account_id="acct-b")) == 10, what="acct-b keeps flowing")
+        time.sleep(0.5)
+        assert store.query(account_id="acct-a") == []
+    dump = SqliteStore(cfg.data_dir / "telemetry.db").text_dump()
+    assert "805ec0000001" not in dump and "acct-a" not in dump

@@ -1,0 +1,184 @@
+"""SNMP collection against real net-snmp agents: profile fields, P1 and the gate (P4).
+
+Requests are counted at the agent (snmpInPkts), not inferred from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+from collector.config import ServiceConfig, SnmpConfig, SnmpCredential
+from collector.profiles import load_profiles
+from collector.sinks.sqlite_store import SqliteStore
+from factories import snmp_device
+from provisioning.registry import Registry
+from runner import RunningService, eventually, hookflash
+from services import Snmpd, SnmpdFactory
+
+GS = "1.3.6.1.4.1.42397"
+HT812_AGENT = {
+    "1.3.6.1.2.1.1.1.0": ("octet_str", "Grandstream HT812 1.0.47.4"),
+    "1.3.6.1.2.1.1.2.0": ("object_id", f"{GS}.1.812"),
+    "1.3.6.1.2.1.47.1.1.1.1.8.1": ("octet_str", "V2.1A"),
+    "1.3.6.1.2.1.47.1.1.1.1.9.1": ("octet_str", "1.0.3.5"),
+    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4"),
+    "1.3.6.1.2.1.47.1.1.1.1.11.1": ("octet_str", "GS2234AB"),
+    "1.3.6.1.2.1.47.1.1.1.1.13.1": ("octet_str", "HT812"),
+    f"{GS}.1.2.1.1.0": ("integer", 1),
+    f"{GS}.1.2.1.2.0": ("integer", 3),
+    f"{GS}.1.3.1.1.0": ("gauge", 412),
+    f"{GS}.1.3.1.2.0": ("gauge", 9),
+    f"{GS}.1.3.1.3.0": ("gauge", 25),
+    f"{GS}.1.3.1.4.0": ("counter", 17),
+}
+EXPECTED = {
+    "inventory": {
+        "description": "Grandstream HT812 1.0.47.4",
+        "sys_object_id": f"{GS}.1.812",
+        "model_name": "HT812",
+        "serial": "GS2234AB",
+        "hardware_rev": "V2.1A",
+    },
+    "firmware": {"version": "1.0.47.4", "boot_version": "1.0.3.5"},
+    "registration": {"line1_state": "registered", "line2_state": "failed"},
+    "call_quality": {"mos": 4.12, "jitter_ms": 9, "loss_pct": 0.25, "calls": 17},
+}
+
+
+def config(tmp_path: Path, community: str = "public", interval: float = 0.3) -> ServiceConfig:
+    return ServiceConfig(
+        data_dir=tmp_path / "data",
+        snmp=SnmpConfig(interval_s=interval, timeout_s=0.5, retries=0),
+        credentials={"default": SnmpCredential.model_validate({"community": community})},
+    )
+
+
+def provision(cfg: ServiceConfig, *devices: object) -> Registry:
+    registry = Registry(cfg.data_dir / "registry.db")
+    registry.import_devices(devices, source="test")  # type: ignore[arg-type]
+    return registry
+
+
+def latest_by_kind(cfg: ServiceConfig, device_id: str) -> dict[str, dict[str, object]]:
+    store = SqliteStore(cfg.data_dir / "telemetry.db")
+    return {r.kind.value: r.fields for r in store.query(device_id=device_id)}
+
+
+def test_every_declared_field_of_the_ht8xx_profile_is_collected(
+    tmp_path: Path, snmpd_factory: SnmpdFactory
+) -> None:
+    agent = snmpd_factory(HT812_AGENT, community="s3cret-community")
+    cfg = config(tmp_path, community="s3cret-community")
+    # No profile in the registry row: it is chosen by vendor/model, then sysObjectID.
+    device = snmp_device(1, "acct-a", agent.port).model_copy(update={"vendor": "Unknown", "model": "x"})
+    provision(cfg, device)
+    with RunningService(cfg):
+        eventually(
+            lambda: {"call_quality", "network"} <= set(latest_by_kind(cfg, device.id)),
+            what="a full poll stored",
+        )
+    got = latest_by_kind(cfg, device.id)
+    for kind, fields in EXPECTED.items():
+        assert got[kind] == fields, kind
+        for name, value in fields.items():
+            assert type(got[kind][name]) is type(value), (kind, name)
+    uptime = got["performance"]["uptime_s"]
+    assert isinstance(uptime, int) and uptime >= 0
+    # IF-MIB comes from the agent host itself: cross-check with snmpget on the same agent.
+    raw_status = agent.snmpget("1.3.6.1.2.1.2.2.1.8.2")[0]
+    if "No Such" not in raw_status:
+        assert got["network"]["wan_oper_status"] in {
+            "up",
+            "down",
+            "testing",
+            "unknown",
+            "dormant",
+            "notPresent",
+            "lowerLayerDown",
+        }
+    declared = {(s.kind.value, s.field) for s in load_profiles().get("grandstream-ht8xx").snmp}
+    seen = {(k, f) for k, fields in got.items() for f in fields}
+    assert declared - seen <= {("network", "wan_mac"), ("network", "wan_oper_status")}
+    store_text = SqliteStore(cfg.data_dir / "telemetry.db").text_dump()
+    assert "s3cret-community" not in store_text  # P7
+    assert "s3cret-community" not in (cfg.data_dir / "registry.db").read_bytes().decode("latin-1")
+
+
+def test_status_change_stops_requests_at_the_agent_within_a_second(
+    tmp_path: Path, snmpd_factory: SnmpdFactory
+) -> None:
+    agent_a, agent_b, stranger = (snmpd_factory(HT812_AGENT) for _ in range(3))
+    cfg = config(tmp_path)
+    dev_a, dev_b = snmp_device(1, "acct-a", agent_a.port), snmp_device(2, "acct-b", agent_b.port)
+    provision(cfg, dev_a, dev_b)  # `stranger` is not provisioned (P1)
+    stranger_base = stranger.in_pkts()
+    with RunningService(cfg) as running:
+        base_a = agent_a.in_pkts()
+        eventually(lambda: agent_a.requests_since(base_a) >= 3, what="polls reaching agent A")
+
+        result = hookflash("accounts", "set-status", "acct-a", "inactive", "--data-dir", cfg.data_dir)
+        assert result.returncode == 0, result.stderr
+        acknowledged = time.time()
+        time.sleep(1.0)  # the promise: effective within one second, no restart
+        quiet_from = agent_a.in_pkts()
+        b_from = agent_b.in_pkts()
+        time.sleep(2.0)  # about six poll intervals
+        assert agent_a.requests_since(quiet_from) == 0
+        assert agent_b.requests_since(b_from) >= 4  # the other account is unaffected
+        assert running.stats.polls_skipped_inactive > 0
+
+        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        after = [r for r in store.query(account_id="acct-a") if r.observed_at.timestamp() >= acknowledged]
+        assert after == []
+        assert store.query(account_id="acct-a"), "inactive: data already stored is kept"
+
+        assert (
+            hookflash("accounts", "set-status", "acct-a", "active", "--data-dir", cfg.data_dir).returncode
+            == 0
+        )
+        resumed = agent_a.in_pkts()
+        eventually(lambda: agent_a.requests_since(resumed) >= 2, what="polls resuming after reactivation")
+    assert stranger.requests_since(stranger_base) == 0
+
+
+def test_revoked_account_gets_no_requests_and_its_data_is_ended(
+    tmp_path: Path, snmpd_factory: SnmpdFactory
+) -> None:
+    agent_a, agent_b = snmpd_factory(HT812_AGENT), snmpd_factory(HT812_AGENT)
+    cfg = config(tmp_path)
+    dev_a, dev_b = snmp_device(1, "acct-a", agent_a.port), snmp_device(2, "acct-b", agent_b.port)
+    provision(cfg, dev_a, dev_b)
+    with RunningService(cfg):
+        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        eventually(lambda: len(store.query(account_id="acct-a")) >= 10, what="acct-a records")
+        result = hookflash("accounts", "set-status", "acct-a", "revoked", "--data-dir", cfg.data_dir)
+        assert result.returncode == 0, result.stderr
+        time.sleep(1.0)
+        quiet_from = agent_a.in_pkts()
+        time.sleep(1.5)
+        assert agent_a.requests_since(quiet_from) == 0
+    store = SqliteStore(cfg.data_dir / "telemetry.db")
+    assert store.query(account_id="acct-a") == []
+    dump = store.text_dump()
+    assert "acct-a" not in dump and dev_a.id not in dump and "GS2234AB" in dump  # B's serial stays
+    audit = json.loads(
+        hookflash(
+            "audit", "--account", "acct-a", "--format", "json", "--data-dir", cfg.data_dir
+        ).stdout.splitlines()[-1]
+    )
+    assert audit["action"] == "account.data_ended"
+    assert datetime.fromisoformat(audit["at"])
+
+
+def test_agent_that_never_answers_delays_no_other_device(tmp_path: Path, snmpd_factory: SnmpdFactory) -> None:
+    live: Snmpd = snmpd_factory(HT812_AGENT)
+    dead_port = 9  # discard: nothing answers SNMP there
+    cfg = config(tmp_path)
+    provision(cfg, snmp_device(1, "acct-a", live.port), snmp_device(2, "acct-a", dead_port))
+    with RunningService(cfg) as running:
+        base = live.in_pkts()
+        eventually(lambda: live.requests_since(base) >= 5, what="live agent polled repeatedly")
+        assert running.stats.polls_failed >= 1

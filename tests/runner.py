@@ -1,0 +1,67 @@
+"""Run the real Service on its own event loop in a thread, so a test can block, sleep and
+call other processes (snmpget, the CLI) while collection goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from collector.config import ServiceConfig
+from collector.service import Service
+
+
+class RunningService:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="service-loop", daemon=True)
+        self.service: Service | None = None
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+
+        async def start() -> Service:
+            service = Service(self.config)
+            await service.start()
+            return service
+
+        self.service = asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout=15)
+        return self
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self.service is not None:
+            asyncio.run_coroutine_threadsafe(self.service.stop(), self.loop).result(timeout=15)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+    @property
+    def stats(self):  # type: ignore[no-untyped-def]
+        assert self.service is not None
+        return self.service.stats
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def hookflash(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in another process, as an operator or a billing system would."""
+    return subprocess.run(
+        [sys.executable, "-m", "collector.cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )

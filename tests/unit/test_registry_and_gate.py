@@ -1,0 +1,91 @@
+"""Registry lifecycle, the append-only audit log, cross-process events, and the gate."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from collector.gate import Gate
+from collector.records import Kind
+from factories import T0, mqtt_device, snmp_device
+from provisioning.events import EventType
+from provisioning.models import AccountStatus
+from provisioning.registry import Registry, UnknownAccount
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    reg = Registry(tmp_path / "registry.db", clock=lambda: T0)
+    reg.import_devices([snmp_device(1, "a1"), mqtt_device(2, "a2")], source="test")
+    return reg
+
+
+def test_status_changes_are_audited_and_published(registry: Registry) -> None:
+    heard = []
+    registry.subscribe(heard.append)
+    first = registry.set_status("a1", AccountStatus.INACTIVE, reason="non-payment")
+    assert registry.set_status("a1", AccountStatus.INACTIVE) is None  # no change, no event
+    registry.set_status("a1", AccountStatus.ACTIVE)
+    registry.set_status("a1", AccountStatus.REVOKED)
+    assert first is not None and first.type is EventType.ACCOUNT_INACTIVE
+    assert [e.type for e in heard] == [
+        EventType.ACCOUNT_INACTIVE,
+        EventType.ACCOUNT_REACTIVATED,
+        EventType.ACCOUNT_REVOKED,
+    ]
+    changes = [e["detail"] for e in registry.audit_entries("a1") if e["action"] == "account.status"]
+    assert [(c["from"], c["to"]) for c in changes] == [
+        ("active", "inactive"),
+        ("inactive", "active"),
+        ("active", "revoked"),
+    ]
+    assert changes[0]["reason"] == "non-payment"
+    with pytest.raises(UnknownAccount, match="no such account: 'zz'"):
+        registry.set_status("zz", AccountStatus.ACTIVE)
+
+
+def test_audit_log_is_append_only(registry: Registry, tmp_path: Path) -> None:
+    registry.set_status("a1", AccountStatus.REVOKED)
+    db = sqlite3.connect(tmp_path / "registry.db")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE audit SET action = 'nothing'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM audit")
+
+
+def test_another_process_sees_events_by_polling(registry: Registry, tmp_path: Path) -> None:
+    other = Registry(tmp_path / "registry.db")  # a second connection, as another process has
+    last = other.last_event_id()
+    registry.set_status("a2", AccountStatus.REVOKED)
+    events = other.events_since(last)
+    assert [(e.type, e.account_id) for e in events] == [(EventType.ACCOUNT_REVOKED, "a2")]
+
+
+def test_gate_admits_only_provisioned_devices_of_active_accounts(registry: Registry) -> None:
+    gate = Gate(registry, clock=lambda: T0)
+    dev1, dev2 = snmp_device(1, "a1"), mqtt_device(2, "a2")
+    assert gate.allows(dev1.id) and gate.allows(dev2.id)
+    assert not gate.allows("000b82ffffff")  # P1: not in the registry
+    event = registry.set_status("a1", AccountStatus.INACTIVE)
+    assert event is not None
+    gate.apply(event)
+    assert not gate.allows(dev1.id) and gate.allows(dev2.id)
+    reactivated = registry.set_status("a1", AccountStatus.ACTIVE)
+    assert reactivated is not None
+    gate.apply(reactivated)
+    assert gate.allows(dev1.id)
+
+
+def test_diagnostic_kind_only_inside_a_troubleshooting_window(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "r.db")
+    closed = snmp_device(1, "a1")
+    open_ = snmp_device(2, "a1").model_copy(update={"debug_until": T0 + timedelta(hours=2)})
+    registry.import_devices([closed, open_], source="test")
+    gate = Gate(registry, clock=lambda: T0)
+    assert Kind.DIAGNOSTIC not in gate.allowed_kinds(closed)
+    assert Kind.DIAGNOSTIC in gate.allowed_kinds(open_)
+    later = Gate(registry, clock=lambda: T0 + timedelta(hours=3))
+    assert Kind.DIAGNOSTIC not in later.allowed_kinds(open_)

@@ -1,0 +1,110 @@
+"""SQLite store: erasure and anonymization by class, and the retention sweeper on a moved clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from collector.decode.mqtt import QuarantineEntry
+from collector.lifecycle import end_account
+from collector.records import Kind
+from collector.retention import load_policy
+from collector.retention.sweeper import RetentionSweeper
+from collector.sinks.sqlite_store import SqliteStore
+from factories import T0, record, snmp_device
+from provisioning.models import AccountStatus
+from provisioning.registry import Registry
+
+POLICY = load_policy()
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def fill(store: SqliteStore, account: str, n: int) -> None:
+    dev = snmp_device(n, account)
+    store.write(
+        [
+            record(POLICY, dev, Kind.FIRMWARE, {"version": "1.0.47.4", "boot_version": "1.0.3.5"}),
+            record(POLICY, dev, Kind.INVENTORY, {"serial": f"GS{n:06X}", "model_name": "HT812"}),
+            record(POLICY, dev, Kind.NETWORK, {"wan_mac": f"00:0b:82:00:00:{n:02x}"}),
+            record(POLICY, dev, Kind.CALL_QUALITY, {"mos": 4.0, "jitter_ms": 10, "codec": "G722"}),
+            record(POLICY, dev, Kind.CALL_QUALITY, {"mos": 3.0, "jitter_ms": 30, "codec": "G722"}, minutes=1),
+            record(POLICY, dev, Kind.REGISTRATION, {"line1_state": "registered"}),
+            record(POLICY, dev, Kind.DIAGNOSTIC, {"log_excerpt": f"REGISTER sip:{n}@example"}),
+        ]
+    )
+
+
+def test_revocation_erases_and_anonymizes_leaving_nothing_identifying(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "r.db", clock=lambda: T0)
+    registry.import_devices([snmp_device(1, "gone"), snmp_device(2, "stays")], source="t")
+    store = SqliteStore(tmp_path / "t.db")
+    fill(store, "gone", 1)
+    fill(store, "stays", 2)
+    store.quarantine([QuarantineEntry.of("mqtt", "hookflash/000b82000001/signal", b"x", "bad", T0)])
+    registry.set_status("gone", AccountStatus.REVOKED)
+    counts = end_account(registry, [store], POLICY, "gone", "revoked")["sqlite"]
+    assert counts == {
+        "account_lifetime": 2,
+        "identifying": 1,
+        "operational": 3,
+        "troubleshooting": 1,
+        "quarantine": 1,
+    }
+    assert store.query(account_id="gone") == []
+    dump = store.text_dump()
+    for identifier in ("gone", "000b82000001", "GS000001", "00:0b:82:00:00:01", "REGISTER sip:1@"):
+        assert identifier not in dump
+    assert len(store.query(account_id="stays")) == 7  # other accounts lose nothing
+    # Anonymized data survives as aggregates keyed by model and firmware only.
+    aggs = {(a["kind"], a["field"]): a for a in store.aggregates()}
+    mos = aggs[("call_quality", "mos")]
+    assert (mos["count"], mos["sum"], mos["min"], mos["max"]) == (2, 7.0, 3.0, 4.0)
+    assert (mos["model"], mos["firmware"]) == ("HT812", "1.0.47.4")
+    assert aggs[("registration", "line1_state=registered")]["count"] == 1
+    assert ("inventory", "serial") not in aggs  # text outside the allow-list is dropped
+    assert any(e["action"] == "account.data_ended" for e in registry.audit_entries("gone"))
+
+
+def test_sweeper_applies_ttls_and_while_active_rules(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    registry = Registry(tmp_path / "r.db", clock=clock)
+    registry.import_devices([snmp_device(1, "active"), snmp_device(2, "suspended")], source="t")
+    store = SqliteStore(tmp_path / "t.db")
+    fill(store, "active", 1)
+    fill(store, "suspended", 2)
+    sweeper = RetentionSweeper(POLICY, store, registry, clock=clock)
+
+    clock.now = T0 + timedelta(hours=71)
+    assert sum(sweeper.sweep().values()) == 0
+    clock.now = T0 + timedelta(hours=73)  # diagnostic (72h) is over for both
+    assert sweeper.sweep() == {
+        "account_lifetime": 0,
+        "identifying": 0,
+        "operational": 0,
+        "troubleshooting": 2,
+    }
+
+    registry.set_status("suspended", AccountStatus.INACTIVE)  # at T0+73h
+    clock.now = T0 + timedelta(days=20)
+    assert sum(sweeper.sweep().values()) == 0  # inside the 30-day grace: data stays
+    clock.now = T0 + timedelta(days=31)  # operational (30d) ends for both accounts
+    assert sweeper.sweep()["operational"] == 6
+    clock.now = T0 + timedelta(hours=73) + timedelta(days=30)  # grace over for the suspended account
+    ended = sweeper.sweep()
+    assert (ended["account_lifetime"], ended["identifying"]) == (2, 1)
+    assert store.query(account_id="suspended") == []
+    assert {r.kind for r in store.query(account_id="active")} == {Kind.FIRMWARE, Kind.INVENTORY, Kind.NETWORK}
+
+
+def test_purge_since_removes_only_stragglers(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    fill(store, "a", 1)
+    assert store.purge_account_since("a", T0 + timedelta(seconds=30)) == 1  # the minute-1 record
+    assert len(store.query(account_id="a")) == 6
