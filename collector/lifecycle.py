@@ -1,24 +1,31 @@
-"""Reacting to registry lifecycle events: stop collection, purge stragglers, erase on revoke.
+"""Reacting to registry lifecycle events inside a running collector.
 
-`end_account` is also what the CLI runs when no collector is running, so a revocation
-erases data whether or not the service is up; both paths are idempotent.
+Each event is handled exactly once: in-process listeners deliver it at once, and a poll
+of the registry delivers what other processes emitted. For an event that stops
+collection the order is: flip the gate (no new polls, nothing more stored), let the
+sources cancel polls and drop subscriptions, purge records that were already in flight,
+then acknowledge the event in the registry. Whoever asked for the stop (CLI, HTTP API)
+waits for that acknowledgement before reporting collection as stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from collector.pipeline import Pipeline
 from collector.retention import RetentionPolicy
 from collector.sinks.base import Sink
-from provisioning.events import EventType, LifecycleEvent
+from provisioning.events import LifecycleEvent
 from provisioning.registry import Registry
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[LifecycleEvent], None]
+HEARTBEAT_S = 1.0
 
 
 def end_account(
@@ -33,34 +40,22 @@ def end_account(
     }
     registry.record_audit(
         "account.data_ended",
-        {
-            "reason": reason,
-            "counts": counts,
-            "actions": {c.name: c.end_action.value for c in classes},
-        },
+        {"reason": reason, "counts": counts, "actions": {c.name: c.end_action.value for c in classes}},
         account_id=account_id,
     )
     return counts
 
 
 class LifecycleWatcher:
-    """Delivers each registry event exactly once: in-process at once, cross-process by polling."""
-
-    def __init__(
-        self,
-        registry: Registry,
-        pipeline: Pipeline,
-        policy: RetentionPolicy,
-        poll_interval: float = 0.2,
-    ) -> None:
+    def __init__(self, registry: Registry, pipeline: Pipeline, poll_interval: float = 0.2) -> None:
         self._registry = registry
         self._pipeline = pipeline
-        self._policy = policy
         self._poll_interval = poll_interval
         self._last_id = registry.last_event_id()
         self._callbacks: list[EventCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: set[asyncio.Task[None]] = set()
+        self.collector_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         registry.subscribe(self._from_registry)
 
     def on_event(self, callback: EventCallback) -> None:
@@ -68,13 +63,20 @@ class LifecycleWatcher:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        while True:
-            for event in self._registry.events_since(self._last_id):
-                self._handle(event)
-            await asyncio.sleep(self._poll_interval)
+        next_beat = 0.0
+        try:
+            while True:
+                if self._loop.time() >= next_beat:
+                    self._registry.collector_heartbeat(self.collector_id, os.getpid())
+                    next_beat = self._loop.time() + HEARTBEAT_S
+                for event in self._registry.events_since(self._last_id):
+                    self._handle(event)
+                await asyncio.sleep(self._poll_interval)
+        finally:
+            self._registry.collector_gone(self.collector_id)
 
     async def drain(self) -> None:
-        """Wait for purge and erasure jobs already started."""
+        """Wait for purge jobs already started."""
         if self._jobs:
             await asyncio.gather(*self._jobs, return_exceptions=True)
 
@@ -99,24 +101,25 @@ class LifecycleWatcher:
         for callback in self._callbacks:
             callback(event)
         if event.stops_collection:
-            log.info("account %s: %s, collection stopped", event.account_id, event.type.value)
-            self._spawn(self._stop_account(event))
+            log.info(
+                "%s for account %s%s: collection stopped",
+                event.type.value,
+                event.account_id,
+                f" device {event.device_id}" if event.device_id else "",
+            )
+            self._spawn(self._finish_stop(event))
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(job)
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
 
-    async def _stop_account(self, event: LifecycleEvent) -> None:
+    async def _finish_stop(self, event: LifecycleEvent) -> None:
         sinks = self._pipeline.sinks
-        # Records observed at or after the change that slipped past the gate are removed,
-        # in the writer thread, after any write already queued there.
+        # In the writer thread, behind any write already queued there.
         purged = await self._pipeline.run_in_writer(
-            lambda: sum(s.purge_account_since(event.account_id, event.at) for s in sinks)
+            lambda: sum(s.purge_since(event.account_id, event.at, event.device_id) for s in sinks)
         )
         if purged:
-            log.info("account %s: removed %d in-flight records", event.account_id, purged)
-        if event.type is EventType.ACCOUNT_REVOKED:
-            await self._pipeline.run_in_writer(
-                lambda: end_account(self._registry, sinks, self._policy, event.account_id, "revoked")
-            )
+            log.info("account %s: removed %d records that were in flight", event.account_id, purged)
+        await asyncio.to_thread(self._registry.ack_event, event.id, self.collector_id)

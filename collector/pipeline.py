@@ -8,6 +8,7 @@ writes stay ordered, the event loop never blocks on disk, and erasure jobs sched
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -120,20 +121,18 @@ class Pipeline:
                     self._queue.task_done()
 
     async def _write(self, batch: list[TelemetryRecord | QuarantineEntry]) -> None:
-        # Re-check the gate: a revocation may have landed while these sat in the queue.
         records = [r for r in batch if isinstance(r, TelemetryRecord)]
-        allowed = [r for r in records if self.gate.account_active(r.account_id)]
-        self.stats.dropped_in_flight += len(records) - len(allowed)
         entries = [q for q in batch if isinstance(q, QuarantineEntry)]
         if entries:
             await self.run_in_writer(lambda: self._quarantine_store.quarantine(entries))
-        if not allowed:
+        if not records:
             return
+        allowed: list[TelemetryRecord] = []
         for sink in self.sinks:
             delay = 0.1
             while True:
                 try:
-                    await self.run_in_writer(lambda s=sink: s.write(allowed))  # type: ignore[misc]
+                    allowed = await self.run_in_writer(functools.partial(self._write_allowed, sink, records))
                     break
                 except Exception as exc:  # a failing sink keeps its batch and retries
                     self.stats.sink_errors += 1
@@ -146,5 +145,17 @@ class Pipeline:
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+        self.stats.dropped_in_flight += len(records) - len(allowed)
         for record in allowed:
             self.stats.stored_by_kind[record.kind.value] += 1
+
+    def _write_allowed(self, sink: Sink, records: list[TelemetryRecord]) -> list[TelemetryRecord]:
+        """In the writer thread: re-check the gate at the last moment, then write.
+
+        A stop event flips the gate on the loop and then queues its purge job behind this
+        one, so a record either is filtered here or written before the purge removes it.
+        """
+        allowed = [r for r in records if self.gate.allows(r.device_id)]
+        if allowed:
+            sink.write(allowed)
+        return allowed

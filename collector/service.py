@@ -8,7 +8,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
+from collector.api.app import create_app
 from collector.config import ServiceConfig
+from collector.deactivation import build_deactivator, webhook_dispatcher
 from collector.gate import Gate
 from collector.lifecycle import LifecycleWatcher
 from collector.pipeline import Pipeline
@@ -20,6 +24,7 @@ from collector.sources.mqtt import MqttSubscriber
 from collector.sources.snmp import SnmpPoller
 from collector.stats import Stats
 from collector.tag import Tagger
+from provisioning.receipts import Receipt
 from provisioning.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,7 @@ class Service:
         self.stats = Stats()
         self.gate = Gate(self.registry)
         self.pipeline = Pipeline(self.gate, Tagger(self.policy), [self.store], self.store, self.stats)
-        self.watcher = LifecycleWatcher(self.registry, self.pipeline, self.policy, config.lifecycle_poll_s)
+        self.watcher = LifecycleWatcher(self.registry, self.pipeline, config.lifecycle_poll_s)
         self.sweeper = RetentionSweeper(self.policy, self.store, self.registry)
         self.poller = (
             SnmpPoller(self.pipeline, self.profiles, config.snmp, communities)
@@ -57,6 +62,12 @@ class Service:
         for source in (self.poller, self.subscriber):
             if source is not None:
                 self.watcher.on_event(source.on_event)
+        self.deactivator = build_deactivator(
+            config, self.registry, [self.store], self.policy, run_blocking=self.pipeline.run_in_writer
+        )
+        self.dispatcher = webhook_dispatcher(config, self.registry) if config.webhooks else None
+        self.api_token = config.api.token() if config.api.enabled else None
+        self.api_server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -70,8 +81,40 @@ class Service:
             await self.subscriber.start()
         if self.poller is not None:
             self._spawn(self.poller.run(), "snmp-poller")
+        if self.dispatcher is not None:
+            self._spawn(self.dispatcher.run(), "webhooks")
+        for receipt in self.deactivator.receipts.pending():
+            # Accepted before a crash or restart: finish it now (each step is idempotent).
+            self._spawn(self._finish(receipt), f"receipt-{receipt.id}")
+        if self.api_token is not None:
+            await self._start_api(self.api_token)
+
+    async def _finish(self, receipt: Receipt) -> None:
+        await self.deactivator.process(receipt)
+
+    async def _start_api(self, token: str) -> None:
+        api = self.config.api
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self.deactivator, token),
+                host=api.host,
+                port=api.port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        self.api_server = server
+        self._spawn(server.serve(), "http-api")
+        while not server.started:
+            if self._tasks[-1].done():
+                self._tasks[-1].result()  # raises the bind error, naming the address
+                raise OSError(f"HTTP API could not start on {api.host}:{api.port}")
+            await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
+        if self.api_server is not None:
+            self.api_server.should_exit = True
+            await asyncio.sleep(0.1)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -22,6 +22,7 @@ class EventType(StrEnum):
     ACCOUNT_REACTIVATED = "AccountReactivated"
     DEVICE_ADDED = "DeviceAdded"
     DEVICE_REMOVED = "DeviceRemoved"
+    DEVICE_DEBUG_WINDOW = "DeviceDebugWindow"
 
 
 class LifecycleEvent(BaseModel):
@@ -35,7 +36,9 @@ class LifecycleEvent(BaseModel):
 
     @property
     def stops_collection(self) -> bool:
-        return self.type in (EventType.ACCOUNT_INACTIVE, EventType.ACCOUNT_REVOKED)
+        return self.type in (
+            EventType.ACCOUNT_INACTIVE, EventType.ACCOUNT_REVOKED, EventType.DEVICE_REMOVED
+        )
 
 
 def event_for_transition(old: AccountStatus | None, new: AccountStatus) -> EventType | None:

@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL, type TEXT NOT NULL, account_id TEXT NOT NULL, device_id TEXT
 );
+CREATE TABLE IF NOT EXISTS collectors (
+    id TEXT PRIMARY KEY, pid INTEGER NOT NULL, started_at TEXT NOT NULL, heartbeat_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_acks (
+    event_id INTEGER NOT NULL, collector_id TEXT NOT NULL, acked_at TEXT NOT NULL,
+    PRIMARY KEY (event_id, collector_id)
+);
 """
 
 
@@ -180,7 +187,7 @@ class Registry:
         self._notify(emitted)
         return count
 
-    def remove_device(self, device_id: str) -> None:
+    def remove_device(self, device_id: str) -> LifecycleEvent:
         now = self._clock()
         with self._tx() as db:
             row = db.execute("SELECT account_id FROM devices WHERE id = ?", (device_id,)).fetchone()
@@ -190,6 +197,7 @@ class Registry:
             event = self._emit(db, now, EventType.DEVICE_REMOVED, row[0], device_id)
             self._audit(db, now, row[0], device_id, "device.removed", {})
         self._notify([event])
+        return event
 
     def set_status(self, account_id: str, status: AccountStatus, reason: str = "") -> LifecycleEvent | None:
         """Change an account's status. Returns the emitted event, None if it was already so."""
@@ -223,6 +231,60 @@ class Registry:
             )
         self._notify([event])
         return event
+
+    def set_debug_window(self, device_id: str, until: datetime | None) -> LifecycleEvent:
+        """Open (or, with None, close) a troubleshooting window for one device (P8)."""
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute("SELECT account_id FROM devices WHERE id = ?", (device_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"no such device: {device_id!r}")
+            db.execute(
+                "UPDATE devices SET debug_until = ? WHERE id = ?",
+                (until.isoformat() if until else None, device_id),
+            )
+            event = self._emit(db, now, EventType.DEVICE_DEBUG_WINDOW, row[0], device_id)
+            self._audit(
+                db, now, row[0], device_id, "device.debug_window",
+                {"until": until.isoformat() if until else None},
+            )
+        self._notify([event])
+        return event
+
+    # -- running collectors: heartbeats and acknowledgements of stop events ------------------
+
+    def collector_heartbeat(self, collector_id: str, pid: int) -> None:
+        now = self._clock()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO collectors VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                " heartbeat_at = excluded.heartbeat_at",
+                (collector_id, pid, now.isoformat(), now.timestamp()),
+            )
+
+    def collector_gone(self, collector_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM collectors WHERE id = ?", (collector_id,))
+
+    def live_collectors(self, within_s: float = 3.0) -> list[str]:
+        cutoff = self._clock().timestamp() - within_s
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM collectors WHERE heartbeat_at >= ?", (cutoff,))
+            return [r[0] for r in rows.fetchall()]
+
+    def ack_event(self, event_id: int, collector_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO event_acks VALUES (?, ?, ?)",
+                (event_id, collector_id, self._clock().isoformat()),
+            )
+
+    def event_acks(self, event_id: int) -> dict[str, datetime]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT collector_id, acked_at FROM event_acks WHERE event_id = ?", (event_id,)
+            ).fetchall()
+        return {r[0]: datetime.fromisoformat(r[1]) for r in rows}
 
     def record_audit(
         self,

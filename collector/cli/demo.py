@@ -19,7 +19,7 @@ from collector.service import Service, registry_path, store_path
 from collector.sim.broker import EmbeddedBroker
 from collector.sim.fleet import COMMUNITY, SimulatedFleet, build_fleet
 from collector.stats import Stats
-from provisioning.models import AccountStatus
+from provisioning.receipts import Action
 from provisioning.registry import Registry
 
 MARKER = ".hookflash-demo"
@@ -95,20 +95,20 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float)
                 break
             if not changed and elapsed >= duration / 2:
                 changed = True
-                for account, status in (
-                    (INACTIVE_ACCOUNT, AccountStatus.INACTIVE),
-                    (REVOKED_ACCOUNT, AccountStatus.REVOKED),
-                ):
-                    event = registry.set_status(account, status, reason="demo")
-                    if event is not None:
-                        what = (
-                            "collection stopped, data kept"
-                            if status is AccountStatus.INACTIVE
-                            else "collection stopped, data erased/anonymized per policy"
-                        )
-                        notes.append(f"{account} set {status.value} at {event.at:%H:%M:%S}: {what}")
-                        if not interactive:
-                            console.print(f"event: {notes[-1]}")
+                for account, action in ((INACTIVE_ACCOUNT, Action.SUSPEND), (REVOKED_ACCOUNT, Action.REVOKE)):
+                    receipt, _ = service.deactivator.request(action, account, reason="demo")
+                    done = await service.deactivator.process(receipt)
+                    what = (
+                        "collection stopped, data kept"
+                        if action is Action.SUSPEND
+                        else "collection stopped, data erased/anonymized per policy"
+                    )
+                    notes.append(
+                        f"{account} set {done.result.get('status_after')}: {what} "
+                        f"(confirmed in {done.result.get('stop_latency_ms')} ms, receipt {done.id})"
+                    )
+                    if not interactive:
+                        console.print(f"event: {notes[-1]}", highlight=False)
             if live is not None:
                 live.update(progress_table(service.stats, elapsed, duration, notes))
             elif elapsed - last_line >= 5:

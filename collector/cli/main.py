@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from collector.cli.demo import demo
+from collector.cli.privacy_cmds import privacy, receipts
 from collector.cli.query_cmds import audit, quarantine, query, sweep
 from collector.cli.registry_cmds import accounts, devices
 from collector.cli.run_cmd import run
@@ -16,7 +17,7 @@ def cli() -> None:
     """hookflash: privacy-first telemetry for provider-supplied ATAs and VoIP phones."""
 
 
-for command in (demo, run, devices, accounts, query, quarantine, audit, sweep):
+for command in (demo, run, devices, accounts, query, quarantine, audit, sweep, privacy, receipts):
     cli.add_command(command)
 
 

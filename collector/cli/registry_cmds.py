@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -14,12 +15,11 @@ from collector.cli.common import (
     fail_cleanly,
     format_option,
     open_registry,
-    open_store,
 )
-from collector.lifecycle import end_account
-from collector.retention import load_policy
+from collector.cli.lifecycle_cmds import reactivate, remove_device, revoke, set_status, suspend
+from collector.retention import parse_duration
 from provisioning.importer import ImportRejected, parse_devices
-from provisioning.models import AccountStatus
+from provisioning.models import normalize_mac
 
 
 @click.group()
@@ -56,16 +56,28 @@ def list_devices(account: str | None, data_dir: Path, fmt: str) -> None:
     )
 
 
-@devices.command("remove")
+@devices.command("debug")
 @click.argument("device_id")
+@click.option(
+    "--for",
+    "duration",
+    default="2h",
+    show_default=True,
+    help="How long the troubleshooting window stays open (e.g. 30m, 2h).",
+)
+@click.option("--close", is_flag=True, help="Close the device's window now.")
 @data_dir_option
 @fail_cleanly
-def remove_device(device_id: str, data_dir: Path) -> None:
-    """Remove a device from the registry; collection from it stops."""
-    from provisioning.models import normalize_mac
-
-    open_registry(data_dir).remove_device(normalize_mac(device_id))
-    console.print(f"removed {device_id}")
+def debug_window(device_id: str, duration: str, close: bool, data_dir: Path) -> None:
+    """Open a troubleshooting window (P8): diagnostic data is requested and stored only inside it."""
+    until = None if close else datetime.now(UTC) + parse_duration(duration)
+    open_registry(data_dir).set_debug_window(normalize_mac(device_id), until)
+    if until is None:
+        console.print(f"troubleshooting window of {device_id} closed")
+    else:
+        console.print(
+            f"troubleshooting window of {device_id} open until {until.isoformat(timespec='seconds')}"
+        )
 
 
 @click.group()
@@ -82,24 +94,6 @@ def list_accounts(data_dir: Path, fmt: str) -> None:
     emit(rows, fmt, ["id", "status", "status_changed_at"])
 
 
-@accounts.command("set-status")
-@click.argument("account_id")
-@click.argument("status", type=click.Choice([s.value for s in AccountStatus]))
-@click.option("--reason", default="", help="Recorded in the audit log.")
-@data_dir_option
-@fail_cleanly
-def set_status(account_id: str, status: str, reason: str, data_dir: Path) -> None:
-    """Change an account's status. inactive/revoked stop collection at once; revoked also
-    erases or anonymizes the account's data per the retention policy."""
-    registry = open_registry(data_dir)
-    event = registry.set_status(account_id, AccountStatus(status), reason)
-    if event is None:
-        console.print(f"account {account_id} is already {status}")
-        return
-    console.print(f"account {account_id}: {event.type.value} at {event.at.isoformat()}")
-    if event.type.value == "AccountRevoked":
-        store = open_store(data_dir)
-        counts = end_account(registry, [store], load_policy(), account_id, reason or "revoked")
-        for sink, per_class in counts.items():
-            summary = ", ".join(f"{cls}: {n}" for cls, n in per_class.items())
-            console.print(f"  {sink}: ended {summary}")
+for _command in (suspend, revoke, reactivate, set_status):
+    accounts.add_command(_command)
+devices.add_command(remove_device)

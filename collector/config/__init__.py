@@ -75,6 +75,37 @@ class SnmpCredential(_Section):
         return self.community.get_secret_value()
 
 
+def _from_env(variable: str, what: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"{what} names environment variable {variable}, which is not set")
+    return value
+
+
+class WebhookConfig(_Section):
+    """An outbound deactivation webhook; the HMAC secret comes from the environment."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    def secret(self) -> bytes:
+        return _from_env(self.secret_env, f"webhooks.{self.name}.secret_env").encode()
+
+
+class ApiConfig(_Section):
+    """The HTTP API for billing/CRM deactivation calls, served by `hookflash run`."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8480, gt=0, lt=65536)
+    token_env: str = "HOOKFLASH_API_TOKEN"
+
+    def token(self) -> str:
+        return _from_env(self.token_env, "api.token_env")
+
+
 class ServiceConfig(_Section):
     data_dir: Path = Path("./hookflash-data")
     retention_policy: Path | None = None
@@ -84,6 +115,9 @@ class ServiceConfig(_Section):
     snmp: SnmpConfig = SnmpConfig()
     mqtt: MqttConfig = MqttConfig()
     credentials: dict[str, SnmpCredential] = {}
+    webhooks: list[WebhookConfig] = []
+    api: ApiConfig = ApiConfig()
+    ack_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     def communities(self) -> dict[str, str]:
         return {name: cred.resolved(name) for name, cred in self.credentials.items()}

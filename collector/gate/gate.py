@@ -30,7 +30,7 @@ class Gate:
         self._devices = {d.id: d for d in self._registry.devices()}
 
     def apply(self, event: LifecycleEvent) -> None:
-        if event.type in (EventType.DEVICE_ADDED, EventType.DEVICE_REMOVED):
+        if event.type in (EventType.DEVICE_ADDED, EventType.DEVICE_REMOVED, EventType.DEVICE_DEBUG_WINDOW):
             # Device rows change rarely; re-reading keeps one code path for both.
             self._devices = {d.id: d for d in self._registry.devices()}
             self._status = {a.id: a.status for a in self._registry.accounts()}

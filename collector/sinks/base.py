@@ -25,7 +25,11 @@ class Sink(Protocol):
     ) -> dict[str, int]:
         """Apply each class's end action to the account's records; counts per class."""
 
-    def purge_account_since(self, account_id: str, since: datetime) -> int:
-        """Delete the account's records observed at or after `since` (in-flight stragglers)."""
+    def purge_since(self, account_id: str, since: datetime, device_id: str | None = None) -> int:
+        """Delete the account's (or one device's) records observed or received at or after
+        `since`: stragglers that were in flight when collection stopped."""
+
+    def last_seen(self, account_id: str) -> dict[str, datetime]:
+        """Per device of the account, the newest observation time held."""
 
     def close(self) -> None: ...

@@ -187,13 +187,22 @@ class SqliteStore:
 
     # -- ending data -------------------------------------------------------------------------
 
-    def purge_account_since(self, account_id: str, since: datetime) -> int:
+    def purge_since(self, account_id: str, since: datetime, device_id: str | None = None) -> int:
+        sql = "DELETE FROM telemetry WHERE account_id = ? AND (observed_at >= ? OR received_at >= ?)"
+        args: tuple[str | float, ...] = (account_id, _ts(since), _ts(since))
+        if device_id is not None:
+            sql, args = sql + " AND device_id = ?", (*args, device_id)
         with self._tx() as db:
-            cur = db.execute(
-                "DELETE FROM telemetry WHERE account_id = ? AND observed_at >= ?",
-                (account_id, _ts(since)),
-            )
-        return cur.rowcount
+            return db.execute(sql, args).rowcount
+
+    def last_seen(self, account_id: str) -> dict[str, datetime]:
+        """When each of the account's devices last produced a stored record."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, max(observed_at) FROM telemetry WHERE account_id = ? GROUP BY 1",
+                (account_id,),
+            ).fetchall()
+        return {r[0]: datetime.fromtimestamp(r[1], UTC) for r in rows}
 
     def erase_account(
         self,

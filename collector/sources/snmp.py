@@ -80,8 +80,12 @@ class SnmpPoller:
             return
         gate = self._pipeline.gate
         for device_id, task in list(self._in_flight.items()):
-            device = gate.device(device_id)
-            if device is None or device.account_id == event.account_id:
+            if event.device_id is not None:
+                hit = device_id == event.device_id
+            else:
+                device = gate.device(device_id)
+                hit = device is None or device.account_id == event.account_id
+            if hit:
                 task.cancel()
 
     async def run(self) -> None:

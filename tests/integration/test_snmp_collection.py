@@ -164,13 +164,11 @@ def test_revoked_account_gets_no_requests_and_its_data_is_ended(
     assert store.query(account_id="acct-a") == []
     dump = store.text_dump()
     assert "acct-a" not in dump and dev_a.id not in dump and "GS2234AB" in dump  # B's serial stays
-    audit = json.loads(
-        hookflash(
-            "audit", "--account", "acct-a", "--format", "json", "--data-dir", cfg.data_dir
-        ).stdout.splitlines()[-1]
-    )
-    assert audit["action"] == "account.data_ended"
-    assert datetime.fromisoformat(audit["at"])
+    out = hookflash("audit", "--account", "acct-a", "--format", "json", "--data-dir", cfg.data_dir).stdout
+    audit = [json.loads(line) for line in out.splitlines()]
+    actions = [a["action"] for a in audit]
+    assert actions[-3:] == ["account.status", "account.data_ended", "receipt.completed"]
+    assert all(datetime.fromisoformat(a["at"]) for a in audit)
 
 
 def test_agent_that_never_answers_delays_no_other_device(tmp_path: Path, snmpd_factory: SnmpdFactory) -> None:

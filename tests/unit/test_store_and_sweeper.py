@@ -106,5 +106,6 @@ def test_sweeper_applies_ttls_and_while_active_rules(tmp_path: Path) -> None:
 def test_purge_since_removes_only_stragglers(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "t.db")
     fill(store, "a", 1)
-    assert store.purge_account_since("a", T0 + timedelta(seconds=30)) == 1  # the minute-1 record
+    assert store.purge_since("a", T0 + timedelta(seconds=30)) == 0  # received now: all count
+    assert store.purge_since("b", T0) == 0  # the minute-1 record
     assert len(store.query(account_id="a")) == 6

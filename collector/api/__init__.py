@@ -1,0 +1,1 @@
+"""HTTP API: deactivation hooks for billing/CRM systems (and, later, fleet views)."""

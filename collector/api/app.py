@@ -1,0 +1,100 @@
+"""The deactivation endpoints. Token-authenticated; idempotent by caller-supplied request id.
+
+POST /v1/deactivations answers 202 at once with a receipt id; the work runs in the
+background and GET /v1/receipts/{id} returns the receipt when it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector.deactivation import Deactivator
+from provisioning.models import normalize_mac
+from provisioning.receipts import Action, ConflictingRequest, Receipt
+from provisioning.registry import UnknownAccount
+
+
+class DeactivationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(
+        min_length=8,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="Caller-chosen id; retrying with the same id is safe.",
+    )
+    account_id: str = Field(min_length=1, max_length=64)
+    action: Action
+    device_id: str | None = Field(default=None, description="Only with action remove-device.")
+    reason: str = Field(default="", max_length=500)
+
+
+class Accepted(BaseModel):
+    receipt_id: str
+    status: str
+    receipt_url: str
+
+
+def create_app(deactivator: Deactivator, token: str) -> FastAPI:
+    app = FastAPI(
+        title="hookflash",
+        version="1",
+        description="Deactivation hooks: stop collection, erase per policy, get a receipt.",
+    )
+    background: set[asyncio.Task[Receipt]] = set()
+
+    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, presented = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing or wrong bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    auth = [Depends(authorized)]
+
+    @app.post("/v1/deactivations", status_code=202, response_model=Accepted, dependencies=auth)
+    async def deactivate(body: DeactivationRequest, response: Response) -> Accepted:
+        device_id = None
+        if (body.action is Action.REMOVE_DEVICE) != (body.device_id is not None):
+            raise HTTPException(422, "device_id is required with action remove-device, and only then")
+        try:
+            if body.device_id is not None:
+                device_id = normalize_mac(body.device_id)
+            receipt, created = deactivator.request(
+                body.action, body.account_id, body.reason, body.request_id, device_id
+            )
+        except UnknownAccount as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ConflictingRequest as exc:
+            raise HTTPException(409, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if created:
+            task = asyncio.create_task(deactivator.process(receipt))
+            background.add(task)
+            task.add_done_callback(background.discard)
+        else:
+            response.status_code = 200  # a retry: same receipt, nothing done twice
+        return Accepted(
+            receipt_id=receipt.id, status=receipt.status.value, receipt_url=f"/v1/receipts/{receipt.id}"
+        )
+
+    @app.get("/v1/receipts/{receipt_id}", dependencies=auth)
+    async def get_receipt(receipt_id: str) -> dict[str, Any]:
+        try:
+            return deactivator.receipts.get(receipt_id).model_dump(mode="json")
+        except LookupError:
+            raise HTTPException(404, f"no such receipt: {receipt_id}") from None
+
+    @app.get("/healthz")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,187 @@
+"""`hookflash accounts suspend|revoke|reactivate|set-status` and `hookflash devices remove`.
+
+All go through the Deactivator, the same path the HTTP API uses: a receipt for every
+request, confirmed stop from running collectors, erasure per policy on revoke, hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from collector.cli.common import (
+    console,
+    data_dir_option,
+    err_console,
+    fail_cleanly,
+    open_registry,
+    open_store,
+)
+from collector.config import ServiceConfig, load_config
+from collector.deactivation import Deactivator, action_for_status, build_deactivator
+from collector.retention import load_policy
+from provisioning.models import AccountStatus, check_account_id, normalize_mac
+from provisioning.receipts import Action, Receipt, ReceiptStatus
+
+
+def config_option(func: Callable[..., object]) -> Callable[..., object]:
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Service config: its webhooks are notified and its retention policy applied.",
+    )(func)
+
+
+def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
+    config = load_config(config_path) if config_path else ServiceConfig()
+    registry = open_registry(data_dir)
+    return build_deactivator(config, registry, [open_store(data_dir)], load_policy(config.retention_policy))
+
+
+def describe(receipt: Receipt) -> str:
+    r = receipt.result
+    target = receipt.device_id or receipt.account_id
+    if receipt.status is ReceiptStatus.FAILED:
+        return f"{target}: {receipt.action.value} FAILED: {r.get('error')} (receipt {receipt.id})"
+    parts = [f"{target}: {r.get('status_before')} -> {r.get('status_after')}"]
+    if r.get("collection_stopped"):
+        acked = r.get("acknowledged_by", {})
+        if not r.get("changed"):
+            parts.append("collection was already stopped")
+        elif acked:
+            parts.append(
+                f"collection stopped, confirmed by {len(acked)} running collector(s) "
+                f"in {r.get('stop_latency_ms')} ms"
+            )
+        else:
+            parts.append("collection stopped (no collector running)")
+        if r.get("unacknowledged"):
+            parts.append(f"NOT confirmed by {', '.join(r['unacknowledged'])}")
+    for sink, per_class in r.get("erased", {}).items():
+        parts.append(f"{sink} ended " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
+    return "; ".join(parts) + f" (receipt {receipt.id})"
+
+
+def run_requests(
+    deactivator: Deactivator,
+    action: Action,
+    targets: list[str],
+    reason: str,
+    request_id: str | None,
+    fmt: str,
+    device: bool = False,
+) -> None:
+    failed = 0
+    for n, target in enumerate(targets):
+        rid = f"{request_id}-{n}" if request_id and len(targets) > 1 else request_id
+        account = deactivator_account(deactivator, target) if device else target
+        receipt, _ = deactivator.request(action, account, reason, rid, target if device else None)
+        done = asyncio.run(deactivator.process(receipt))
+        failed += done.status is ReceiptStatus.FAILED
+        if fmt == "json":
+            click.echo(json.dumps(done.model_dump(mode="json"), sort_keys=True))
+        else:
+            (err_console if done.status is ReceiptStatus.FAILED else console).print(
+                describe(done), highlight=False
+            )
+    if failed:
+        raise SystemExit(1)
+
+
+def deactivator_account(deactivator: Deactivator, device_id: str) -> str:
+    for dev in deactivator.registry.devices():
+        if dev.id == device_id:
+            return dev.account_id
+    raise LookupError(f"no such device: {device_id!r}")
+
+
+def read_ids(path: Path, check: Callable[[str], str]) -> list[str]:
+    """One id per line; blank lines and # comments skipped; any bad line rejects the file."""
+    ids, errors = [], []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            ids.append(check(text))
+        except ValueError as exc:
+            errors.append(f"  {path.name}:line {number}: {exc}")
+    if errors:
+        raise ValueError(f"{len(errors)} bad line(s) in {path}, nothing done:\n" + "\n".join(errors))
+    return ids
+
+
+def _lifecycle_command(action: Action, help_text: str) -> click.Command:
+    @click.command(name=action.value, help=help_text)
+    @click.argument("accounts", nargs=-1)
+    @click.option(
+        "--from-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A file with one account id per line (# comments allowed).",
+    )
+    @click.option("--reason", default="", help="Recorded in the receipt and the audit log.")
+    @click.option("--request-id", help="Idempotency key: repeating it returns the first receipt.")
+    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+    @config_option
+    @data_dir_option
+    @fail_cleanly
+    def command(
+        accounts: tuple[str, ...],
+        from_file: Path | None,
+        reason: str,
+        request_id: str | None,
+        fmt: str,
+        config_path: Path | None,
+        data_dir: Path,
+    ) -> None:
+        targets = [check_account_id(a) for a in accounts]
+        if from_file is not None:
+            targets += read_ids(from_file, check_account_id)
+        if not targets:
+            raise click.UsageError("name at least one account, or --from-file FILE")
+        run_requests(deactivator_for(data_dir, config_path), action, targets, reason, request_id, fmt)
+
+    return command
+
+
+suspend = _lifecycle_command(Action.SUSPEND, "Set accounts inactive: collection stops at once; data is kept.")
+revoke = _lifecycle_command(
+    Action.REVOKE,
+    "Revoke accounts: collection stops at once; data is erased or anonymized per the retention policy.",
+)
+reactivate = _lifecycle_command(Action.REACTIVATE, "Set accounts active again; nothing erased comes back.")
+
+
+@click.command("set-status")
+@click.argument("account_id")
+@click.argument("status", type=click.Choice([s.value for s in AccountStatus]))
+@click.option("--reason", default="", help="Recorded in the receipt and the audit log.")
+@config_option
+@data_dir_option
+@fail_cleanly
+def set_status(account_id: str, status: str, reason: str, config_path: Path | None, data_dir: Path) -> None:
+    """Change an account's status (same as suspend / revoke / reactivate)."""
+    action = action_for_status(AccountStatus(status))
+    run_requests(
+        deactivator_for(data_dir, config_path), action, [check_account_id(account_id)], reason, None, "text"
+    )
+
+
+@click.command("remove")
+@click.argument("device_ids", nargs=-1, required=True)
+@click.option("--reason", default="")
+@config_option
+@data_dir_option
+@fail_cleanly
+def remove_device(device_ids: tuple[str, ...], reason: str, config_path: Path | None, data_dir: Path) -> None:
+    """Remove devices from the registry: collection from them stops at once."""
+    ids = [normalize_mac(d) for d in device_ids]
+    run_requests(
+        deactivator_for(data_dir, config_path), Action.REMOVE_DEVICE, ids, reason, None, "text", device=True
+    )

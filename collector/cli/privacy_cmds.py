@@ -1,0 +1,75 @@
+"""`hookflash privacy export` and `hookflash receipts`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from collector.cli.common import (
+    console,
+    data_dir_option,
+    emit,
+    fail_cleanly,
+    format_option,
+    open_registry,
+    open_store,
+)
+from collector.privacy import export_account
+from collector.service import registry_path
+from provisioning.receipts import ReceiptBook
+
+
+@click.group()
+def privacy() -> None:
+    """Data subject rights (P6): export what is held about an account."""
+
+
+@privacy.command("export")
+@click.argument("account_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (default: standard output).",
+)
+@data_dir_option
+@fail_cleanly
+def export(account_id: str, output: Path | None, data_dir: Path) -> None:
+    """Everything held about ACCOUNT_ID as JSON: registry rows, telemetry, audit, receipts."""
+    document = export_account(open_registry(data_dir), [open_store(data_dir)], account_id)
+    text = json.dumps(document, indent=2, sort_keys=True, default=str)
+    if output is None:
+        click.echo(text)
+        return
+    output.write_text(text + "\n", encoding="utf-8")
+    console.print(
+        f"wrote {output}: {len(document['devices'])} device(s), "
+        f"{len(document['telemetry'])} record(s), {len(document['audit'])} audit entries"
+    )
+
+
+@click.group()
+def receipts() -> None:
+    """Receipts of deactivation requests."""
+
+
+@receipts.command("show")
+@click.argument("receipt_id")
+@data_dir_option
+@fail_cleanly
+def show(receipt_id: str, data_dir: Path) -> None:
+    """Print one receipt as JSON."""
+    receipt = ReceiptBook(registry_path(data_dir)).get(receipt_id)
+    click.echo(json.dumps(receipt.model_dump(mode="json"), indent=2, sort_keys=True))
+
+
+@receipts.command("list")
+@click.option("--account", required=True)
+@data_dir_option
+@format_option
+def list_receipts(account: str, data_dir: Path, fmt: str) -> None:
+    """List an account's receipts."""
+    rows = [r.model_dump(mode="json") for r in ReceiptBook(registry_path(data_dir)).for_account(account)]
+    emit(rows, fmt, ["id", "action", "status", "requested_at", "completed_at", "reason"])

@@ -1,0 +1,136 @@
+"""Receipts for deactivation requests: idempotent by the caller's request id.
+
+A receipt is created `pending` the moment a request is accepted (its id is what the
+caller gets back at once) and completed with what stopped and what was erased.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from provisioning.registry import Clock, utcnow
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS receipts (
+    id TEXT PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL,
+    device_id TEXT, action TEXT NOT NULL, reason TEXT NOT NULL, requested_at TEXT NOT NULL,
+    status TEXT NOT NULL, completed_at TEXT, result TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS receipts_account ON receipts(account_id);
+"""
+
+
+class Action(StrEnum):
+    SUSPEND = "suspend"
+    REVOKE = "revoke"
+    REACTIVATE = "reactivate"
+    REMOVE_DEVICE = "remove-device"
+
+
+class ReceiptStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ConflictingRequest(ValueError):
+    """The request id was already used for a different request."""
+
+
+class Receipt(BaseModel):
+    id: str
+    request_id: str
+    account_id: str
+    device_id: str | None
+    action: Action
+    reason: str
+    requested_at: datetime
+    status: ReceiptStatus
+    completed_at: datetime | None
+    result: dict[str, Any]
+
+
+def _receipt(row: sqlite3.Row) -> Receipt:
+    return Receipt.model_validate({**dict(row), "result": json.loads(row["result"])})
+
+
+class ReceiptBook:
+    def __init__(self, path: Path, clock: Clock = utcnow) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def open(
+        self, action: Action, account_id: str, reason: str = "", request_id: str | None = None,
+        device_id: str | None = None,
+    ) -> tuple[Receipt, bool]:
+        """The receipt for this request, and whether it was created now (False: a retry)."""
+        request_id = request_id or uuid.uuid4().hex
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT * FROM receipts WHERE request_id = ?", (request_id,)
+                ).fetchone()
+                created = row is None
+                if created:
+                    receipt_id = f"rcpt_{uuid.uuid4().hex[:20]}"
+                    self._db.execute(
+                        "INSERT INTO receipts (id, request_id, account_id, device_id, action, reason,"
+                        " requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                        (receipt_id, request_id, account_id, device_id, action.value, reason,
+                         self._clock().isoformat()),
+                    )
+                    row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        receipt = _receipt(row)
+        if (receipt.action, receipt.account_id, receipt.device_id) != (action, account_id, device_id):
+            raise ConflictingRequest(
+                f"request id {request_id!r} was already used for {receipt.action.value} of "
+                f"account {receipt.account_id}"
+            )
+        return receipt, created
+
+    def finish(self, receipt_id: str, status: ReceiptStatus, result: dict[str, Any]) -> Receipt:
+        with self._lock:
+            self._db.execute(
+                "UPDATE receipts SET status = ?, completed_at = ?, result = ? WHERE id = ?",
+                (status.value, self._clock().isoformat(), json.dumps(result, default=str), receipt_id),
+            )
+        return self.get(receipt_id)
+
+    def get(self, receipt_id: str) -> Receipt:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"no such receipt: {receipt_id!r}")
+        return _receipt(row)
+
+    def for_account(self, account_id: str) -> list[Receipt]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM receipts WHERE account_id = ? ORDER BY requested_at", (account_id,)
+            ).fetchall()
+        return [_receipt(r) for r in rows]
+
+    def pending(self) -> list[Receipt]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM receipts WHERE status = 'pending'").fetchall()
+        return [_receipt(r) for r in rows]
