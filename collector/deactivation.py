@@ -26,7 +26,7 @@ from collector.retention import RetentionPolicy
 from collector.sinks.base import Sink
 from provisioning.events import LifecycleEvent
 from provisioning.models import AccountStatus
-from provisioning.outbox import Outbox, WebhookDispatcher, WebhookTarget
+from provisioning.outbox import ALL_WEBHOOKS, Outbox, WebhookDispatcher, WebhookTarget
 from provisioning.plugins import Hook, call_hooks, load_hooks
 from provisioning.receipts import Action, Receipt, ReceiptBook, ReceiptStatus
 from provisioning.registry import Registry
@@ -58,7 +58,6 @@ class Deactivator:
         policy: RetentionPolicy,
         *,
         outbox: Outbox | None = None,
-        webhooks: Sequence[str] = (),
         hooks: Sequence[tuple[str, Hook]] = (),
         ack_timeout_s: float = 5.0,
         run_blocking: Runner[Any] = _in_thread,
@@ -69,7 +68,6 @@ class Deactivator:
         self._sinks = list(sinks)
         self._policy = policy
         self._outbox = outbox
-        self._webhooks = list(webhooks)
         self._hooks = list(hooks)
         self._ack_timeout = ack_timeout_s
         self._run = run_blocking
@@ -185,8 +183,9 @@ class Deactivator:
             "erased": receipt.result.get("erased", {}),
         }
         if self._outbox is not None:
-            for name in self._webhooks:
-                self._outbox.enqueue(name, STOP_EVENT, payload, receipt.account_id)
+            # One entry for all webhooks: the running service's dispatcher fans it out to
+            # the webhooks in its config, so a CLI call needs no config to notify them.
+            self._outbox.enqueue(ALL_WEBHOOKS, STOP_EVENT, payload, receipt.account_id)
         if self._hooks:
             outcome = call_hooks(self._hooks, payload)
             self._registry.record_audit(
@@ -209,7 +208,6 @@ def build_deactivator(
         sinks,
         policy,
         outbox=Outbox(path),
-        webhooks=[w.name for w in config.webhooks],
         hooks=load_hooks(),
         ack_timeout_s=config.ack_timeout_s,
         run_blocking=run_blocking,

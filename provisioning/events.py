@@ -36,9 +36,7 @@ class LifecycleEvent(BaseModel):
 
     @property
     def stops_collection(self) -> bool:
-        return self.type in (
-            EventType.ACCOUNT_INACTIVE, EventType.ACCOUNT_REVOKED, EventType.DEVICE_REMOVED
-        )
+        return self.type in (EventType.ACCOUNT_INACTIVE, EventType.ACCOUNT_REVOKED, EventType.DEVICE_REMOVED)
 
 
 def event_for_transition(old: AccountStatus | None, new: AccountStatus) -> EventType | None:

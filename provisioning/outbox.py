@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
 """
+ALL_WEBHOOKS = "*"  # fanned out by the dispatcher to every webhook in its config
 SIGNATURE_HEADER = "X-Hookflash-Signature"
 TIMESTAMP_HEADER = "X-Hookflash-Timestamp"
 
@@ -46,8 +47,14 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def verify(secret: bytes, timestamp: str, body: bytes, signature: str,
-           tolerance_s: float = 300, now: float | None = None) -> bool:
+def verify(
+    secret: bytes,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    tolerance_s: float = 300,
+    now: float | None = None,
+) -> bool:
     """What a receiver runs: constant-time compare, and reject stale timestamps."""
     try:
         ts = int(timestamp)
@@ -96,8 +103,15 @@ class Outbox:
             self._db.execute(
                 "INSERT INTO outbox (id, webhook, event, account_id, payload, created_at, next_attempt_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (entry_id, webhook, event, account_id, json.dumps(payload, sort_keys=True, default=str),
-                 now, now),
+                (
+                    entry_id,
+                    webhook,
+                    event,
+                    account_id,
+                    json.dumps(payload, sort_keys=True, default=str),
+                    now,
+                    now,
+                ),
             )
         return entry_id
 
@@ -108,27 +122,48 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             rows = self._db.execute(
                 "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-                " AND claimed_until <= ? ORDER BY next_attempt_at LIMIT ?", (now, now, limit),
+                " AND claimed_until <= ? ORDER BY next_attempt_at LIMIT ?",
+                (now, now, limit),
             ).fetchall()
             self._db.executemany(
                 "UPDATE outbox SET claimed_until = ? WHERE id = ?", [(now + lease_s, r["id"]) for r in rows]
             )
             self._db.execute("COMMIT")
-        return [OutboxEntry(r["id"], r["webhook"], r["event"], r["account_id"], r["payload"], r["attempts"])
-                for r in rows]
+        return [
+            OutboxEntry(r["id"], r["webhook"], r["event"], r["account_id"], r["payload"], r["attempts"])
+            for r in rows
+        ]
+
+    def fan_out(self, entry: OutboxEntry, webhooks: list[str]) -> None:
+        """Replace an all-webhooks entry by one entry per webhook (ids stable: `<id>.<name>`)."""
+        now = self._clock()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO outbox (id, webhook, event, account_id, payload, created_at,"
+                " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (f"{entry.id}.{name}", name, entry.event, entry.account_id, entry.payload, now, now)
+                    for name in webhooks
+                ],
+            )
+            self._db.execute("UPDATE outbox SET status = 'fanned-out' WHERE id = ?", (entry.id,))
+            self._db.execute("COMMIT")
 
     def delivered(self, entry_id: str) -> None:
         with self._lock:
             self._db.execute(
                 "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1,"
-                " claimed_until = 0 WHERE id = ?", (self._clock(), entry_id),
+                " claimed_until = 0 WHERE id = ?",
+                (self._clock(), entry_id),
             )
 
     def failed(self, entry_id: str, error: str, retry_in_s: float) -> None:
         with self._lock:
             self._db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
-                " claimed_until = 0 WHERE id = ?", (error[:500], self._clock() + retry_in_s, entry_id),
+                " claimed_until = 0 WHERE id = ?",
+                (error[:500], self._clock() + retry_in_s, entry_id),
             )
 
     def counts(self) -> dict[str, int]:
@@ -153,8 +188,15 @@ AuditFn = Callable[[str, dict[str, Any], str | None], None]
 
 
 class WebhookDispatcher:
-    def __init__(self, outbox: Outbox, targets: Mapping[str, WebhookTarget], audit: AuditFn,
-                 poll_s: float = 0.5, base_backoff_s: float = 1.0, max_backoff_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        targets: Mapping[str, WebhookTarget],
+        audit: AuditFn,
+        poll_s: float = 0.5,
+        base_backoff_s: float = 1.0,
+        max_backoff_s: float = 300.0,
+    ) -> None:
         self._outbox = outbox
         self._targets = dict(targets)
         self._audit = audit
@@ -170,21 +212,30 @@ class WebhookDispatcher:
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         entries = await asyncio.to_thread(self._outbox.claim_due)
+        if any(e.webhook == ALL_WEBHOOKS for e in entries):
+            for entry in entries:
+                if entry.webhook == ALL_WEBHOOKS:
+                    await asyncio.to_thread(self._outbox.fan_out, entry, sorted(self._targets))
+            entries = await asyncio.to_thread(self._outbox.claim_due)
         results = await asyncio.gather(*(self._deliver(client, e) for e in entries))
         return sum(results)
 
     async def _deliver(self, client: httpx.AsyncClient, entry: OutboxEntry) -> bool:
         target = self._targets.get(entry.webhook)
         if target is None:
-            await asyncio.to_thread(self._outbox.failed, entry.id, f"no webhook named {entry.webhook!r} in config",
-                                    self._cap)
+            await asyncio.to_thread(
+                self._outbox.failed, entry.id, f"no webhook named {entry.webhook!r} in config", self._cap
+            )
             return False
         body = entry.payload.encode()
         timestamp = int(time.time())
         headers = {
-            "Content-Type": "application/json", "User-Agent": "hookflash-webhook/1",
-            "X-Hookflash-Event": entry.event, "X-Hookflash-Delivery": entry.id,
-            TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(target.secret, timestamp, body),
+            "Content-Type": "application/json",
+            "User-Agent": "hookflash-webhook/1",
+            "X-Hookflash-Event": entry.event,
+            "X-Hookflash-Delivery": entry.id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(target.secret, timestamp, body),
         }
         try:
             response = await client.post(target.url, content=body, headers=headers, timeout=target.timeout_s)
@@ -193,12 +244,26 @@ class WebhookDispatcher:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if error is None:
             await asyncio.to_thread(self._outbox.delivered, entry.id)
-            await asyncio.to_thread(self._audit, "hook.delivered",
-                                    {"webhook": entry.webhook, "event": entry.event, "delivery": entry.id,
-                                     "attempts": entry.attempts + 1}, entry.account_id)
+            await asyncio.to_thread(
+                self._audit,
+                "hook.delivered",
+                {
+                    "webhook": entry.webhook,
+                    "event": entry.event,
+                    "delivery": entry.id,
+                    "attempts": entry.attempts + 1,
+                },
+                entry.account_id,
+            )
             return True
         retry = backoff_s(entry.attempts, self._base, self._cap)
-        log.warning("webhook %s (%s) delivery %s failed (%s); retry in %.1fs",
-                    entry.webhook, target.url, entry.id, error, retry)
+        log.warning(
+            "webhook %s (%s) delivery %s failed (%s); retry in %.1fs",
+            entry.webhook,
+            target.url,
+            entry.id,
+            error,
+            retry,
+        )
         await asyncio.to_thread(self._outbox.failed, entry.id, error, retry)
         return False

@@ -75,7 +75,11 @@ class ReceiptBook:
         self._db.executescript(_SCHEMA)
 
     def open(
-        self, action: Action, account_id: str, reason: str = "", request_id: str | None = None,
+        self,
+        action: Action,
+        account_id: str,
+        reason: str = "",
+        request_id: str | None = None,
         device_id: str | None = None,
     ) -> tuple[Receipt, bool]:
         """The receipt for this request, and whether it was created now (False: a retry)."""
@@ -92,8 +96,15 @@ class ReceiptBook:
                     self._db.execute(
                         "INSERT INTO receipts (id, request_id, account_id, device_id, action, reason,"
                         " requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
-                        (receipt_id, request_id, account_id, device_id, action.value, reason,
-                         self._clock().isoformat()),
+                        (
+                            receipt_id,
+                            request_id,
+                            account_id,
+                            device_id,
+                            action.value,
+                            reason,
+                            self._clock().isoformat(),
+                        ),
                     )
                     row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
                 self._db.execute("COMMIT")

@@ -245,7 +245,11 @@ class Registry:
             )
             event = self._emit(db, now, EventType.DEVICE_DEBUG_WINDOW, row[0], device_id)
             self._audit(
-                db, now, row[0], device_id, "device.debug_window",
+                db,
+                now,
+                row[0],
+                device_id,
+                "device.debug_window",
                 {"until": until.isoformat() if until else None},
             )
         self._notify([event])

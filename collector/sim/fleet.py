@@ -42,6 +42,7 @@ class DeviceState:
     jitter: float = 8.0
     loss: float = 0.2
     calls: int = 0
+    debug_until: float = 0.0  # set by hookflash's retained cmd/diagnostic message
 
     def step(self) -> None:
         r = self.rng
@@ -122,6 +123,9 @@ def snmp_values(state: DeviceState) -> Mapping[str, TypedValue]:
         f"{GS_ENTERPRISE}.1.3.1.2.0": TypedValue("gauge", int(state.jitter)),
         f"{GS_ENTERPRISE}.1.3.1.3.0": TypedValue("gauge", int(state.loss * 100)),
         f"{GS_ENTERPRISE}.1.3.1.4.0": TypedValue("counter32", state.calls),
+        f"{GS_ENTERPRISE}.1.9.1.0": TypedValue(
+            "octets", "" if state.registered else "REGISTER timeout (408)"
+        ),
     }
 
 
@@ -149,6 +153,8 @@ def phone_messages(state: DeviceState, full: bool) -> list[tuple[str, dict[str, 
         ),
         ("performance", {"ts": now, "uptime_s": state.uptime_s}),
     ]
+    if state.debug_until > time.time():
+        messages.append(("diagnostic", {"ts": now, "log": f"SIP REGISTER rtt={state.rng.randint(20, 90)}ms"}))
     if full:
         messages += [
             ("firmware", {"ts": now, "firmware": {"version": state.firmware}}),
@@ -184,10 +190,22 @@ class SimulatedFleet:
                 self.agents[state.device.id] = agent
                 state.device = state.device.model_copy(update={"address": f"127.0.0.1:{agent.port}"})
             devices.append(state.device)
+        self._client.on_message = self._on_control
         self._client.connect("127.0.0.1", self._mqtt_port)
+        self._client.subscribe("hookflash/+/cmd/diagnostic", qos=1)
         self._client.loop_start()
         self._task = asyncio.create_task(self._publish_forever(), name="sim-phones")
         return devices
+
+    def _on_control(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        device_topic = message.topic.removesuffix("/cmd/diagnostic")
+        for state in self.phones:
+            if state.device.address == device_topic:
+                try:
+                    until = json.loads(message.payload).get("until") or 0.0
+                except (ValueError, AttributeError):
+                    until = 0.0
+                state.debug_until = float(until)
 
     async def stop(self) -> None:
         if self._task is not None:

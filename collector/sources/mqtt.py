@@ -11,6 +11,7 @@ other devices; in `wildcard` mode it subscribes to one filter and drops the rest
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ from provisioning.models import Device, Transport
 
 log = logging.getLogger(__name__)
 _SUBSCRIBE_CHUNK = 100
+# Two levels below the device topic, so `<device topic>/+` never matches our own commands.
+CONTROL_SUFFIX = "cmd/diagnostic"
 
 
 class MqttSubscriber:
@@ -64,8 +67,12 @@ class MqttSubscriber:
         await asyncio.to_thread(self._client.loop_stop)
 
     def on_event(self, event: LifecycleEvent) -> None:
-        """Drop subscriptions of stopped accounts; add those of new or reactivated devices."""
+        """Drop subscriptions of stopped accounts; add those of new or reactivated devices;
+        tell a device when its troubleshooting window opens or closes."""
         self._refresh_devices()
+        if event.type is EventType.DEVICE_DEBUG_WINDOW and event.device_id is not None:
+            self._send_debug_control(event.device_id)
+            return
         if self._config.subscribe != "per-device" or not self._client.is_connected():
             return
         if event.stops_collection or event.type is EventType.DEVICE_REMOVED:
@@ -75,6 +82,15 @@ class MqttSubscriber:
                 self._subscribed.difference_update(gone)
         else:
             self._subscribe(sorted(set(self._wanted_filters()) - self._subscribed))
+
+    def _send_debug_control(self, device_id: str) -> None:
+        """Retained, so a device that is offline now learns it when it reconnects."""
+        device = self._pipeline.gate.device(device_id)
+        if device is None or device.transport is not Transport.MQTT:
+            return
+        until = device.debug_until
+        body = {"diagnostic": until is not None, "until": until.timestamp() if until else None}
+        self._client.publish(f"{device.address}/{CONTROL_SUFFIX}", json.dumps(body), qos=1, retain=True)
 
     # -- topic bookkeeping ---------------------------------------------------------------------
 

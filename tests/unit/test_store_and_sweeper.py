@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.decode.mqtt import QuarantineEntry
@@ -103,9 +104,14 @@ def test_sweeper_applies_ttls_and_while_active_rules(tmp_path: Path) -> None:
     assert {r.kind for r in store.query(account_id="active")} == {Kind.FIRMWARE, Kind.INVENTORY, Kind.NETWORK}
 
 
-def test_purge_since_removes_only_stragglers(tmp_path: Path) -> None:
+def test_purge_since_removes_records_observed_or_received_after_the_stop(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "t.db")
-    fill(store, "a", 1)
-    assert store.purge_since("a", T0 + timedelta(seconds=30)) == 0  # received now: all count
-    assert store.purge_since("b", T0) == 0  # the minute-1 record
-    assert len(store.query(account_id="a")) == 6
+    fill(store, "a", 1)  # observed at T0, received now
+    stop = datetime.now(UTC)
+    time.sleep(0.01)
+    dev = snmp_device(1, "a")
+    late = record(POLICY, dev, Kind.SIGNAL, {"wifi_rssi_dbm": -50})  # observed long ago, received late
+    store.write([late, record(POLICY, snmp_device(2, "b"), Kind.SIGNAL, {"wifi_rssi_dbm": -60})])
+    assert store.purge_since("a", stop) == 1
+    assert len(store.query(account_id="a")) == 7 and len(store.query(account_id="b")) == 1
+    assert store.purge_since("a", T0 - timedelta(days=1), device_id="000b82ffffff") == 0
