@@ -204,8 +204,8 @@ def test_entry_point_hook_is_called_in_process(tmp_path: Path, monkeypatch: pyte
         "[hookflash.deactivation]\ncrm = crm_hook:on_stop\nbroken = crm_hook:explode\n"
     )
     (plugin / "crm_hook.py").write_text(
-        "import json, pathlib\nSEEN = []\n"
-        f"def on_stop(receipt):\n    pathlib.Path({str(tmp_path / 'seen.json')!r}).write_text(json.dumps(receipt))\n"
+        f"import json, pathlib\nOUT = pathlib.Path({str(tmp_path / 'seen.json')!r})\n"
+        "def on_stop(receipt):\n    OUT.write_text(json.dumps(receipt))\n"
         "def explode(receipt):\n    raise RuntimeError('crm is down')\n"
     )
     monkeypatch.syspath_prepend(str(plugin))
