@@ -103,17 +103,12 @@ class Pipeline:
 
     async def _drain(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            deadline = asyncio.get_running_loop().time() + self._flush_interval
-            while len(batch) < self._batch_size:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
-                except TimeoutError:
-                    break
+            batch = [await self._queue.get()]
+            if self._queue.qsize() < self._batch_size:
+                # Light load: wait a moment so records are written in batches, not one by one.
+                await asyncio.sleep(self._flush_interval)
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
                 await self._write(batch)
             finally:

@@ -17,6 +17,7 @@ class Stats:
     queue_overflow: int = 0
     polls_sent: int = 0
     polls_failed: int = 0
+    poll_errors: Counter[str] = field(default_factory=Counter)
     polls_skipped_inactive: int = 0
     messages_received: int = 0
     sink_errors: int = 0

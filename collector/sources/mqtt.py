@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,8 @@ class MqttSubscriber:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._by_topic: dict[str, Device] = {}
         self._subscribed: set[str] = set()
+        self._inbox: deque[tuple[str, bytes]] = deque()
+        self._wake_pending = False
         self.connected = asyncio.Event()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -133,8 +136,13 @@ class MqttSubscriber:
             log.warning("MQTT connection lost (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._receive, message.topic, bytes(message.payload))
+        # Waking the event loop costs more than decoding a message, so messages are
+        # collected here and the loop is woken once per burst, not once per message.
+        self._inbox.append((message.topic, bytes(message.payload)))
+        if not self._wake_pending:
+            self._wake_pending = True
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._drain_inbox)
 
     # -- event loop side -----------------------------------------------------------------------
 
@@ -143,6 +151,13 @@ class MqttSubscriber:
         self._subscribed.clear()
         self._subscribe(self._wanted_filters())
         self.connected.set()
+
+    def _drain_inbox(self) -> None:
+        self._wake_pending = False
+        inbox = self._inbox
+        while inbox:
+            topic, payload = inbox.popleft()
+            self._receive(topic, payload)
 
     def _receive(self, topic: str, payload: bytes) -> None:
         stats = self._pipeline.stats

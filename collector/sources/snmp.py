@@ -106,9 +106,14 @@ class SnmpPoller:
             await asyncio.sleep(self._config.tick_s)
 
     async def close(self) -> None:
-        for task in list(self._in_flight.values()):
-            task.cancel()
-        await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        """Let polls already sent finish (their answers are data too), then close."""
+        pending = list(self._in_flight.values())
+        if pending:
+            grace = self._config.timeout_s * (self._config.retries + 1) + 1
+            _done, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         self._engine.close_dispatcher()
 
     def _start_poll(self, device: Device) -> None:
@@ -132,16 +137,21 @@ class SnmpPoller:
             try:
                 await self._poll_device(device)
             except (TimeoutError, OSError, SnmpError) as exc:
-                self._pipeline.stats.polls_failed += 1
+                self._failed(exc)
                 log.debug("poll of %s (%s) failed: %s", device.id, device.address, exc)
             except ProfileError as exc:
-                self._pipeline.stats.polls_failed += 1
+                self._failed(exc)
                 log.error("device %s: %s", device.id, exc)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # one device's bad answer must never stop the poller
-                self._pipeline.stats.polls_failed += 1
+            except Exception as exc:  # one device's bad answer must never stop the poller
+                self._failed(exc)
                 log.exception("poll of %s (%s) failed unexpectedly", device.id, device.address)
+
+    def _failed(self, exc: Exception) -> None:
+        stats = self._pipeline.stats
+        stats.polls_failed += 1
+        stats.poll_errors[str(exc)[:80] or type(exc).__name__] += 1
 
     async def _poll_device(self, device: Device) -> None:
         profile = self._profile_of.get(device.id) or await self._resolve_profile(device)

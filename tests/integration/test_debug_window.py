@@ -1,0 +1,105 @@
+"""P8: diagnostic data is requested and stored only while a troubleshooting window is open.
+
+At the SNMP agent this is observed with its own counters, read in one packet:
+snmpInPkts and snmpInTotalReqVars give the exact number of variables per poll.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
+from collector.sinks.sqlite_store import SqliteStore
+from factories import mqtt_device, snmp_device
+from provisioning.registry import Registry
+from runner import RunningService, eventually, hookflash
+from services import Mosquitto, Snmpd, SnmpdFactory
+
+DIAG_OID = "1.3.6.1.4.1.42397.1.9.1.0"
+IN_PKTS, TOTAL_REQ_VARS = "1.3.6.1.2.1.11.1.0", "1.3.6.1.2.1.11.13.0"
+
+
+def vars_per_poll(agent: Snmpd, seconds: float = 1.5) -> float:
+    """Variables each hookflash poll asked for, from two consistent counter snapshots."""
+    pk0, va0 = map(int, agent.snmpget(IN_PKTS, TOTAL_REQ_VARS))
+    time.sleep(seconds)
+    pk1, va1 = map(int, agent.snmpget(IN_PKTS, TOTAL_REQ_VARS))
+    polls, variables = pk1 - pk0 - 1, va1 - va0 - 2  # minus the second snapshot itself
+    assert polls >= 2
+    return variables / polls
+
+
+def test_diagnostics_only_inside_the_window(
+    tmp_path: Path, snmpd_factory: SnmpdFactory, mosquitto: Mosquitto
+) -> None:
+    agent = snmpd_factory(
+        {DIAG_OID: ("octet_str", "REGISTER timeout (408)"), "1.3.6.1.4.1.42397.1.3.1.1.0": ("gauge", 390)}
+    )
+    cfg = ServiceConfig(
+        data_dir=tmp_path / "data",
+        snmp=SnmpConfig(interval_s=0.25, timeout_s=0.5, retries=0),
+        mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-debug"),
+        credentials={"default": SnmpCredential.model_validate({"community": "public"})},
+    )
+    ata = snmp_device(1, "acct-a", agent.port).model_copy(update={"profile": "grandstream-ht8xx"})
+    phone = mqtt_device(2, "acct-a")
+    Registry(cfg.data_dir / "registry.db").import_devices([ata, phone], source="test")
+    controls: dict[str, dict[str, object]] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="phone-sim")
+    client.on_message = lambda _c, _u, m: controls.__setitem__(m.topic, json.loads(m.payload))
+    client.connect(mosquitto.host, mosquitto.port)
+    client.subscribe("hookflash/+/cmd/diagnostic", qos=1)
+    client.loop_start()
+    store = SqliteStore(cfg.data_dir / "telemetry.db")
+
+    def publish_log(text: str) -> None:
+        client.publish(f"{phone.address}/diagnostic", json.dumps({"log": text}), qos=1).wait_for_publish(5)
+
+    def diagnostics() -> list[str]:
+        return [
+            str(r.fields.get("last_sip_error") or r.fields.get("log_excerpt"))
+            for r in store.query(kind="diagnostic")
+        ]
+
+    try:
+        with RunningService(cfg):
+            eventually(lambda: len(store.query(device_id=ata.id)) > 0, what="first poll")
+            closed = vars_per_poll(agent)
+            publish_log("outside window")
+            time.sleep(0.5)
+            assert diagnostics() == []
+
+            for device in (ata.id, phone.id):
+                result = hookflash("devices", "debug", device, "--for", "1h", "--data-dir", cfg.data_dir)
+                assert result.returncode == 0 and "open until" in result.stdout
+            eventually(lambda: "REGISTER timeout (408)" in diagnostics(), what="SNMP diagnostic stored")
+            opened = vars_per_poll(agent)
+            assert opened == closed + 1 and closed == int(closed)  # exactly the one diagnostic OID more
+            eventually(
+                lambda: controls.get(f"{phone.address}/cmd/diagnostic", {}).get("diagnostic") is True,
+                what="phone told to send diagnostics",
+            )
+            publish_log("inside window")
+            eventually(lambda: "inside window" in diagnostics(), what="MQTT diagnostic stored")
+
+            for device in (ata.id, phone.id):
+                assert (
+                    hookflash("devices", "debug", device, "--close", "--data-dir", cfg.data_dir).returncode
+                    == 0
+                )
+            time.sleep(0.5)
+            count = len(diagnostics())
+            assert vars_per_poll(agent) == closed
+            publish_log("after window")
+            time.sleep(0.8)
+            assert len(diagnostics()) == count and "after window" not in diagnostics()
+            assert controls[f"{phone.address}/cmd/diagnostic"] == {"diagnostic": False, "until": None}
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert all(r.retention_class == "troubleshooting" for r in store.query(kind="diagnostic"))
