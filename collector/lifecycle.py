@@ -32,10 +32,9 @@ def end_account(
     registry: Registry, sinks: Sequence[Sink], policy: RetentionPolicy, account_id: str, reason: str
 ) -> dict[str, dict[str, int]]:
     """Apply every class's end action to an account's data in every sink, and audit it."""
-    device_ids = [d.id for d in registry.devices(account_id)]
     classes = list(policy.classes.values())
     counts = {
-        sink.name: sink.erase_account(account_id, device_ids, classes, policy.aggregate_text_fields)
+        sink.name: sink.erase_account(account_id, classes, policy.aggregate_text_fields)
         for sink in sinks
     }
     registry.record_audit(
@@ -47,11 +46,14 @@ def end_account(
 
 
 class LifecycleWatcher:
-    def __init__(self, registry: Registry, pipeline: Pipeline, poll_interval: float = 0.2) -> None:
+    def __init__(
+        self, registry: Registry, pipeline: Pipeline, poll_interval: float = 0.2, after_event: int = 0
+    ) -> None:
+        """`after_event`: the last event id reflected in the gate's initial state."""
         self._registry = registry
         self._pipeline = pipeline
         self._poll_interval = poll_interval
-        self._last_id = registry.last_event_id()
+        self._last_id = after_event
         self._callbacks: list[EventCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: set[asyncio.Task[None]] = set()
@@ -69,8 +71,7 @@ class LifecycleWatcher:
                 if self._loop.time() >= next_beat:
                     self._registry.collector_heartbeat(self.collector_id, os.getpid())
                     next_beat = self._loop.time() + HEARTBEAT_S
-                for event in self._registry.events_since(self._last_id):
-                    self._handle(event)
+                self._catch_up()
                 await asyncio.sleep(self._poll_interval)
         finally:
             self._registry.collector_gone(self.collector_id)
@@ -80,7 +81,9 @@ class LifecycleWatcher:
         if self._jobs:
             await asyncio.gather(*self._jobs, return_exceptions=True)
 
-    def _from_registry(self, event: LifecycleEvent) -> None:
+    def _from_registry(self, _event: LifecycleEvent) -> None:
+        """An in-process change: apply it now. Events are always applied from the registry
+        in id order, so one emitted by another process a moment earlier is not skipped."""
         loop = self._loop
         if loop is None:
             return  # not started yet: the first poll picks it up
@@ -89,9 +92,13 @@ class LifecycleWatcher:
         except RuntimeError:
             running = None
         if running is loop:
-            self._handle(event)
+            self._catch_up()
         else:
-            loop.call_soon_threadsafe(self._handle, event)
+            loop.call_soon_threadsafe(self._catch_up)
+
+    def _catch_up(self) -> None:
+        for event in self._registry.events_since(self._last_id):
+            self._handle(event)
 
     def _handle(self, event: LifecycleEvent) -> None:
         if event.id <= self._last_id:

@@ -58,8 +58,11 @@ class Pipeline:
         if device is None:
             self.stats.dropped_not_provisioned += 1
             return False
-        if not self.gate.account_active(device.account_id) or not self.gate.allows_kind(
-            device, observation.kind
+        gate = self.gate
+        if (
+            not gate.account_active(device.account_id)
+            or not gate.allows_kind(device, observation.kind)
+            or not gate.observed_while_active(device.account_id, observation.observed_at)
         ):
             self.stats.dropped_inactive += 1
             return False
@@ -93,10 +96,15 @@ class Pipeline:
     def start(self) -> None:
         self._task = asyncio.create_task(self._drain(), name="pipeline-writer")
 
-    async def stop(self) -> None:
-        """Flush what is queued, then stop the writer."""
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Flush what is queued, then stop the writer. A sink that keeps failing gets
+        `grace_s`; what it still holds then is reported, loudly, instead of hanging."""
         if self._task is not None:
-            await self._queue.join()
+            try:
+                await asyncio.wait_for(self._queue.join(), grace_s)
+            except TimeoutError:
+                log.error("stopping with %d records not written: a sink kept failing for %.0fs",
+                          self._queue.qsize(), grace_s)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)

@@ -47,9 +47,10 @@ class Service:
         self.registry = registry or Registry(registry_path(config.data_dir))
         self.store = SqliteStore(store_path(config.data_dir))
         self.stats = Stats()
+        first_event = self.registry.last_event_id()  # before the gate reads the registry
         self.gate = Gate(self.registry)
         self.pipeline = Pipeline(self.gate, Tagger(self.policy), [self.store], self.store, self.stats)
-        self.watcher = LifecycleWatcher(self.registry, self.pipeline, config.lifecycle_poll_s)
+        self.watcher = LifecycleWatcher(self.registry, self.pipeline, config.lifecycle_poll_s, first_event)
         self.sweeper = RetentionSweeper(self.policy, self.store, self.registry)
         self.poller = (
             SnmpPoller(self.pipeline, self.profiles, config.snmp, communities)

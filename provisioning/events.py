@@ -21,6 +21,7 @@ class EventType(StrEnum):
     ACCOUNT_REVOKED = "AccountRevoked"
     ACCOUNT_REACTIVATED = "AccountReactivated"
     DEVICE_ADDED = "DeviceAdded"
+    DEVICE_UPDATED = "DeviceUpdated"
     DEVICE_REMOVED = "DeviceRemoved"
     DEVICE_DEBUG_WINDOW = "DeviceDebugWindow"
 

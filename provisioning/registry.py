@@ -57,6 +57,14 @@ CREATE TABLE IF NOT EXISTS event_acks (
 """
 
 
+class DuplicateTopic(ValueError):
+    def __init__(self, device_id: str, topic: str, other: str) -> None:
+        super().__init__(
+            f"device {device_id}: MQTT topic {topic!r} is already used by device {other}; "
+            "each device needs its own topic, nothing imported"
+        )
+
+
 class UnknownAccount(LookupError):
     def __init__(self, account_id: str) -> None:
         super().__init__(f"no such account: {account_id!r}")
@@ -128,6 +136,11 @@ class Registry:
             rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
         return [_device_from_row(r) for r in rows]
 
+    def device(self, device_id: str) -> Device | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+        return None if row is None else _device_from_row(row)
+
     def device_count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM devices").fetchone()[0])
@@ -166,7 +179,14 @@ class Registry:
                         (dev.account_id, now.isoformat()),
                     )
                     emitted.append(self._emit(db, now, EventType.ACCOUNT_ACTIVATED, dev.account_id))
-                existed = db.execute("SELECT 1 FROM devices WHERE id = ?", (dev.id,)).fetchone()
+                existed = db.execute("SELECT * FROM devices WHERE id = ?", (dev.id,)).fetchone()
+                if dev.transport is Transport.MQTT:
+                    clash = db.execute(
+                        "SELECT id FROM devices WHERE transport = 'mqtt' AND address = ? AND id != ?",
+                        (dev.address, dev.id),
+                    ).fetchone()
+                    if clash is not None:
+                        raise DuplicateTopic(dev.id, dev.address, clash[0])
                 db.execute(
                     "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -183,6 +203,10 @@ class Registry:
                 )
                 if existed is None:
                     emitted.append(self._emit(db, now, EventType.DEVICE_ADDED, dev.account_id, dev.id))
+                elif _device_from_row(existed) != dev:
+                    # A re-import that moves a device to another account or address must
+                    # reach running collectors just like a new device.
+                    emitted.append(self._emit(db, now, EventType.DEVICE_UPDATED, dev.account_id, dev.id))
             self._audit(db, now, None, None, "devices.imported", {"source": source, "count": count})
         self._notify(emitted)
         return count

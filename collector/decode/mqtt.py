@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,20 @@ class PayloadRejected(ValueError):
         self.reason = reason
 
 
+# A JSON key that looks like it holds a secret, and its value (complete or cut off).
+_SECRET_VALUE = re.compile(
+    rb'("[^"]*(?:pass|secret|token|key|community|auth|cred)[^"]*"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]]*)',
+    re.IGNORECASE,
+)
+
+
+def redacted_head(payload: bytes) -> str:
+    """The first bytes of a payload for the quarantine, with secret-looking values masked
+    (P7) and escaped so control bytes and invalid UTF-8 are shown, never interpreted."""
+    masked = _SECRET_VALUE.sub(rb'\1"***"', payload[: HEAD_BYTES * 4])
+    return repr(masked[:HEAD_BYTES])[2:-1]
+
+
 @dataclass(frozen=True)
 class QuarantineEntry:
     at: datetime
@@ -33,12 +48,16 @@ class QuarantineEntry:
     size: int
     head: str
     reason: str
+    device_id: str | None = None
+    account_id: str | None = None
 
     @classmethod
-    def of(cls, source: str, topic: str, payload: bytes, reason: str, at: datetime) -> QuarantineEntry:
-        # repr-escaped so control bytes and invalid UTF-8 are shown, never interpreted.
-        head = repr(payload[:HEAD_BYTES])[2:-1]
-        return cls(at=at, source=source, topic=topic[:256], size=len(payload), head=head, reason=reason)
+    def of(
+        cls, source: str, topic: str, payload: bytes, reason: str, at: datetime,
+        device_id: str | None = None, account_id: str | None = None,
+    ) -> QuarantineEntry:
+        return cls(at=at, source=source, topic=topic[:256], size=len(payload), head=redacted_head(payload),
+                   reason=reason, device_id=device_id, account_id=account_id)
 
 
 def _reject_constant(name: str) -> Any:

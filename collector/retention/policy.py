@@ -68,9 +68,16 @@ class _PolicySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inactive_grace: str = "30d"
+    quarantine_ttl: str = "7d"
     aggregate_text_fields: list[str] = []
     classes: dict[str, _ClassSpec] = Field(min_length=1)
     kinds: dict[str, str]
+
+    @field_validator("inactive_grace", "quarantine_ttl")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
 
 class RetentionPolicy(BaseModel):
@@ -79,6 +86,7 @@ class RetentionPolicy(BaseModel):
     classes: dict[str, RetentionClass]
     kinds: dict[Kind, str]
     inactive_grace: timedelta
+    quarantine_ttl: timedelta = timedelta(days=7)
     aggregate_text_fields: frozenset[str] = frozenset()
     origin: str
 
@@ -116,6 +124,7 @@ def _build(spec: _PolicySpec, origin: str) -> RetentionPolicy:
         classes=classes,
         kinds={Kind(k): v for k, v in spec.kinds.items()},
         inactive_grace=parse_duration(spec.inactive_grace),
+        quarantine_ttl=parse_duration(spec.quarantine_ttl),
         aggregate_text_fields=frozenset(spec.aggregate_text_fields),
         origin=origin,
     )

@@ -40,18 +40,24 @@ class RetentionSweeper:
         for cls in self._policy.classes.values():
             if cls.ttl is not None:
                 ended[cls.name] += self._store.expire(cls, now - cls.ttl, texts)
-        lifetime = [c for c in self._policy.classes.values() if c.while_active]
+        every = list(self._policy.classes.values())
+        lifetime = [c for c in every if c.while_active]
         for account in self._registry.accounts():
-            over = account.status is AccountStatus.REVOKED or (
+            if account.status is AccountStatus.REVOKED:
+                # Revocation ends every class, whatever its TTL (normally done at once by the
+                # deactivation; repeated here so data written by any path cannot linger).
+                ending = every
+            elif (
                 account.status is AccountStatus.INACTIVE
                 and now - account.status_changed_at >= self._policy.inactive_grace
-            )
-            if not over or not lifetime:
+            ):
+                ending = lifetime
+            else:
                 continue
-            devices = [d.id for d in self._registry.devices(account.id)]
-            counts = self._store.erase_account(account.id, devices, lifetime, texts)
-            for name in (c.name for c in lifetime):
-                ended[name] += counts[name]
-        if sum(ended.values()):
-            self._registry.record_audit("retention.swept", dict(ended))
+            counts = self._store.erase_account(account.id, ending, texts)
+            for cls in ending:
+                ended[cls.name] += counts[cls.name]
+        expired_quarantine = self._store.expire_quarantine(now - self._policy.quarantine_ttl)
+        if sum(ended.values()) or expired_quarantine:
+            self._registry.record_audit("retention.swept", {**ended, "quarantine": expired_quarantine})
         return dict(ended)

@@ -17,11 +17,7 @@ class Sink(Protocol):
         """Store records; return how many were stored. Raise to have the batch retried."""
 
     def erase_account(
-        self,
-        account_id: str,
-        device_ids: Sequence[str],
-        classes: Sequence[RetentionClass],
-        aggregate_text: frozenset[str],
+        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
     ) -> dict[str, int]:
         """Apply each class's end action to the account's records; counts per class."""
 

@@ -38,8 +38,10 @@ CREATE TABLE IF NOT EXISTS aggregates (
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY, at TEXT NOT NULL, source TEXT NOT NULL, topic TEXT NOT NULL,
-    size INTEGER NOT NULL, head TEXT NOT NULL, reason TEXT NOT NULL
+    size INTEGER NOT NULL, head TEXT NOT NULL, reason TEXT NOT NULL,
+    device_id TEXT, account_id TEXT, at_ts REAL NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS quarantine_account ON quarantine(account_id);
 """
 
 _UPSERT_AGGREGATE = """
@@ -81,6 +83,7 @@ class SqliteStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not just unlinked
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
 
@@ -127,10 +130,15 @@ class SqliteStore:
         return len(rows)
 
     def quarantine(self, entries: Iterable[QuarantineEntry]) -> None:
-        rows = [(e.at.isoformat(), e.source, e.topic, e.size, e.head, e.reason) for e in entries]
+        rows = [
+            (e.at.isoformat(), e.source, e.topic, e.size, e.head, e.reason, e.device_id, e.account_id,
+             _ts(e.at))
+            for e in entries
+        ]
         with self._tx() as db:
             db.executemany(
-                "INSERT INTO quarantine (at, source, topic, size, head, reason) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO quarantine (at, source, topic, size, head, reason, device_id, account_id,"
+                " at_ts) VALUES (?,?,?,?,?,?,?,?,?)",
                 rows,
             )
 
@@ -164,6 +172,8 @@ class SqliteStore:
                 size=r["size"],
                 head=r["head"],
                 reason=r["reason"],
+                device_id=r["device_id"],
+                account_id=r["account_id"],
             )
             for r in rows
         ]
@@ -205,23 +215,20 @@ class SqliteStore:
         return {r[0]: datetime.fromtimestamp(r[1], UTC) for r in rows}
 
     def erase_account(
-        self,
-        account_id: str,
-        device_ids: Sequence[str],
-        classes: Sequence[RetentionClass],
-        aggregate_text: frozenset[str],
+        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
     ) -> dict[str, int]:
         counts = {
             cls.name: self._end(cls, "account_id = ?", (account_id,), aggregate_text) for cls in classes
         }
         with self._tx() as db:
-            # Quarantined payloads of the account's devices carry their ids in the topic.
-            removed = sum(
-                db.execute("DELETE FROM quarantine WHERE instr(topic, ?) > 0", (dev,)).rowcount
-                for dev in device_ids
-            )
-        counts["quarantine"] = removed
+            counts["quarantine"] = db.execute(
+                "DELETE FROM quarantine WHERE account_id = ?", (account_id,)
+            ).rowcount
         return counts
+
+    def expire_quarantine(self, older_than: datetime) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM quarantine WHERE at_ts < ?", (_ts(older_than),)).rowcount
 
     def expire(self, cls: RetentionClass, older_than: datetime, aggregate_text: frozenset[str]) -> int:
         return self._end(cls, "observed_at < ?", (_ts(older_than),), aggregate_text)

@@ -40,6 +40,7 @@ class MqttSubscriber:
         self._config = config
         self._loop: asyncio.AbstractEventLoop | None = None
         self._by_topic: dict[str, Device] = {}
+        self._topic_of: dict[str, str] = {}
         self._subscribed: set[str] = set()
         self._inbox: deque[tuple[str, bytes]] = deque()
         self._wake_pending = False
@@ -55,6 +56,7 @@ class MqttSubscriber:
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -72,19 +74,28 @@ class MqttSubscriber:
     def on_event(self, event: LifecycleEvent) -> None:
         """Drop subscriptions of stopped accounts; add those of new or reactivated devices;
         tell a device when its troubleshooting window opens or closes."""
-        self._refresh_devices()
-        if event.type is EventType.DEVICE_DEBUG_WINDOW and event.device_id is not None:
-            self._send_debug_control(event.device_id)
-            return
-        if self._config.subscribe != "per-device" or not self._client.is_connected():
-            return
-        if event.stops_collection or event.type is EventType.DEVICE_REMOVED:
-            gone = sorted(self._subscribed - set(self._wanted_filters()))
-            if gone:
-                self._client.unsubscribe(gone)
-                self._subscribed.difference_update(gone)
+        if event.device_id is not None:
+            touched = [event.device_id]
+            before = self._filters_of(touched)
+            self._update_device(event.device_id)
+            if event.type is EventType.DEVICE_DEBUG_WINDOW:
+                self._send_debug_control(event.device_id)
+                return
         else:
-            self._subscribe(sorted(set(self._wanted_filters()) - self._subscribed))
+            touched = [d.id for d in self._by_topic.values() if d.account_id == event.account_id]
+            before = self._filters_of(touched)
+        if self._config.subscribe != "per-device" or not self._client.is_connected():
+            return  # on (re)connect every wanted filter is subscribed afresh
+        gate = self._pipeline.gate
+        wanted = {f"{self._topic_of[d]}/+" for d in touched if d in self._topic_of and gate.allows(d)}
+        stale = {f for f in before if f not in wanted and f in self._subscribed}
+        if stale:
+            self._client.unsubscribe(sorted(stale))
+            self._subscribed.difference_update(stale)
+        self._subscribe(sorted(wanted - self._subscribed))
+
+    def _filters_of(self, device_ids: list[str]) -> set[str]:
+        return {f"{self._topic_of[d]}/+" for d in device_ids if d in self._topic_of}
 
     def _send_debug_control(self, device_id: str) -> None:
         """Retained, so a device that is offline now learns it when it reconnects."""
@@ -100,6 +111,17 @@ class MqttSubscriber:
     def _refresh_devices(self) -> None:
         gate = self._pipeline.gate
         self._by_topic = {d.address: d for d in gate.devices() if d.transport is Transport.MQTT}
+        self._topic_of = {d.id: topic for topic, d in self._by_topic.items()}
+
+    def _update_device(self, device_id: str) -> None:
+        """One device changed: update only its entries (bulk imports stay linear)."""
+        old = self._topic_of.pop(device_id, None)
+        if old is not None:
+            self._by_topic.pop(old, None)
+        device = self._pipeline.gate.device(device_id)
+        if device is not None and device.transport is Transport.MQTT:
+            self._by_topic[device.address] = device
+            self._topic_of[device_id] = device.address
 
     def _wanted_filters(self) -> list[str]:
         if self._config.subscribe == "wildcard":
@@ -128,6 +150,9 @@ class MqttSubscriber:
         log.info("connected to MQTT broker %s:%d", self._config.host, self._config.port)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._resubscribe)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        log.warning("cannot connect to MQTT broker %s:%d; retrying", self._config.host, self._config.port)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         assert self._loop is not None
@@ -175,10 +200,10 @@ class MqttSubscriber:
             profile = self._profile(device)
             observation = decode_mqtt(profile, device.id, kind, payload, now, self._config.max_payload_bytes)
         except PayloadRejected as exc:
-            self._pipeline.quarantine(QuarantineEntry.of("mqtt", topic, payload, exc.reason, now))
+            self._pipeline.quarantine(QuarantineEntry.of("mqtt", topic, payload, exc.reason, now, device.id, device.account_id))
             return
         except ProfileError as exc:
-            self._pipeline.quarantine(QuarantineEntry.of("mqtt", topic, payload, str(exc), now))
+            self._pipeline.quarantine(QuarantineEntry.of("mqtt", topic, payload, str(exc), now, device.id, device.account_id))
             return
         self._pipeline.submit(observation)
 

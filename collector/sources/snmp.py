@@ -8,6 +8,7 @@ every request: a device whose account is not active gets no packet at all (P4).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import functools
 import logging
 import zlib
@@ -72,10 +73,16 @@ class SnmpPoller:
         self._profile_of: dict[str, DeviceProfile] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(config.max_in_flight)
-        self._due: dict[str, float] = {}
+        self._schedule: list[tuple[float, str]] = []  # heap of (due, device id)
+        self._scheduled: set[str] = set()
 
     def on_event(self, event: LifecycleEvent) -> None:
-        """Cancel polls in flight for devices whose account just stopped collection."""
+        """Schedule new devices; forget cached targets of changed ones; cancel polls in
+        flight for devices whose collection just stopped."""
+        if event.device_id is not None:
+            self._targets.pop(event.device_id, None)
+            self._profile_of.pop(event.device_id, None)
+            self._add(event.device_id)
         if not event.stops_collection:
             return
         gate = self._pipeline.gate
@@ -88,20 +95,32 @@ class SnmpPoller:
             if hit:
                 task.cancel()
 
+    def _add(self, device_id: str) -> None:
+        if device_id in self._scheduled:
+            return
+        # A stable per-device phase spreads the fleet evenly over the interval.
+        phase = (zlib.crc32(device_id.encode()) % 10_000) / 10_000 * self._config.interval_s
+        heapq.heappush(self._schedule, (asyncio.get_running_loop().time() + phase, device_id))
+        self._scheduled.add(device_id)
+
     async def run(self) -> None:
+        """Each tick pops only the devices that are due: cost follows the poll rate, not
+        the fleet size."""
         loop = asyncio.get_running_loop()
         interval = self._config.interval_s
+        for known in self._pipeline.gate.devices():
+            self._add(known.id)
         while True:
             now = loop.time()
-            devices = [d for d in self._pipeline.gate.devices() if d.transport is Transport.SNMP]
-            for device in devices:
-                due = self._due.get(device.id)
-                if due is None:
-                    # A stable per-device phase spreads the fleet over the interval.
-                    phase = (zlib.crc32(device.id.encode()) % 1000) / 1000 * interval
-                    self._due[device.id] = due = now + phase
-                if due <= now and device.id not in self._in_flight:
-                    self._due[device.id] = due + interval if due + interval > now else now + interval
+            while self._schedule and self._schedule[0][0] <= now:
+                due, device_id = heapq.heappop(self._schedule)
+                device = self._pipeline.gate.device(device_id)
+                if device is None or device.transport is not Transport.SNMP:
+                    self._scheduled.discard(device_id)  # removed, or not polled over SNMP
+                    continue
+                next_due = due + interval
+                heapq.heappush(self._schedule, (next_due if next_due > now else now + interval, device_id))
+                if device_id not in self._in_flight:
                     self._start_poll(device)
             await asyncio.sleep(self._config.tick_s)
 
@@ -183,22 +202,26 @@ class SnmpPoller:
     async def _get(self, device: Device, oids: list[str]) -> dict[str, RawValue | None]:
         community = self._communities.get(device.credentials or "default")
         if community is None:
-            raise SnmpError(f"no SNMP credentials named {device.credentials or 'default'!r} in config")
+            # The reference is not echoed: someone may have typed a secret into that column.
+            raise SnmpError("the device's credentials reference names no credential set in the config")
         target = self._targets.get(device.id)
         if target is None:
+            # pysnmp retries are off: it would retransmit even after the account stopped.
             target = await UdpTransportTarget.create(
-                device.snmp_endpoint(), timeout=self._config.timeout_s, retries=self._config.retries
+                device.snmp_endpoint(), timeout=self._config.timeout_s, retries=0
             )
             self._targets[device.id] = target
-        self._pipeline.stats.polls_sent += 1
-        error_indication, error_status, _index, var_binds = await get_cmd(
-            self._engine,
-            CommunityData(community, mpModel=1),
-            target,
-            ContextData(),
-            *(ObjectType(ObjectIdentity(oid)) for oid in oids),
-            lookupMib=False,
-        )
+        varbinds = [ObjectType(ObjectIdentity(oid)) for oid in oids]
+        for attempt in range(self._config.retries + 1):
+            if attempt and not self._pipeline.gate.allows(device.id):
+                raise asyncio.CancelledError  # stopped between attempts: send nothing more
+            self._pipeline.stats.polls_sent += 1
+            error_indication, error_status, _index, var_binds = await get_cmd(
+                self._engine, CommunityData(community, mpModel=1), target, ContextData(), *varbinds,
+                lookupMib=False,
+            )
+            if not error_indication:
+                break
         if error_indication:
             raise SnmpError(str(error_indication))
         if error_status:

@@ -185,3 +185,42 @@ def test_agent_that_never_answers_delays_no_other_device(tmp_path: Path, snmpd_f
         base = live.in_pkts()
         eventually(lambda: live.requests_since(base) >= 5, what="live agent polled repeatedly")
         assert running.stats.polls_failed >= 1
+
+
+def test_no_retransmission_reaches_a_silent_agent_after_the_stop(
+    tmp_path: Path, snmpd_factory: SnmpdFactory
+) -> None:
+    agent = snmpd_factory(HT812_AGENT, community="not-what-hookflash-sends")  # never answers hookflash
+    cfg = config(tmp_path).model_copy(update={"snmp": SnmpConfig(interval_s=0.3, timeout_s=0.4, retries=5)})
+    provision(cfg, snmp_device(1, "acct-a", agent.port))
+    with RunningService(cfg):
+        base = agent.in_pkts()
+        eventually(lambda: agent.requests_since(base) >= 3, what="attempts reaching the agent")
+        result = hookflash("accounts", "suspend", "acct-a", "--data-dir", cfg.data_dir)
+        assert result.returncode == 0, result.stderr
+        quiet_from = agent.in_pkts()
+        time.sleep(3.0)  # longer than timeout x (retries + 1)
+        assert agent.requests_since(quiet_from) == 0
+
+
+def test_events_from_two_processes_are_all_applied_in_order(
+    tmp_path: Path, snmpd_factory: SnmpdFactory
+) -> None:
+    agent = snmpd_factory(HT812_AGENT)
+    cfg = config(tmp_path)
+    provision(cfg, snmp_device(1, "acct-a", agent.port), snmp_device(2, "acct-b", agent.port))
+    with RunningService(cfg) as running:
+        service = running.service
+        assert service is not None
+        eventually(lambda: len(running.stats.devices_seen) == 2, what="both devices polled")
+        from provisioning.models import AccountStatus
+
+        Registry(cfg.data_dir / "registry.db").set_status(
+            "acct-a", AccountStatus.INACTIVE
+        )  # "another process"
+        service.registry.set_status("acct-b", AccountStatus.INACTIVE)  # this process, right after
+        eventually(
+            lambda: not service.gate.account_active("acct-a") and not service.gate.account_active("acct-b"),
+            timeout=1.5,
+            what="both stops applied",
+        )

@@ -89,3 +89,38 @@ def test_diagnostic_kind_only_inside_a_troubleshooting_window(tmp_path: Path) ->
     assert Kind.DIAGNOSTIC in gate.allowed_kinds(open_)
     later = Gate(registry, clock=lambda: T0 + timedelta(hours=3))
     assert Kind.DIAGNOSTIC not in later.allowed_kinds(open_)
+
+
+def test_reimport_that_moves_a_device_reaches_the_gate(registry: Registry) -> None:
+    gate = Gate(registry, clock=lambda: T0)
+    moved = snmp_device(1, "a2", port=2161)
+    registry.import_devices([moved], source="again")
+    registry.import_devices([moved], source="same again")  # unchanged: no event
+    updates = [e for e in registry.events_since(0) if e.type is EventType.DEVICE_UPDATED]
+    assert [(e.device_id, e.account_id) for e in updates] == [(moved.id, "a2")]
+    gate.apply(updates[0])
+    device = gate.device(moved.id)
+    assert device is not None and device.account_id == "a2" and device.address == "127.0.0.1:2161"
+
+
+def test_mqtt_topic_must_be_unique_across_the_registry(registry: Registry) -> None:
+    from provisioning.registry import DuplicateTopic
+
+    clash = mqtt_device(9, "a1").model_copy(update={"address": mqtt_device(2, "a2").address})
+    with pytest.raises(DuplicateTopic, match="already used by device 805ec0000002"):
+        registry.import_devices([snmp_device(7, "a1"), clash], source="t")
+    assert registry.device(snmp_device(7, "a1").id) is None  # nothing imported
+
+
+def test_data_timestamped_before_reactivation_is_not_admitted(registry: Registry) -> None:
+    clock = [T0]
+    registry._clock = lambda: clock[0]  # type: ignore[method-assign]
+    gate = Gate(registry, clock=lambda: T0)
+    for status, minutes in ((AccountStatus.INACTIVE, 10), (AccountStatus.ACTIVE, 20)):
+        clock[0] = T0 + timedelta(minutes=minutes)
+        event = registry.set_status("a1", status)
+        assert event is not None
+        gate.apply(event)
+    assert not gate.observed_while_active("a1", T0 + timedelta(minutes=15))  # inside the inactive period
+    assert not gate.observed_while_active("a1", T0 + timedelta(minutes=5))  # before it: ended by it
+    assert gate.observed_while_active("a1", T0 + timedelta(minutes=21))

@@ -48,7 +48,9 @@ def test_revocation_erases_and_anonymizes_leaving_nothing_identifying(tmp_path: 
     store = SqliteStore(tmp_path / "t.db")
     fill(store, "gone", 1)
     fill(store, "stays", 2)
-    store.quarantine([QuarantineEntry.of("mqtt", "hookflash/000b82000001/signal", b"x", "bad", T0)])
+    store.quarantine(
+        [QuarantineEntry.of("mqtt", "site1/kitchen/signal", b"x", "bad", T0, "000b82000001", "gone")]
+    )
     registry.set_status("gone", AccountStatus.REVOKED)
     counts = end_account(registry, [store], POLICY, "gone", "revoked")["sqlite"]
     assert counts == {
@@ -115,3 +117,35 @@ def test_purge_since_removes_records_observed_or_received_after_the_stop(tmp_pat
     assert store.purge_since("a", stop) == 1
     assert len(store.query(account_id="a")) == 7 and len(store.query(account_id="b")) == 1
     assert store.purge_since("a", T0 - timedelta(days=1), device_id="000b82ffffff") == 0
+
+
+def test_revoked_account_loses_every_class_even_with_a_long_ttl(tmp_path: Path) -> None:
+    from collector.retention.policy import policy_from_dict
+
+    policy = policy_from_dict(
+        {
+            "classes": {"keep": {"ttl": "90d", "end_action": "delete"}},
+            "kinds": dict.fromkeys([k.value for k in Kind], "keep"),
+        },
+        "custom",
+    )
+    clock = Clock(T0)
+    registry = Registry(tmp_path / "r.db", clock=clock)
+    registry.import_devices([snmp_device(1, "a")], source="t")
+    store = SqliteStore(tmp_path / "t.db")
+    store.write([record(policy, snmp_device(1, "a"), Kind.SIGNAL, {"wifi_rssi_dbm": -50})])
+    registry.set_status("a", AccountStatus.REVOKED)
+    assert RetentionSweeper(policy, store, registry, clock=clock).sweep() == {"keep": 1}
+    assert store.query(account_id="a") == []
+
+
+def test_quarantine_expires_and_masks_secrets(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "r.db")
+    store = SqliteStore(tmp_path / "t.db")
+    payload = b'{"sip":{"password":"hunter2","user":"1001"},"wifi":{"rssi":NaN}}'
+    entry = QuarantineEntry.of("mqtt", "t/x/signal", payload, "NaN", T0, "000b82000001", "a")
+    assert "hunter2" not in entry.head and '"password":"***"' in entry.head
+    store.quarantine([entry, QuarantineEntry.of("mqtt", "t/x/signal", b"{}", "x", datetime.now(UTC))])
+    clock = Clock(T0 + timedelta(days=8))
+    RetentionSweeper(POLICY, store, registry, clock=clock).sweep()
+    assert [q.at for q in store.quarantined()] != [] and all(q.at > T0 for q in store.quarantined())
