@@ -25,6 +25,7 @@ COMMUNITY = "demo-community"
 ATA_MODELS = [("HT812", "1.0.43.11", "1.0.47.4"), ("HT802", "1.0.43.11", "1.0.47.4")]
 PHONE_MODELS = [("T54W", "96.86.0.100", "96.86.0.118"), ("T46U", "108.86.0.90", "108.86.0.118")]
 GS_ENTERPRISE = "1.3.6.1.4.1.42397"
+YEALINK_ENTERPRISE = "1.3.6.1.4.1.37459"
 YEALINK_MAC_PREFIX = "805ec0"
 GRANDSTREAM_MAC_PREFIX = "000b82"
 
@@ -68,7 +69,8 @@ def _mac(prefix: str, n: int) -> str:
 
 
 def build_fleet(size: int, seed: int = 7, accounts: int | None = None) -> list[DeviceState]:
-    """Half ATAs (SNMP), half phones (MQTT), spread over several accounts."""
+    """Half ATAs (SNMP), half phones (MQTT; every third phone is polled over SNMP
+    instead), spread over several accounts."""
     rng = random.Random(seed)
     n_accounts = accounts or max(3, size // 4)
     states = []
@@ -88,13 +90,15 @@ def build_fleet(size: int, seed: int = 7, accounts: int | None = None) -> list[D
         else:
             model, old, new = PHONE_MODELS[(i // 2) % len(PHONE_MODELS)]
             mac = _mac(YEALINK_MAC_PREFIX, i)
+            snmp = i % 6 == 5
             dev = Device(
                 id=mac,
                 account_id=account,
                 vendor="Yealink",
                 model=model,
-                transport=Transport.MQTT,
-                address=f"hookflash/{mac}",
+                transport=Transport.SNMP if snmp else Transport.MQTT,
+                address="127.0.0.1:1" if snmp else f"hookflash/{mac}",
+                credentials="demo" if snmp else "",
             )
         target = new if rng.random() < 0.5 else old
         states.append(DeviceState(dev, old, target, random.Random(seed * 1000 + i)))
@@ -102,6 +106,8 @@ def build_fleet(size: int, seed: int = 7, accounts: int | None = None) -> list[D
 
 
 def snmp_values(state: DeviceState) -> Mapping[str, TypedValue]:
+    if state.device.vendor == "Yealink":
+        return phone_snmp_values(state)
     state.step()
     line = 1 if state.registered else 2
     mac = bytes.fromhex(state.device.id)
@@ -126,6 +132,20 @@ def snmp_values(state: DeviceState) -> Mapping[str, TypedValue]:
         f"{GS_ENTERPRISE}.1.9.1.0": TypedValue(
             "octets", "" if state.registered else "REGISTER timeout (408)"
         ),
+    }
+
+
+def phone_snmp_values(state: DeviceState) -> Mapping[str, TypedValue]:
+    state.step()
+    return {
+        "1.3.6.1.2.1.1.1.0": TypedValue("octets", f"Yealink SIP-{state.device.model} {state.firmware}"),
+        "1.3.6.1.2.1.1.2.0": TypedValue("oid", f"{YEALINK_ENTERPRISE}.1.{state.device.model[1:3]}"),
+        "1.3.6.1.2.1.1.3.0": TypedValue("timeticks", state.uptime_s * 100),
+        "1.3.6.1.2.1.47.1.1.1.1.10.1": TypedValue("octets", state.firmware),
+        "1.3.6.1.2.1.47.1.1.1.1.13.1": TypedValue("octets", state.device.model),
+        f"{YEALINK_ENTERPRISE}.2.1.5.1.0": TypedValue("integer", round(state.rssi)),
+        f"{YEALINK_ENTERPRISE}.2.1.5.2.0": TypedValue("integer", 36),
+        f"{YEALINK_ENTERPRISE}.2.1.6.1.0": TypedValue("integer", 1 if state.registered else 3),
     }
 
 

@@ -34,9 +34,8 @@ def test_demo_collects_both_transports_and_honours_lifecycle(tmp_path: Path) -> 
         } <= set(row)
         assert row["retention_class"] and row["fields"]
     seen = {(r["kind"], r["source"]) for r in rows}
-    for kind in ("firmware", "call_quality", "registration", "performance"):
+    for kind in ("firmware", "signal", "call_quality", "registration", "performance"):
         assert (kind, "snmp") in seen and (kind, "mqtt") in seen, kind
-    assert ("signal", "mqtt") in seen
 
     accounts = {
         a["id"]: a

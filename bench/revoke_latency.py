@@ -1,0 +1,147 @@
+"""Revoke-to-stop latency at 1,000 devices.
+
+A collector runs (in this process, on its own event loop thread) against 500 SNMP devices
+served by net-snmp snmpd on loopback and 500 MQTT phones on a mosquitto broker, both
+started here. Accounts are then revoked one after another, and for each we measure the
+time from the status change being committed to the running collector confirming that
+collection stopped (gate closed, polls cancelled, subscriptions dropped, in-flight
+records purged): the `stop_latency_ms` a receipt reports.
+
+Two paths are measured:
+- cross-process: the revocation is written through a separate registry connection, as
+  the CLI or another process does; the collector notices it by polling (0.2 s).
+- in-process: through the collector's own deactivator, as the HTTP API does.
+
+Usage: python bench/revoke_latency.py [--quick]   (needs mosquitto and snmpd installed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential  # noqa: E402
+from collector.deactivation import build_deactivator  # noqa: E402
+from collector.retention import load_policy  # noqa: E402
+from collector.sinks.sqlite_store import SqliteStore  # noqa: E402
+from factories import mqtt_device, snmp_device  # noqa: E402
+from provisioning.receipts import Action  # noqa: E402
+from provisioning.registry import Registry  # noqa: E402
+from runner import RunningService, eventually  # noqa: E402
+from services import Mosquitto, Snmpd  # noqa: E402
+
+DEVICES, PER_ACCOUNT, AGENTS = 1000, 10, 4
+AGENT_VALUES = {
+    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4"),
+    "1.3.6.1.4.1.42397.1.3.1.1.0": ("gauge", 410),
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs (under 60 s)")
+    args = parser.parse_args()
+    runs = 12 if args.quick else 40
+    work = Path(tempfile.mkdtemp(prefix="hookflash-bench-"))
+    agents = [Snmpd(work / f"snmpd{i}", overrides=AGENT_VALUES).start() for i in range(AGENTS)]
+    broker = Mosquitto(work / "mosquitto").start()
+    try:
+        cfg = ServiceConfig(
+            data_dir=work / "data",
+            snmp=SnmpConfig(interval_s=10, timeout_s=2, retries=0),
+            mqtt=MqttConfig(enabled=True, port=broker.port, client_id="bench"),
+            credentials={"default": SnmpCredential.model_validate({"community": "public"})},
+        )
+        devices = []
+        for n in range(DEVICES):
+            account = f"acct-{n // PER_ACCOUNT:04d}"
+            if n % 2:
+                devices.append(mqtt_device(n, account))
+            else:
+                port = agents[n % AGENTS].port
+                devices.append(
+                    snmp_device(n, account, port).model_copy(update={"profile": "grandstream-ht8xx"})
+                )
+        Registry(cfg.data_dir / "registry.db").import_devices(devices, source="bench")
+        accounts = sorted({d.account_id for d in devices})
+        cross: list[float] = []
+        local: list[float] = []
+        with RunningService(cfg) as running:
+            service = running.service
+            assert service is not None
+            eventually(
+                lambda: len(broker.subscribed_topics("bench")) == DEVICES // 2,
+                timeout=30,
+                what="subscriptions",
+            )
+            eventually(
+                lambda: len(running.stats.devices_seen) >= DEVICES // 2,
+                timeout=30,
+                what="every SNMP device polled once",
+            )
+            other = Registry(cfg.data_dir / "registry.db")  # another connection: the cross-process path
+            outside = build_deactivator(
+                cfg, other, [SqliteStore(cfg.data_dir / "telemetry.db")], load_policy()
+            )
+            rng = random.Random(1)
+            for i in range(runs):
+                time.sleep(rng.uniform(0, 0.25))  # land anywhere in the collector's poll cycle
+                receipt, _ = outside.request(Action.REVOKE, accounts[2 * i], "bench")
+                done = asyncio.run(outside.process(receipt))
+                cross.append(float(done.result["stop_latency_ms"]))
+                inside = asyncio.run_coroutine_threadsafe(
+                    _revoke_inside(service, accounts[2 * i + 1]), running.loop
+                ).result(30)
+                local.append(inside)
+                print(
+                    f"run {i + 1:2d}: cross-process {cross[-1]:7.1f} ms, in-process {local[-1]:6.1f} ms",
+                    flush=True,
+                )
+            polls, stored = running.stats.polls_sent, running.stats.stored
+        print(f"collector during the runs: {polls} polls sent, {stored} records stored")
+        print(f"in-process: p50 {statistics.median(local):.1f} ms, p99 {percentile(local, 99):.1f} ms")
+        print(
+            f"cross-process: p50 {statistics.median(cross):.1f} ms, p99 {percentile(cross, 99):.1f} ms "
+            f"(registry polled every {cfg.lifecycle_poll_s * 1000:.0f} ms)"
+        )
+        print(
+            f"RESULT revoke_stop_p50_ms={statistics.median(cross):.1f} "
+            f"revoke_stop_p99_ms={percentile(cross, 99):.1f}"
+        )
+    finally:
+        broker.stop()
+        for agent in agents:
+            agent.stop()
+
+
+async def _revoke_inside(service: object, account: str) -> float:
+    from collector.service import Service
+
+    assert isinstance(service, Service)
+    started = time.perf_counter()
+    receipt, _ = service.deactivator.request(Action.REVOKE, account, "bench")
+    done = await service.deactivator.process(receipt)
+    assert done.result["acknowledged_by"], done.result
+    return (
+        float(done.result["stop_latency_ms"])
+        if done.result["stop_latency_ms"]
+        else ((time.perf_counter() - started) * 1000)
+    )
+
+
+if __name__ == "__main__":
+    main()
