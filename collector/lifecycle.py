@@ -34,8 +34,7 @@ def end_account(
     """Apply every class's end action to an account's data in every sink, and audit it."""
     classes = list(policy.classes.values())
     counts = {
-        sink.name: sink.erase_account(account_id, classes, policy.aggregate_text_fields)
-        for sink in sinks
+        sink.name: sink.erase_account(account_id, classes, policy.aggregate_text_fields) for sink in sinks
     }
     registry.record_audit(
         "account.data_ended",

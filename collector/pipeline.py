@@ -103,8 +103,11 @@ class Pipeline:
             try:
                 await asyncio.wait_for(self._queue.join(), grace_s)
             except TimeoutError:
-                log.error("stopping with %d records not written: a sink kept failing for %.0fs",
-                          self._queue.qsize(), grace_s)
+                log.error(
+                    "stopping with %d records not written: a sink kept failing for %.0fs",
+                    self._queue.qsize(),
+                    grace_s,
+                )
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)

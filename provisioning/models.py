@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 _MAC_SEPARATORS = re.compile(r"[:\-.\s]")
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_CREDENTIAL_REF = re.compile(r"^[A-Za-z0-9_.\-]*$")
+# P8: troubleshooting windows are brief; no window may end further ahead than this.
+MAX_DEBUG_WINDOW = timedelta(days=7)
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?$")
 
 
@@ -30,6 +33,14 @@ def normalize_mac(raw: str) -> str:
     mac = _MAC_SEPARATORS.sub("", raw.strip()).lower()
     if not _HEX12.match(mac):
         raise ValueError(f"not a MAC address: {raw!r} (want 12 hex digits, e.g. 00:0b:82:12:34:56)")
+    if mac == "000000000000":
+        raise ValueError(f"{raw!r} is the all-zero MAC address, not a device's address")
+    if mac == "ffffffffffff":
+        raise ValueError(f"{raw!r} is the broadcast MAC address, not a device's address")
+    if int(mac[:2], 16) & 1:
+        raise ValueError(
+            f"{raw!r} is a multicast MAC address (lowest bit of the first octet set), not a device's address"
+        )
     return mac
 
 
@@ -73,6 +84,28 @@ class Device(BaseModel):
     @classmethod
     def _account(cls, value: str) -> str:
         return check_account_id(value)
+
+    @field_validator("credentials")
+    @classmethod
+    def _credential_reference(cls, value: str) -> str:
+        # Never echo the value: someone may have typed the secret itself here (P7).
+        if not _CREDENTIAL_REF.match(value):
+            raise ValueError(
+                "credentials must be the name of a credential set in the config "
+                "(letters, digits, '_', '.', '-'), not a secret"
+            )
+        return value
+
+    @field_validator("debug_until")
+    @classmethod
+    def _debug_window(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("debug_until must include a timezone, e.g. 2026-11-27T12:00:00Z")
+        if value - datetime.now(UTC) > MAX_DEBUG_WINDOW:
+            raise ValueError("debug_until is more than 7 days ahead; troubleshooting windows are brief (P8)")
+        return value
 
     @model_validator(mode="after")
     def _address_fits_transport(self) -> Device:

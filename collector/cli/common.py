@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -12,15 +13,38 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from collector.service import registry_path, store_path
 from collector.sinks.sqlite_store import SqliteStore
+from provisioning.receipts import ReceiptBook
 from provisioning.registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
-# Piped output (scripts, CI, `| less`) is not wrapped at 80 columns.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+# Piped output (scripts, CI, `| less`) is not wrapped at 80 columns. Much of what is printed
+# comes from users (device files, account ids, paths), so rich never interprets it: no markup
+# (`[/red]` in a CSV cell), no emoji codes (`0:b:82:aa:bb:2`), no highlighting. Styling is
+# applied explicitly with rich.text.Text.
+console = Console(
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 200,
+    markup=False,
+    emoji=False,
+    highlight=False,
+)
+err_console = Console(
+    stderr=True,
+    soft_wrap=True,
+    width=None if sys.stderr.isatty() else 200,
+    markup=False,
+    emoji=False,
+    highlight=False,
+)
+
+
+def print_error(message: str) -> None:
+    """`error: message` on stderr; the message is shown as is, never parsed as markup."""
+    err_console.print(Text.assemble(("error:", "red"), " ", message))
 
 
 def data_dir_option(func: F) -> F:
@@ -45,12 +69,60 @@ def format_option(func: F) -> F:
     )(func)
 
 
-def open_registry(data_dir: Path) -> Registry:
-    return Registry(registry_path(data_dir))
+def check_data_dir(data_dir: Path) -> None:
+    """A data dir that exists must be a folder (not a regular file)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ValueError(f"data dir {data_dir} is not a folder")
 
 
-def open_store(data_dir: Path) -> SqliteStore:
-    return SqliteStore(store_path(data_dir))
+def require_data(data_dir: Path) -> None:
+    """For commands that only read: a mistyped --data-dir must not silently create an empty store."""
+    check_data_dir(data_dir)
+    if not registry_path(data_dir).is_file():
+        raise ValueError(
+            f"no hookflash data in {data_dir} (registry.db not found); "
+            'run "hookflash devices import FILE" or "hookflash demo" first'
+        )
+
+
+def _check(data_dir: Path, existing: bool) -> None:
+    if existing:
+        require_data(data_dir)
+    else:
+        check_data_dir(data_dir)
+
+
+def _database_error(path: Path, exc: sqlite3.DatabaseError) -> ValueError:
+    return ValueError(f"{path}: cannot open the database: {exc} (is the file corrupt?)")
+
+
+def open_registry(data_dir: Path, *, existing: bool = False) -> Registry:
+    """The registry in data_dir; with `existing`, fail unless there is one already."""
+    _check(data_dir, existing)
+    path = registry_path(data_dir)
+    try:
+        return Registry(path)
+    except sqlite3.DatabaseError as exc:
+        raise _database_error(path, exc) from None
+
+
+def open_store(data_dir: Path, *, existing: bool = False) -> SqliteStore:
+    """The telemetry store in data_dir; with `existing`, fail unless data_dir holds a registry."""
+    _check(data_dir, existing)
+    path = store_path(data_dir)
+    try:
+        return SqliteStore(path)
+    except sqlite3.DatabaseError as exc:
+        raise _database_error(path, exc) from None
+
+
+def open_receipts(data_dir: Path, *, existing: bool = False) -> ReceiptBook:
+    _check(data_dir, existing)
+    path = registry_path(data_dir)
+    try:
+        return ReceiptBook(path)
+    except sqlite3.DatabaseError as exc:
+        raise _database_error(path, exc) from None
 
 
 def emit(rows: Iterable[dict[str, Any]], fmt: str, columns: list[str], title: str = "") -> None:
@@ -59,13 +131,13 @@ def emit(rows: Iterable[dict[str, Any]], fmt: str, columns: list[str], title: st
         for row in rows:
             click.echo(json.dumps(row, default=str, sort_keys=True))
         return
-    table = Table(title=title or None)
+    table = Table(title=Text(title) if title else None)
     for column in columns:
-        table.add_column(column)
+        table.add_column(Text(column))
     count = 0
     for row in rows:
         count += 1
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
     console.print(table)
     console.print(f"{count} row(s)")
 
@@ -90,7 +162,22 @@ def fail_cleanly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except (ConfigError, ProfileError, PolicyError, LookupError, ValueError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-            raise SystemExit(2) from None
+            message = str(exc)
+        except sqlite3.DatabaseError as exc:
+            message = f"database error: {exc}"
+        except OSError as exc:
+            message = describe_os_error(exc)
+        print_error(message)
+        raise SystemExit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`path: reason` rather than `[Errno 21] Is a directory: 'path'`."""
+    if exc.filename is None or not exc.strerror:
+        return str(exc)
+    where = str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return f"{where}: {exc.strerror}"

@@ -7,27 +7,42 @@ import contextlib
 import logging
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from collector.cli.common import console, data_dir_option
+from collector.cli.common import check_data_dir, console, data_dir_option, fail_cleanly
 from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
 from collector.service import Service, registry_path, store_path
 from collector.sim.broker import EmbeddedBroker
 from collector.sim.fleet import COMMUNITY, SimulatedFleet, build_fleet
 from collector.stats import Stats
-from provisioning.receipts import Action
+from provisioning.receipts import Action, ReceiptStatus
 from provisioning.registry import Registry
 
 MARKER = ".hookflash-demo"
 INACTIVE_ACCOUNT, REVOKED_ACCOUNT = "acct-1002", "acct-1003"
+PLANNED_CHANGES = (
+    (INACTIVE_ACCOUNT, Action.SUSPEND, "inactive"),
+    (REVOKED_ACCOUNT, Action.REVOKE, "revoked"),
+)
+
+
+@dataclass
+class DemoResult:
+    stats: Stats
+    # account -> status it was set to halfway through ("failed" if that failed);
+    # empty if the demo was stopped before halfway.
+    changed: dict[str, str] = field(default_factory=dict)
 
 
 def prepare_data_dir(data_dir: Path) -> None:
     """The demo starts from scratch, but never deletes a data dir it did not create."""
+    check_data_dir(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     has_data = registry_path(data_dir).exists() or store_path(data_dir).exists()
     if has_data and not (data_dir / MARKER).exists():
@@ -46,11 +61,11 @@ def progress_table(stats: Stats, elapsed: float, duration: float, notes: list[st
     table.add_row("polls sent / failed", f"{stats.polls_sent} / {stats.polls_failed}")
     table.add_row("dropped (account not active)", str(stats.dropped_inactive + stats.polls_skipped_inactive))
     for note in notes:
-        table.add_row("[bold]event[/bold]", note)
+        table.add_row(Text("event", style="bold"), note)
     return table
 
 
-async def run_demo(data_dir: Path, devices: int, duration: float, period: float) -> Stats:
+async def run_demo(data_dir: Path, devices: int, duration: float, period: float) -> DemoResult:
     prepare_data_dir(data_dir)
     logging.basicConfig(
         filename=data_dir / "hookflash.log",
@@ -68,7 +83,7 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float)
         snmp=SnmpConfig(interval_s=period, timeout_s=1.0, retries=0),
         mqtt=MqttConfig(enabled=True, port=broker.port, client_id="hookflash-demo"),
         credentials={"demo": SnmpCredential.model_validate({"community": COMMUNITY})},
-        lifecycle_poll_s=0.2,
+        lifecycle_poll_s=0.05,
     )
     service = Service(config, registry=registry)
     await service.start()
@@ -80,6 +95,7 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float)
             loop.add_signal_handler(sig, stop.set)
 
     notes: list[str] = []
+    result = DemoResult(service.stats)
     changed = False
     started = time.monotonic()
     interactive = console.is_terminal
@@ -95,9 +111,14 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float)
                 break
             if not changed and elapsed >= duration / 2:
                 changed = True
-                for account, action in ((INACTIVE_ACCOUNT, Action.SUSPEND), (REVOKED_ACCOUNT, Action.REVOKE)):
+                for account, action, _ in PLANNED_CHANGES:
                     receipt, _ = service.deactivator.request(action, account, reason="demo")
                     done = await service.deactivator.process(receipt)
+                    result.changed[account] = (
+                        str(done.result.get("status_after"))
+                        if done.status is ReceiptStatus.DONE
+                        else "failed"
+                    )
                     what = (
                         "collection stopped, data kept"
                         if action is Action.SUSPEND
@@ -125,7 +146,30 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float)
     await service.stop()
     await broker.stop()
     registry.close()
-    return service.stats
+    return result
+
+
+def status_summary(changed: dict[str, str]) -> list[str]:
+    """What happened to the demo's accounts: only what actually happened, never the plan."""
+    lines = []
+    for account, _, planned in PLANNED_CHANGES:
+        status = changed.get(account)
+        if status is None:
+            lines.append(
+                f"{account} was not set {planned}: the demo stopped before halfway, "
+                "so this status change did not happen (the account is still active)."
+            )
+        elif status == "failed":
+            lines.append(
+                f"{account}: setting it {planned} FAILED; see hookflash receipts list --account {account}"
+            )
+        elif status == "inactive":
+            lines.append(f"{account} is inactive (its data stays).")
+        elif status == "revoked":
+            lines.append(f"{account} is revoked (its data was erased or anonymized).")
+        else:
+            lines.append(f"{account} is {status}.")
+    return lines
 
 
 @click.command()
@@ -151,19 +195,19 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float)
     help="Seconds between a device's reports.",
 )
 @data_dir_option
+@fail_cleanly
 def demo(devices: int, duration: float, period: float, data_dir: Path) -> None:
     """Collect from a simulated fleet on this machine; no external service needed.
 
     Halfway through, one account is set inactive and another revoked."""
-    stats = asyncio.run(run_demo(data_dir, devices, duration, period))
+    result = asyncio.run(run_demo(data_dir, devices, duration, period))
+    stats = result.stats
     console.print(
         f"\ndone: {len(stats.devices_seen)} devices seen, {stats.stored} records stored, "
         f"{stats.quarantined} payloads quarantined, {stats.dropped_in_flight} in-flight records dropped"
     )
-    console.print(
-        f"{INACTIVE_ACCOUNT} is inactive (its data stays); {REVOKED_ACCOUNT} is revoked "
-        "(its data was erased or anonymized)."
-    )
+    for line in status_summary(result.changed):
+        console.print(line)
     console.print("try:")
     for cmd in (
         f"hookflash query --data-dir {data_dir} --kind call_quality --limit 10",

@@ -104,7 +104,11 @@ def deactivator_account(deactivator: Deactivator, device_id: str) -> str:
 def read_ids(path: Path, check: Callable[[str], str]) -> list[str]:
     """One id per line; blank lines and # comments skipped; any bad line rejects the file."""
     ids, errors = [], []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    for number, raw in enumerate(text.splitlines(), start=1):
         text = raw.split("#", 1)[0].strip()
         if not text:
             continue

@@ -13,12 +13,11 @@ from collector.cli.common import (
     emit,
     fail_cleanly,
     format_option,
+    open_receipts,
     open_registry,
     open_store,
 )
 from collector.privacy import export_account
-from collector.service import registry_path
-from provisioning.receipts import ReceiptBook
 
 
 @click.group()
@@ -38,7 +37,8 @@ def privacy() -> None:
 @fail_cleanly
 def export(account_id: str, output: Path | None, data_dir: Path) -> None:
     """Everything held about ACCOUNT_ID as JSON: registry rows, telemetry, audit, receipts."""
-    document = export_account(open_registry(data_dir), [open_store(data_dir)], account_id)
+    registry = open_registry(data_dir, existing=True)
+    document = export_account(registry, [open_store(data_dir)], account_id)
     text = json.dumps(document, indent=2, sort_keys=True, default=str)
     if output is None:
         click.echo(text)
@@ -61,7 +61,7 @@ def receipts() -> None:
 @fail_cleanly
 def show(receipt_id: str, data_dir: Path) -> None:
     """Print one receipt as JSON."""
-    receipt = ReceiptBook(registry_path(data_dir)).get(receipt_id)
+    receipt = open_receipts(data_dir, existing=True).get(receipt_id)
     click.echo(json.dumps(receipt.model_dump(mode="json"), indent=2, sort_keys=True))
 
 
@@ -69,7 +69,8 @@ def show(receipt_id: str, data_dir: Path) -> None:
 @click.option("--account", required=True)
 @data_dir_option
 @format_option
+@fail_cleanly
 def list_receipts(account: str, data_dir: Path, fmt: str) -> None:
     """List an account's receipts."""
-    rows = [r.model_dump(mode="json") for r in ReceiptBook(registry_path(data_dir)).for_account(account)]
+    rows = [r.model_dump(mode="json") for r in open_receipts(data_dir, existing=True).for_account(account)]
     emit(rows, fmt, ["id", "action", "status", "requested_at", "completed_at", "reason"])

@@ -40,7 +40,7 @@ def query(
     fmt: str,
 ) -> None:
     """Print stored telemetry records, oldest first."""
-    store = open_store(data_dir)
+    store = open_store(data_dir, existing=True)
     records = store.query(
         device_id=normalize_mac(device) if device else None,
         account_id=account,
@@ -64,9 +64,10 @@ def query(
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @data_dir_option
 @format_option
+@fail_cleanly
 def quarantine(limit: int, data_dir: Path, fmt: str) -> None:
     """Show quarantined payloads (newest first): reason, topic, size, first bytes."""
-    rows = [vars(q) for q in open_store(data_dir).quarantined(limit)]
+    rows = [vars(q) for q in open_store(data_dir, existing=True).quarantined(limit)]
     emit(rows, fmt, ["at", "topic", "size", "reason", "head"])
 
 
@@ -74,10 +75,11 @@ def quarantine(limit: int, data_dir: Path, fmt: str) -> None:
 @click.option("--account", help="Only this account's entries.")
 @data_dir_option
 @format_option
+@fail_cleanly
 def audit(account: str | None, data_dir: Path, fmt: str) -> None:
     """The append-only audit log: lifecycle changes, imports, erasures, sweeps."""
     emit(
-        open_registry(data_dir).audit_entries(account),
+        open_registry(data_dir, existing=True).audit_entries(account),
         fmt,
         ["at", "account_id", "device_id", "action", "detail"],
     )
@@ -93,6 +95,7 @@ def audit(account: str | None, data_dir: Path, fmt: str) -> None:
 @fail_cleanly
 def sweep(policy: Path | None, data_dir: Path) -> None:
     """Run the retention sweeper once now."""
-    counts = RetentionSweeper(load_policy(policy), open_store(data_dir), open_registry(data_dir)).sweep()
+    registry = open_registry(data_dir, existing=True)
+    counts = RetentionSweeper(load_policy(policy), open_store(data_dir), registry).sweep()
     for name, count in sorted(counts.items()):
         console.print(f"{name}: {count} record(s) ended")

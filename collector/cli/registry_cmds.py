@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -11,15 +11,16 @@ from collector.cli.common import (
     console,
     data_dir_option,
     emit,
-    err_console,
     fail_cleanly,
     format_option,
     open_registry,
 )
 from collector.cli.lifecycle_cmds import reactivate, remove_device, revoke, set_status, suspend
+from collector.config import load_config
+from collector.profiles import load_profiles
 from collector.retention import parse_duration
-from provisioning.importer import ImportRejected, parse_devices
-from provisioning.models import normalize_mac
+from provisioning.importer import parse_devices
+from provisioning.models import MAX_DEBUG_WINDOW, normalize_mac
 
 
 @click.group()
@@ -29,14 +30,19 @@ def devices() -> None:
 
 @devices.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Service config: profiles in its profile_dirs are accepted besides the bundled ones.",
+)
 @data_dir_option
-def import_devices(file: Path, data_dir: Path) -> None:
+@fail_cleanly
+def import_devices(file: Path, config_path: Path | None, data_dir: Path) -> None:
     """Import devices from CSV or JSON; any bad row rejects the whole file."""
-    try:
-        parsed = parse_devices(file)
-    except ImportRejected as exc:
-        err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise SystemExit(2) from None
+    profile_dirs = load_config(config_path).profile_dirs if config_path else []
+    parsed = parse_devices(file, known_profiles=load_profiles(profile_dirs).names)
     registry = open_registry(data_dir)
     count = registry.import_devices(parsed, source=str(file))
     console.print(f"imported {count} device(s) from {file}")
@@ -46,9 +52,10 @@ def import_devices(file: Path, data_dir: Path) -> None:
 @click.option("--account", help="Only this account's devices.")
 @data_dir_option
 @format_option
+@fail_cleanly
 def list_devices(account: str | None, data_dir: Path, fmt: str) -> None:
     """List provisioned devices (credential references only, never secrets)."""
-    rows = [d.model_dump(mode="json") for d in open_registry(data_dir).devices(account)]
+    rows = [d.model_dump(mode="json") for d in open_registry(data_dir, existing=True).devices(account)]
     emit(
         rows,
         fmt,
@@ -63,21 +70,34 @@ def list_devices(account: str | None, data_dir: Path, fmt: str) -> None:
     "duration",
     default="2h",
     show_default=True,
-    help="How long the troubleshooting window stays open (e.g. 30m, 2h).",
+    help="How long the troubleshooting window stays open (e.g. 30m, 2h; at most 7d).",
 )
 @click.option("--close", is_flag=True, help="Close the device's window now.")
 @data_dir_option
 @fail_cleanly
 def debug_window(device_id: str, duration: str, close: bool, data_dir: Path) -> None:
     """Open a troubleshooting window (P8): diagnostic data is requested and stored only inside it."""
-    until = None if close else datetime.now(UTC) + parse_duration(duration)
-    open_registry(data_dir).set_debug_window(normalize_mac(device_id), until)
+    until = None if close else datetime.now(UTC) + debug_window_length(duration)
+    open_registry(data_dir, existing=True).set_debug_window(normalize_mac(device_id), until)
     if until is None:
         console.print(f"troubleshooting window of {device_id} closed")
     else:
         console.print(
             f"troubleshooting window of {device_id} open until {until.isoformat(timespec='seconds')}"
         )
+
+
+def debug_window_length(text: str) -> timedelta:
+    """The --for duration: positive and at most 7 days (P8: troubleshooting windows are brief)."""
+    length = parse_duration(text)
+    if length <= timedelta(0):
+        raise ValueError(f"--for {text}: a troubleshooting window must last longer than 0 seconds")
+    if length > MAX_DEBUG_WINDOW:
+        raise ValueError(
+            f"--for {text}: troubleshooting windows last at most 7 days (P8: kept briefly); "
+            "open a new one later if needed"
+        )
+    return length
 
 
 @click.group()
@@ -88,9 +108,10 @@ def accounts() -> None:
 @accounts.command("list")
 @data_dir_option
 @format_option
+@fail_cleanly
 def list_accounts(data_dir: Path, fmt: str) -> None:
     """List accounts with their status and when it last changed."""
-    rows = [a.model_dump(mode="json") for a in open_registry(data_dir).accounts()]
+    rows = [a.model_dump(mode="json") for a in open_registry(data_dir, existing=True).accounts()]
     emit(rows, fmt, ["id", "status", "status_changed_at"])
 
 

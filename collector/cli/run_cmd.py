@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 from pathlib import Path
 
 import click
 
-from collector.cli.common import console, fail_cleanly
+from collector.cli.common import check_data_dir, console, fail_cleanly, open_registry, open_store
 from collector.config import load_config
 from collector.service import Service
 
@@ -43,7 +44,8 @@ async def serve(service: Service) -> None:
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Overrides data_dir from the config.",
+    envvar="HOOKFLASH_DATA_DIR",
+    help="Overrides data_dir from the config (env: HOOKFLASH_DATA_DIR).",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @fail_cleanly
@@ -53,4 +55,12 @@ def run(config_path: Path, data_dir: Path | None, log_level: str) -> None:
     config = load_config(config_path)
     if data_dir is not None:
         config = config.model_copy(update={"data_dir": data_dir})
-    asyncio.run(serve(Service(config)))
+    check_data_dir(config.data_dir)
+    try:
+        service = Service(config)
+    except sqlite3.DatabaseError:
+        # One clear error naming the corrupt file, not a traceback from inside the service.
+        open_registry(config.data_dir).close()
+        open_store(config.data_dir).close()
+        raise
+    asyncio.run(serve(service))

@@ -8,7 +8,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from provisioning.validation import describe
 
@@ -30,6 +38,28 @@ class SnmpConfig(_Section):
     tick_s: float = Field(default=0.05, gt=0, le=1)
 
 
+def check_subscription_filter(value: str) -> str:
+    """An MQTT subscription filter: '#' only as the whole last level, '+' only as a whole level."""
+    if not value:
+        raise ValueError("must be a non-empty MQTT topic filter, e.g. hookflash/+/+")
+    if "\x00" in value:
+        raise ValueError("MQTT topic filter must not contain a NUL character")
+    if len(value.encode("utf-8")) > 65535:
+        raise ValueError("MQTT topic filter is longer than 65535 bytes")
+    levels = value.split("/")
+    for n, level in enumerate(levels):
+        if "#" in level and (level != "#" or n != len(levels) - 1):
+            raise ValueError(
+                f"{value!r} is not a valid MQTT topic filter: "
+                "'#' must be the whole last level, e.g. hookflash/#"
+            )
+        if "+" in level and level != "+":
+            raise ValueError(
+                f"{value!r} is not a valid MQTT topic filter: '+' must be a whole level, e.g. hookflash/+/+"
+            )
+    return value
+
+
 class MqttConfig(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -43,6 +73,18 @@ class MqttConfig(_Section):
     wildcard_filter: str = "hookflash/+/+"
     qos: Literal[0, 1] = 1
     max_payload_bytes: int = Field(default=65536, ge=64)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("mqtt host must not be empty")
+        return value
+
+    @field_validator("wildcard_filter")
+    @classmethod
+    def _wildcard_filter(cls, value: str) -> str:
+        return check_subscription_filter(value)
 
     def resolved_password(self) -> str | None:
         if self.password_env:
@@ -110,7 +152,7 @@ class ServiceConfig(_Section):
     data_dir: Path = Path("./hookflash-data")
     retention_policy: Path | None = None
     profile_dirs: list[Path] = []
-    lifecycle_poll_s: float = Field(default=0.2, gt=0, le=1)
+    lifecycle_poll_s: float = Field(default=0.05, gt=0, le=1)
     sweep_interval_s: float = Field(default=3600, gt=0)
     snmp: SnmpConfig = SnmpConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -139,6 +181,8 @@ def load_config(path: Path | None = None) -> ServiceConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: config is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     config = config_from_dict(data, str(path))

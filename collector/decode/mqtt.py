@@ -53,11 +53,25 @@ class QuarantineEntry:
 
     @classmethod
     def of(
-        cls, source: str, topic: str, payload: bytes, reason: str, at: datetime,
-        device_id: str | None = None, account_id: str | None = None,
+        cls,
+        source: str,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        at: datetime,
+        device_id: str | None = None,
+        account_id: str | None = None,
     ) -> QuarantineEntry:
-        return cls(at=at, source=source, topic=topic[:256], size=len(payload), head=redacted_head(payload),
-                   reason=reason, device_id=device_id, account_id=account_id)
+        return cls(
+            at=at,
+            source=source,
+            topic=topic[:256],
+            size=len(payload),
+            head=redacted_head(payload),
+            reason=reason,
+            device_id=device_id,
+            account_id=account_id,
+        )
 
 
 def _reject_constant(name: str) -> Any:

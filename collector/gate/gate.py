@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from collector.records import Kind
 from provisioning.events import EventType, LifecycleEvent
 from provisioning.models import AccountStatus, Device
 from provisioning.registry import Registry
-
-from collector.records import Kind
 
 Clock = Callable[[], datetime]
 _STATUS_AFTER = {

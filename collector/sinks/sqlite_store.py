@@ -131,8 +131,17 @@ class SqliteStore:
 
     def quarantine(self, entries: Iterable[QuarantineEntry]) -> None:
         rows = [
-            (e.at.isoformat(), e.source, e.topic, e.size, e.head, e.reason, e.device_id, e.account_id,
-             _ts(e.at))
+            (
+                e.at.isoformat(),
+                e.source,
+                e.topic,
+                e.size,
+                e.head,
+                e.reason,
+                e.device_id,
+                e.account_id,
+                _ts(e.at),
+            )
             for e in entries
         ]
         with self._tx() as db:

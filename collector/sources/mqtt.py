@@ -200,10 +200,14 @@ class MqttSubscriber:
             profile = self._profile(device)
             observation = decode_mqtt(profile, device.id, kind, payload, now, self._config.max_payload_bytes)
         except PayloadRejected as exc:
-            self._pipeline.quarantine(QuarantineEntry.of("mqtt", topic, payload, exc.reason, now, device.id, device.account_id))
+            self._pipeline.quarantine(
+                QuarantineEntry.of("mqtt", topic, payload, exc.reason, now, device.id, device.account_id)
+            )
             return
         except ProfileError as exc:
-            self._pipeline.quarantine(QuarantineEntry.of("mqtt", topic, payload, str(exc), now, device.id, device.account_id))
+            self._pipeline.quarantine(
+                QuarantineEntry.of("mqtt", topic, payload, str(exc), now, device.id, device.account_id)
+            )
             return
         self._pipeline.submit(observation)
 

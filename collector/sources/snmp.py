@@ -8,8 +8,8 @@ every request: a device whose account is not active gets no packet at all (P4).
 from __future__ import annotations
 
 import asyncio
-import heapq
 import functools
+import heapq
 import logging
 import zlib
 from collections.abc import Mapping
@@ -217,7 +217,11 @@ class SnmpPoller:
                 raise asyncio.CancelledError  # stopped between attempts: send nothing more
             self._pipeline.stats.polls_sent += 1
             error_indication, error_status, _index, var_binds = await get_cmd(
-                self._engine, CommunityData(community, mpModel=1), target, ContextData(), *varbinds,
+                self._engine,
+                CommunityData(community, mpModel=1),
+                target,
+                ContextData(),
+                *varbinds,
                 lookupMib=False,
             )
             if not error_indication:

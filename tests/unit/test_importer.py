@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from provisioning.importer import ImportRejected, parse_devices
-from provisioning.models import Transport
+from provisioning.models import Device, Transport, normalize_mac
 from provisioning.registry import Registry
+from provisioning.validation import describe
 
 HEADER = "device_id,account_id,vendor,model,profile,transport,address,credentials\n"
 
@@ -117,3 +122,132 @@ def test_import_creates_accounts_and_emits_events(tmp_path: Path) -> None:
     registry.import_devices(parse_devices(path), source=str(path))
     assert [(a.id, a.status.value) for a in registry.accounts()] == [("acct-1", "active")]
     assert [e.type.value for e in registry.events_since(0)] == ["AccountActivated", "DeviceAdded"]
+
+
+def device_row(**overrides: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "id": "000b82000001",
+        "account_id": "a1",
+        "vendor": "Grandstream",
+        "model": "HT812",
+        "transport": "snmp",
+        "address": "127.0.0.1:1161",
+    }
+    row.update(overrides)
+    return row
+
+
+def rejected_reasons(path: Path, known_profiles: Collection[str] | None = None) -> list[str]:
+    with pytest.raises(ImportRejected) as caught:
+        parse_devices(path, known_profiles=known_profiles)
+    return [str(e) for e in caught.value.errors]
+
+
+def test_debug_until_needs_a_timezone_and_a_brief_window() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Device.model_validate(device_row(debug_until="2026-11-27T12:00:00"))
+    assert "debug_until must include a timezone, e.g. 2026-11-27T12:00:00Z" in describe(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        Device.model_validate(device_row(debug_until=datetime.now(UTC) + timedelta(days=8)))
+    assert "more than 7 days ahead" in describe(caught.value)
+    soon = datetime.now(UTC) + timedelta(days=6)
+    assert Device.model_validate(device_row(debug_until=soon)).debug_until == soon
+
+
+def test_naive_debug_until_in_a_file_is_a_row_error(tmp_path: Path) -> None:
+    text = HEADER.strip() + ",debug_until\n" + "000b82000001,a1,G,HT812,,snmp,h,,2026-11-27T12:00:00\n"
+    assert rejected_reasons(write(tmp_path, "d.csv", text)) == [
+        "line 2: debug_until: debug_until must include a timezone, e.g. 2026-11-27T12:00:00Z"
+    ]
+
+
+def test_mqtt_topic_used_twice_in_one_file_names_the_first_line(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "805ec0000001,a1,Yealink,T54W,,mqtt,hookflash/x,\n"
+        + "805ec0000002,a1,Yealink,T54W,,mqtt,hookflash/y,\n"
+        + "805ec0000003,a2,Yealink,T54W,,mqtt,hookflash/x,\n"
+    )
+    assert rejected_reasons(write(tmp_path, "d.csv", text)) == [
+        "line 4: topic hookflash/x already used by device 805ec0000001 on line 2"
+    ]
+
+
+def test_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text(HEADER + "000b82000001,a1,G,HT812,,snmp,h,\n", encoding="utf-8-sig")
+    assert [d.id for d in parse_devices(path)] == ["000b82000001"]
+
+
+@pytest.mark.parametrize("name", ["devices.csv", "devices.txt", "devices"])
+def test_json_is_detected_by_content_not_only_by_suffix(tmp_path: Path, name: str) -> None:
+    rows = [device_row(), device_row(id="000b82000002")]
+    array = write(tmp_path, name, "\ufeff  " + json.dumps(rows, indent=1))
+    assert [d.id for d in parse_devices(array)] == ["000b82000001", "000b82000002"]
+    lines = write(tmp_path, "lines-" + name, "\n".join(json.dumps(r) for r in rows) + "\n")
+    assert [d.id for d in parse_devices(lines)] == ["000b82000001", "000b82000002"]
+
+
+def test_top_level_object_that_is_not_a_device_is_one_clear_error(tmp_path: Path) -> None:
+    text = json.dumps({"devices": [device_row(), device_row(id="000b82000002")]}, indent=2)
+    assert rejected_reasons(write(tmp_path, "d.json", text)) == [
+        "line 1: expected a JSON array of device objects, or JSON Lines"
+    ]
+
+
+def test_truncated_json_array_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    text = "[\n" + json.dumps(device_row()) + ",\n" + json.dumps(device_row(id="000b82000002")) + "\n"
+    assert rejected_reasons(write(tmp_path, "d.json", text)) == [
+        "line 3: JSON array opened on line 1 is not closed: missing ']' at the end of the file"
+    ]
+
+
+def test_each_non_object_array_item_is_reported_once(tmp_path: Path) -> None:
+    text = "[\n" + json.dumps(device_row()) + ',\n42,\n"x",\n[1, 2]\n]\n'
+    assert rejected_reasons(write(tmp_path, "d.json", text)) == [
+        "line 3: expected an object, got a number",
+        "line 4: expected an object, got a string",
+        "line 5: expected an object, got an array",
+    ]
+
+
+def test_unknown_profile_is_a_row_error_listing_the_known_ones(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "000b82000001,a1,G,HT812,grandstream-ht8xx,snmp,h,\n"
+        + "000b82000002,a1,G,HT812,nope,snmp,h,\n"
+    )
+    path = write(tmp_path, "d.csv", text)
+    assert len(parse_devices(path)) == 2  # without known_profiles, any name is accepted
+    assert rejected_reasons(path, known_profiles=["generic", "grandstream-ht8xx"]) == [
+        "line 3: profile: unknown profile 'nope'; known: generic, grandstream-ht8xx"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mac", "reason"),
+    [
+        ("00:00:00:00:00:00", "all-zero"),
+        ("ff:ff:ff:ff:ff:ff", "broadcast"),
+        ("01:00:5e:00:00:01", "multicast"),
+        ("0b:82:aa:bb:cc:dd", "multicast"),
+    ],
+)
+def test_mac_that_cannot_be_a_device(mac: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        normalize_mac(mac)
+
+
+def test_credentials_must_be_a_reference_and_the_value_is_never_echoed(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "000b82000001,a1,G,HT812,,snmp,h,s3cret pass!\n"
+        + "000b82000002,a1,G,HT812,,snmp,h,snmp-v2.office\n"
+    )
+    with pytest.raises(ImportRejected) as caught:
+        parse_devices(write(tmp_path, "d.csv", text))
+    assert [str(e) for e in caught.value.errors] == [
+        "line 2: credentials: credentials must be the name of a credential set in the config "
+        "(letters, digits, '_', '.', '-'), not a secret"
+    ]
+    assert "s3cret" not in str(caught.value)
