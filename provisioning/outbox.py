@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import random
-import sqlite3
 import threading
 import time
 import uuid
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from provisioning.db import open_db, transaction
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,7 @@ class Outbox:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(path, _SCHEMA)
 
     def enqueue(self, webhook: str, event: str, payload: Mapping[str, Any], account_id: str | None) -> str:
         entry_id = f"dlv_{uuid.uuid4().hex}"
@@ -118,8 +115,7 @@ class Outbox:
     def claim_due(self, limit: int = 50, lease_s: float = 30) -> list[OutboxEntry]:
         """Due entries, leased so another dispatcher (another process) skips them meanwhile."""
         now = self._clock()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with transaction(self._db, self._lock):
             rows = self._db.execute(
                 "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
                 " AND claimed_until <= ? ORDER BY next_attempt_at LIMIT ?",
@@ -128,7 +124,6 @@ class Outbox:
             self._db.executemany(
                 "UPDATE outbox SET claimed_until = ? WHERE id = ?", [(now + lease_s, r["id"]) for r in rows]
             )
-            self._db.execute("COMMIT")
         return [
             OutboxEntry(r["id"], r["webhook"], r["event"], r["account_id"], r["payload"], r["attempts"])
             for r in rows
@@ -137,8 +132,7 @@ class Outbox:
     def fan_out(self, entry: OutboxEntry, webhooks: list[str]) -> None:
         """Replace an all-webhooks entry by one entry per webhook (ids stable: `<id>.<name>`)."""
         now = self._clock()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with transaction(self._db, self._lock):
             self._db.executemany(
                 "INSERT OR IGNORE INTO outbox (id, webhook, event, account_id, payload, created_at,"
                 " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -148,7 +142,6 @@ class Outbox:
                 ],
             )
             self._db.execute("UPDATE outbox SET status = 'fanned-out' WHERE id = ?", (entry.id,))
-            self._db.execute("COMMIT")
 
     def delivered(self, entry_id: str) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from provisioning.db import open_db, transaction
 from provisioning.registry import Clock, utcnow
 
 _SCHEMA = """
@@ -65,14 +66,9 @@ def _receipt(row: sqlite3.Row) -> Receipt:
 
 class ReceiptBook:
     def __init__(self, path: Path, clock: Clock = utcnow) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(path, _SCHEMA)
 
     def open(
         self,
@@ -84,33 +80,25 @@ class ReceiptBook:
     ) -> tuple[Receipt, bool]:
         """The receipt for this request, and whether it was created now (False: a retry)."""
         request_id = request_id or uuid.uuid4().hex
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT * FROM receipts WHERE request_id = ?", (request_id,)
-                ).fetchone()
-                created = row is None
-                if created:
-                    receipt_id = f"rcpt_{uuid.uuid4().hex[:20]}"
-                    self._db.execute(
-                        "INSERT INTO receipts (id, request_id, account_id, device_id, action, reason,"
-                        " requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
-                        (
-                            receipt_id,
-                            request_id,
-                            account_id,
-                            device_id,
-                            action.value,
-                            reason,
-                            self._clock().isoformat(),
-                        ),
-                    )
-                    row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with transaction(self._db, self._lock):
+            row = self._db.execute("SELECT * FROM receipts WHERE request_id = ?", (request_id,)).fetchone()
+            created = row is None
+            if created:
+                receipt_id = f"rcpt_{uuid.uuid4().hex[:20]}"
+                self._db.execute(
+                    "INSERT INTO receipts (id, request_id, account_id, device_id, action, reason,"
+                    " requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    (
+                        receipt_id,
+                        request_id,
+                        account_id,
+                        device_id,
+                        action.value,
+                        reason,
+                        self._clock().isoformat(),
+                    ),
+                )
+                row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
         receipt = _receipt(row)
         if (receipt.action, receipt.account_id, receipt.device_id) != (action, account_id, device_id):
             raise ConflictingRequest(
