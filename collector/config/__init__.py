@@ -36,6 +36,8 @@ class SnmpConfig(_Section):
     retries: int = Field(default=1, ge=0, le=5)
     max_in_flight: int = Field(default=256, ge=1)
     tick_s: float = Field(default=0.05, gt=0, le=1)
+    # "fast": hookflash's own v2c codec on one shared socket; "pysnmp": pysnmp's engine.
+    engine: Literal["fast", "pysnmp"] = "fast"
 
 
 def check_subscription_filter(value: str) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import heapq
 import logging
+import socket
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ from collector.decode.convert import RawValue
 from collector.decode.snmp import decode_snmp
 from collector.pipeline import Pipeline
 from collector.profiles import DeviceProfile, ProfileError, ProfileSet
+from collector.sources.snmp_codec import GetRequestTemplate
+from collector.sources.snmp_fast import V2cClient
 from provisioning.events import LifecycleEvent
 from provisioning.models import Device, Transport
 
@@ -70,6 +73,9 @@ class SnmpPoller:
         self._communities = communities
         self._engine = SnmpEngine()
         self._targets: dict[str, UdpTransportTarget] = {}
+        self._fast = V2cClient() if config.engine == "fast" else None
+        self._templates: dict[tuple[str, tuple[str, ...]], GetRequestTemplate] = {}
+        self._addresses: dict[str, tuple[str, int]] = {}
         self._profile_of: dict[str, DeviceProfile] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(config.max_in_flight)
@@ -81,6 +87,7 @@ class SnmpPoller:
         flight for devices whose collection just stopped."""
         if event.device_id is not None:
             self._targets.pop(event.device_id, None)
+            self._addresses.pop(event.device_id, None)
             self._profile_of.pop(event.device_id, None)
             self._add(event.device_id)
         if not event.stops_collection:
@@ -108,6 +115,8 @@ class SnmpPoller:
         the fleet size."""
         loop = asyncio.get_running_loop()
         interval = self._config.interval_s
+        if self._fast is not None:
+            await self._fast.start()
         for known in self._pipeline.gate.devices():
             self._add(known.id)
         while True:
@@ -134,6 +143,8 @@ class SnmpPoller:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._engine.close_dispatcher()
+        if self._fast is not None:
+            self._fast.close()
 
     def _start_poll(self, device: Device) -> None:
         stats = self._pipeline.stats
@@ -204,6 +215,48 @@ class SnmpPoller:
         if community is None:
             # The reference is not echoed: someone may have typed a secret into that column.
             raise SnmpError("the device's credentials reference names no credential set in the config")
+        if self._fast is not None:
+            return await self._get_fast(device, community, oids)
+        return await self._get_pysnmp(device, community, oids)
+
+    async def _get_fast(self, device: Device, community: str, oids: list[str]) -> dict[str, RawValue | None]:
+        assert self._fast is not None
+        key = (community, tuple(oids))
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = GetRequestTemplate(community.encode(), oids)
+        address = self._addresses.get(device.id) or await self._resolve(device)
+        response = None
+        for attempt in range(self._config.retries + 1):
+            if attempt and not self._pipeline.gate.allows(device.id):
+                raise asyncio.CancelledError  # stopped between attempts: send nothing more
+            self._pipeline.stats.polls_sent += 1
+            try:
+                response = await self._fast.get(address, template, self._config.timeout_s)
+                break
+            except TimeoutError:
+                continue
+        if response is None:
+            raise SnmpError("no SNMP response before the timeout")
+        if response.error_status:
+            raise SnmpError(f"agent error-status {response.error_status} at index {response.error_index}")
+        return dict(response.varbinds)
+
+    async def _resolve(self, device: Device) -> tuple[str, int]:
+        """IPv4 address of the device, resolved once (responses are matched by address)."""
+        host, port = device.snmp_endpoint()
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+        )
+        if not infos:
+            raise SnmpError(f"{host} has no IPv4 address")
+        address = (str(infos[0][4][0]), int(infos[0][4][1]))
+        self._addresses[device.id] = address
+        return address
+
+    async def _get_pysnmp(
+        self, device: Device, community: str, oids: list[str]
+    ) -> dict[str, RawValue | None]:
         target = self._targets.get(device.id)
         if target is None:
             # pysnmp retries are off: it would retransmit even after the account stopped.

@@ -10,6 +10,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential
 from collector.profiles import load_profiles
 from collector.sinks.sqlite_store import SqliteStore
@@ -67,11 +69,13 @@ def latest_by_kind(cfg: ServiceConfig, device_id: str) -> dict[str, dict[str, ob
     return {r.kind.value: r.fields for r in store.query(device_id=device_id)}
 
 
+@pytest.mark.parametrize("engine", ["fast", "pysnmp"])
 def test_every_declared_field_of_the_ht8xx_profile_is_collected(
-    tmp_path: Path, snmpd_factory: SnmpdFactory
+    tmp_path: Path, snmpd_factory: SnmpdFactory, engine: str
 ) -> None:
     agent = snmpd_factory(HT812_AGENT, community="s3cret-community")
     cfg = config(tmp_path, community="s3cret-community")
+    cfg = cfg.model_copy(update={"snmp": cfg.snmp.model_copy(update={"engine": engine})})
     # No profile in the registry row: it is chosen by vendor/model, then sysObjectID.
     device = snmp_device(1, "acct-a", agent.port).model_copy(update={"vendor": "Unknown", "model": "x"})
     provision(cfg, device)
