@@ -10,12 +10,14 @@ unlikely to match) and by the address the request went to.
 from __future__ import annotations
 
 import asyncio
+import socket
 import random
 from dataclasses import dataclass, field
 
 from collector.sources.snmp_codec import CodecError, GetRequestTemplate, Response, decode_response
 
 _MAX_ID = 2**31 - 1
+RECEIVE_BUFFER = 8 * 1024 * 1024
 
 
 @dataclass
@@ -39,6 +41,11 @@ class V2cClient(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        # Hundreds of answers can land while the loop is busy; the default buffer (~200 KiB,
+        # ~90 small datagrams after kernel overhead) would drop them. The kernel caps this
+        # at net.core.rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
     def close(self) -> None:
         if self._transport is not None:
