@@ -78,7 +78,6 @@ class SnmpPoller:
         self._addresses: dict[str, tuple[str, int]] = {}
         self._profile_of: dict[str, DeviceProfile] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(config.max_in_flight)
         self._schedule: list[tuple[float, str]] = []  # heap of (due, device id)
         self._scheduled: set[str] = set()
 
@@ -119,9 +118,11 @@ class SnmpPoller:
             await self._fast.start()
         for known in self._pipeline.gate.devices():
             self._add(known.id)
+        limit = self._config.max_in_flight
         while True:
             now = loop.time()
-            while self._schedule and self._schedule[0][0] <= now:
+            # At the in-flight limit, due devices wait at the top of the heap for a free slot.
+            while self._schedule and self._schedule[0][0] <= now and len(self._in_flight) < limit:
                 due, device_id = heapq.heappop(self._schedule)
                 device = self._pipeline.gate.device(device_id)
                 if device is None or device.transport is not Transport.SNMP:
@@ -151,7 +152,7 @@ class SnmpPoller:
         if not self._pipeline.gate.allows(device.id):
             stats.polls_skipped_inactive += 1
             return
-        task = asyncio.create_task(self._poll(device), name=f"poll-{device.id}")
+        task = asyncio.create_task(self._poll(device))
         self._in_flight[device.id] = task
         task.add_done_callback(functools.partial(self._forget, device.id))
 
@@ -159,24 +160,19 @@ class SnmpPoller:
         self._in_flight.pop(device_id, None)
 
     async def _poll(self, device: Device) -> None:
-        async with self._slots:
-            # Checked again after waiting for a slot: the account may have ended meanwhile.
-            if not self._pipeline.gate.allows(device.id):
-                self._pipeline.stats.polls_skipped_inactive += 1
-                return
-            try:
-                await self._poll_device(device)
-            except (TimeoutError, OSError, SnmpError) as exc:
-                self._failed(exc)
-                log.debug("poll of %s (%s) failed: %s", device.id, device.address, exc)
-            except ProfileError as exc:
-                self._failed(exc)
-                log.error("device %s: %s", device.id, exc)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one device's bad answer must never stop the poller
-                self._failed(exc)
-                log.exception("poll of %s (%s) failed unexpectedly", device.id, device.address)
+        try:
+            await self._poll_device(device)
+        except (TimeoutError, OSError, SnmpError) as exc:
+            self._failed(exc)
+            log.debug("poll of %s (%s) failed: %s", device.id, device.address, exc)
+        except ProfileError as exc:
+            self._failed(exc)
+            log.error("device %s: %s", device.id, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one device's bad answer must never stop the poller
+            self._failed(exc)
+            log.exception("poll of %s (%s) failed unexpectedly", device.id, device.address)
 
     def _failed(self, exc: Exception) -> None:
         stats = self._pipeline.stats

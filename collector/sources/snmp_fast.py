@@ -10,8 +10,8 @@ unlikely to match) and by the address the request went to.
 from __future__ import annotations
 
 import asyncio
-import socket
 import random
+import socket
 from dataclasses import dataclass, field
 
 from collector.sources.snmp_codec import CodecError, GetRequestTemplate, Response, decode_response
