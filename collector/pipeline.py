@@ -67,7 +67,7 @@ class Pipeline:
             self.stats.dropped_inactive += 1
             return False
         self.stats.devices_seen.add(device.id)
-        return self._put(self.tagger.tag(observation, device))
+        return all([self._put(record) for record in self.tagger.tag(observation, device)])
 
     def quarantine(self, entry: QuarantineEntry) -> None:
         self.stats.quarantined += 1

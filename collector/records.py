@@ -24,6 +24,8 @@ class Kind(StrEnum):
     CALL_QUALITY = "call_quality"  # MOS, jitter, loss
     PERFORMANCE = "performance"  # uptime, CPU, memory
     DIAGNOSTIC = "diagnostic"  # troubleshooting data (P8), only inside a debug window
+    REACHABILITY = "reachability"  # device went up or down (derived from polls)
+    CHANGE = "change"  # firmware upgrade/downgrade, reboot, configuration change (derived)
 
 
 class Observation(BaseModel):

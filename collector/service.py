@@ -24,6 +24,7 @@ from collector.sources.mqtt import MqttSubscriber
 from collector.sources.snmp import SnmpPoller
 from collector.stats import Stats
 from collector.tag import Tagger
+from collector.tag.changes import ChangeDetector, config_hash
 from provisioning.receipts import Receipt
 from provisioning.registry import Registry
 
@@ -43,17 +44,33 @@ class Service:
         self.config = config
         self.policy = load_policy(config.retention_policy)
         self.profiles = load_profiles(config.profile_dirs)
-        communities = config.communities()
+        credentials = config.resolved_credentials()
         self.registry = registry or Registry(registry_path(config.data_dir))
         self.store = SqliteStore(store_path(config.data_dir))
         self.stats = Stats()
         first_event = self.registry.last_event_id()  # before the gate reads the registry
         self.gate = Gate(self.registry)
-        self.pipeline = Pipeline(self.gate, Tagger(self.policy), [self.store], self.store, self.stats)
+        changes = ChangeDetector()
+        changes.seed(
+            firmware={
+                d: str(f["version"])
+                for d, f in self.store.latest_fields("firmware").items()
+                if "version" in f
+            },
+            uptime={
+                d: int(f["uptime_s"])
+                for d, f in self.store.latest_fields("performance").items()
+                if isinstance(f.get("uptime_s"), int)
+            },
+            config={d: config_hash(f) for d, f in self.store.latest_fields("config").items()},
+        )
+        self.pipeline = Pipeline(
+            self.gate, Tagger(self.policy, changes), [self.store], self.store, self.stats
+        )
         self.watcher = LifecycleWatcher(self.registry, self.pipeline, config.lifecycle_poll_s, first_event)
         self.sweeper = RetentionSweeper(self.policy, self.store, self.registry)
         self.poller = (
-            SnmpPoller(self.pipeline, self.profiles, config.snmp, communities)
+            SnmpPoller(self.pipeline, self.profiles, config.snmp, credentials)
             if config.snmp.enabled
             else None
         )

@@ -15,29 +15,33 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
+from collector.config.snmp import (
+    ConfigError,
+    ResolvedCredential,
+    SnmpConfig,
+    SnmpCredential,
+    from_env,
+)
 from provisioning.validation import describe
 
-
-class ConfigError(ValueError):
-    """The config file is invalid; the message names the file and the key."""
+__all__ = [
+    "ApiConfig",
+    "ConfigError",
+    "MqttConfig",
+    "ResolvedCredential",
+    "ServiceConfig",
+    "SnmpConfig",
+    "SnmpCredential",
+    "WebhookConfig",
+    "config_from_dict",
+    "load_config",
+]
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SnmpConfig(_Section):
-    enabled: bool = True
-    interval_s: float = Field(default=60.0, gt=0)
-    timeout_s: float = Field(default=2.0, gt=0)
-    retries: int = Field(default=1, ge=0, le=5)
-    max_in_flight: int = Field(default=256, ge=1)
-    tick_s: float = Field(default=0.05, gt=0, le=1)
-    # "fast": hookflash's own v2c codec on one shared socket; "pysnmp": pysnmp's engine.
-    engine: Literal["fast", "pysnmp"] = "fast"
 
 
 def check_subscription_filter(value: str) -> str:
@@ -97,35 +101,6 @@ class MqttConfig(_Section):
         return self.password.get_secret_value() if self.password else None
 
 
-class SnmpCredential(_Section):
-    community: SecretStr | None = None
-    community_env: str = ""
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SnmpCredential:
-        if (self.community is None) == (not self.community_env):
-            raise ValueError("give exactly one of community or community_env")
-        return self
-
-    def resolved(self, name: str) -> str:
-        if self.community_env:
-            value = os.environ.get(self.community_env)
-            if value is None:
-                raise ConfigError(
-                    f"credentials.{name}.community_env names {self.community_env}, which is not set"
-                )
-            return value
-        assert self.community is not None
-        return self.community.get_secret_value()
-
-
-def _from_env(variable: str, what: str) -> str:
-    value = os.environ.get(variable)
-    if not value:
-        raise ConfigError(f"{what} names environment variable {variable}, which is not set")
-    return value
-
-
 class WebhookConfig(_Section):
     """An outbound deactivation webhook; the HMAC secret comes from the environment."""
 
@@ -135,7 +110,7 @@ class WebhookConfig(_Section):
     timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     def secret(self) -> bytes:
-        return _from_env(self.secret_env, f"webhooks.{self.name}.secret_env").encode()
+        return from_env(self.secret_env, f"webhooks.{self.name}.secret_env").encode()
 
 
 class ApiConfig(_Section):
@@ -147,7 +122,7 @@ class ApiConfig(_Section):
     token_env: str = "HOOKFLASH_API_TOKEN"
 
     def token(self) -> str:
-        return _from_env(self.token_env, "api.token_env")
+        return from_env(self.token_env, "api.token_env")
 
 
 class ServiceConfig(_Section):
@@ -163,7 +138,7 @@ class ServiceConfig(_Section):
     api: ApiConfig = ApiConfig()
     ack_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
-    def communities(self) -> dict[str, str]:
+    def resolved_credentials(self) -> dict[str, ResolvedCredential]:
         return {name: cred.resolved(name) for name, cred in self.credentials.items()}
 
 

@@ -157,6 +157,15 @@ class SqliteStore:
         with self._lock:
             return [_row_to_record(r) for r in self._db.execute(sql, args)]
 
+    def latest_fields(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Per device, the fields of its newest record of `kind` (start-up state)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, fields, max(observed_at) FROM telemetry WHERE kind = ? GROUP BY device_id",
+                (kind,),
+            ).fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
     def quarantined(self, limit: int = 100) -> list[QuarantineEntry]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM quarantine ORDER BY id DESC LIMIT ?", (limit,)).fetchall()

@@ -398,8 +398,8 @@ def decode_response(packet: bytes, community: bytes | None = None) -> Response:
             if start + n > vb_end:
                 raise CodecError(f"value length {n} overruns its VarBind", pos)
             raise CodecError("unexpected bytes after VarBind value", start + n)
-        if tag in unsigned32 and 0 < n < 5 and buf[start] < 0x80:
-            append((name, from_bytes(buf[start:vb_end])))
+        if tag in unsigned32 and 0 < n < 6 and (buf[start] == 0 or (n < 5 and buf[start] < 0x80)):
+            append((name, from_bytes(buf[start:vb_end])))  # non-negative and below 2**32
         elif tag == 0x02 and n == 1:
             v = buf[start]
             append((name, v - 256 if v > 0x7F else v))

@@ -14,6 +14,7 @@ import random
 import socket
 from dataclasses import dataclass, field
 
+from collector.decode.convert import RawValue
 from collector.sources.snmp_codec import CodecError, GetRequestTemplate, Response, decode_response
 
 _MAX_ID = 2**31 - 1
@@ -97,3 +98,37 @@ class V2cClient(asyncio.DatagramProtocol):
         # ICMP port unreachable and friends: the request simply times out.
         name = type(exc).__name__
         self.counters.errors[name] = self.counters.errors.get(name, 0) + 1
+
+
+class FastGetter:
+    """v2c GETs through the shared client, with a request template per community + OID set."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.client = V2cClient()
+        self._timeout = timeout_s
+        self._templates: dict[tuple[str, tuple[str, ...]], GetRequestTemplate] = {}
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def get(
+        self, address: tuple[str, int], community: str, oids: list[str]
+    ) -> dict[str, RawValue | None]:
+        """One attempt; TimeoutError when nothing came back in time."""
+        key = (community, tuple(oids))
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) > 4096:
+                self._templates.clear()  # bounded: OID sets are per profile and kind tier
+            template = self._templates[key] = GetRequestTemplate(community.encode(), oids)
+        response = await self.client.get(address, template, self._timeout)
+        if response.error_status:
+            raise AgentError(f"agent error-status {response.error_status} at index {response.error_index}")
+        return dict(response.varbinds)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class AgentError(Exception):
+    """The agent answered with a non-zero error-status."""

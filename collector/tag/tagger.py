@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
-from collector.records import Kind, Observation, TelemetryRecord
+from collector.records import Observation, TelemetryRecord
 from collector.retention import RetentionPolicy
+from collector.tag.changes import ChangeDetector
 from provisioning.models import Device
 
 
 class Tagger:
-    def __init__(self, policy: RetentionPolicy) -> None:
+    def __init__(self, policy: RetentionPolicy, changes: ChangeDetector | None = None) -> None:
         self.policy = policy
-        # Latest firmware per device, so every record can be grouped by firmware
-        # (rollout views, anonymized aggregates) without a join at read time.
-        self._firmware: dict[str, str] = {}
+        # Also the memory of each device's firmware, so every record can be grouped by
+        # firmware (rollout views, anonymized aggregates) without a join at read time.
+        self.changes = changes or ChangeDetector()
 
-    def remember_firmware(self, device_id: str, version: str) -> None:
-        self._firmware[device_id] = version
-
-    def tag(self, observation: Observation, device: Device) -> TelemetryRecord:
-        if observation.kind is Kind.FIRMWARE:
-            version = observation.fields.get("version")
-            if isinstance(version, str) and version:
-                self._firmware[device.id] = version
-        return TelemetryRecord(
-            device_id=device.id,
-            account_id=device.account_id,
-            kind=observation.kind,
-            observed_at=observation.observed_at,
-            fields=observation.fields,
-            retention_class=self.policy.kinds[observation.kind],
-            source=observation.source,
-            model=device.model,
-            firmware=self._firmware.get(device.id),
-        )
+    def tag(self, observation: Observation, device: Device) -> list[TelemetryRecord]:
+        """The record for the observation, plus a `change` record when it reveals one."""
+        change = self.changes.observe(observation)
+        observations = [observation] if change is None else [observation, change]
+        firmware = self.changes.firmware_of(device.id)
+        return [
+            TelemetryRecord(
+                device_id=device.id,
+                account_id=device.account_id,
+                kind=obs.kind,
+                observed_at=obs.observed_at,
+                fields=obs.fields,
+                retention_class=self.policy.kinds[obs.kind],
+                source=obs.source,
+                model=device.model,
+                firmware=firmware,
+            )
+            for obs in observations
+        ]
