@@ -29,6 +29,7 @@ from typing import Literal, NoReturn, Protocol, Self
 HOST = "127.0.0.1"
 SYS_UPTIME = ".1.3.6.1.2.1.1.3.0"
 SNMP_IN_PKTS = ".1.3.6.1.2.1.11.1.0"
+SNMP_TOTAL_REQ_VARS = ".1.3.6.1.2.1.11.13.0"  # snmpInTotalReqVars: variables asked for
 # Types net-snmp 5.9 `override` can serve (utilities/override.c). "gauge" is our alias for
 # "uinteger" (Gauge32); snmpd rejects counter64, ipaddress, opaque, nsap, bit_str itself.
 OVERRIDE_TYPES = frozenset(
@@ -309,6 +310,17 @@ class Snmpd(_Service):
             elif values:
                 values[-1] += line
         return values
+
+    def vars_per_request(self, seconds: float) -> float:
+        """Variables per request that reached the agent over `seconds`, from two consistent
+        snapshots of snmpInPkts and snmpInTotalReqVars, each read in one packet."""
+        pk0, va0 = map(int, self.snmpget(SNMP_IN_PKTS, SNMP_TOTAL_REQ_VARS))
+        time.sleep(seconds)
+        pk1, va1 = map(int, self.snmpget(SNMP_IN_PKTS, SNMP_TOTAL_REQ_VARS))
+        requests, variables = pk1 - pk0 - 1, va1 - va0 - 2  # minus the second snapshot itself
+        if requests < 1:
+            raise AssertionError(f"no request reached the agent in {seconds}s")
+        return variables / requests
 
     def in_pkts(self) -> int:
         """snmpInPkts.0: packets that reached the agent (any community), this reading included."""

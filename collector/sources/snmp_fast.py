@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from collector.decode.convert import RawValue
 from collector.sources.snmp_codec import CodecError, GetRequestTemplate, Response, decode_response
 
-_MAX_ID = 2**31 - 1
+_MIN_ID, _MAX_ID = 2**23, 2**31 - 1
 RECEIVE_BUFFER = 8 * 1024 * 1024
 
 
@@ -35,7 +35,8 @@ class V2cClient(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[int, tuple[asyncio.Future[Response], tuple[str, int]]] = {}
-        self._next = random.randrange(_MAX_ID)
+        # Ids from 2**23 up encode in exactly the 4 bytes the template reserves (minimal BER).
+        self._next = random.randrange(_MIN_ID, _MAX_ID)
         self.counters = ClientCounters()
 
     async def start(self) -> None:
@@ -61,7 +62,7 @@ class V2cClient(asyncio.DatagramProtocol):
         if self._transport is None:
             raise RuntimeError("V2cClient.start() was not awaited")
         loop = asyncio.get_running_loop()
-        self._next = request_id = (self._next + 1) % _MAX_ID
+        self._next = request_id = self._next + 1 if self._next < _MAX_ID else _MIN_ID
         future: asyncio.Future[Response] = loop.create_future()
         self._pending[request_id] = (future, address)
         expiry = loop.call_later(timeout, self._expire, request_id)

@@ -21,17 +21,10 @@ from runner import RunningService, eventually, hookflash
 from services import Mosquitto, Snmpd, SnmpdFactory
 
 DIAG_OID = "1.3.6.1.4.1.42397.1.9.1.0"
-IN_PKTS, TOTAL_REQ_VARS = "1.3.6.1.2.1.11.1.0", "1.3.6.1.2.1.11.13.0"
 
 
 def vars_per_poll(agent: Snmpd, seconds: float = 1.5) -> float:
-    """Variables each hookflash poll asked for, from two consistent counter snapshots."""
-    pk0, va0 = map(int, agent.snmpget(IN_PKTS, TOTAL_REQ_VARS))
-    time.sleep(seconds)
-    pk1, va1 = map(int, agent.snmpget(IN_PKTS, TOTAL_REQ_VARS))
-    polls, variables = pk1 - pk0 - 1, va1 - va0 - 2  # minus the second snapshot itself
-    assert polls >= 2
-    return variables / polls
+    return agent.vars_per_request(seconds)
 
 
 def test_diagnostics_only_inside_the_window(
