@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from services import Mosquitto, Snmpd, SnmpdFactory
+from services import Mosquitto, Snmpd, SnmpdFactory, V3User
 
 
 @pytest.fixture
@@ -26,9 +26,14 @@ def snmpd_factory(tmp_path: Path) -> Iterator[SnmpdFactory]:
         *,
         community: str = "public",
         port: int | None = None,
+        v3_users: Sequence[V3User] = (),
     ) -> Snmpd:
         agent = Snmpd(
-            tmp_path / f"snmpd{len(started)}", community=community, overrides=overrides or {}, port=port
+            tmp_path / f"snmpd{len(started)}",
+            community=community,
+            overrides=overrides or {},
+            port=port,
+            v3_users=v3_users,
         )
         started.append(agent)
         return agent.start()

@@ -21,7 +21,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Literal, NoReturn, Protocol, Self
@@ -217,6 +218,24 @@ def _override_line(oid: str, kind: str, value: str | int) -> str:
     return f"override .{oid.lstrip('.')} {kind} {text}".rstrip()
 
 
+@dataclass(frozen=True)
+class V3User:
+    """A USM user the agent knows: authNoPriv without priv_protocol, else authPriv.
+    net-snmp names: auth SHA, SHA-224, SHA-256, SHA-384, SHA-512, MD5; priv AES, AES-192, AES-256, DES."""
+
+    name: str
+    auth_protocol: str
+    auth_key: str
+    priv_protocol: str | None = None
+    priv_key: str | None = None
+
+    def config_lines(self) -> str:
+        create = f'createUser {self.name} {self.auth_protocol} "{self.auth_key}"'
+        if self.priv_protocol:
+            create += f' {self.priv_protocol} "{self.priv_key}"'
+        return f"{create}\nrouser {self.name} {'priv' if self.priv_protocol else 'auth'}"
+
+
 class Snmpd(_Service):
     """net-snmp agent on udp:127.0.0.1:<port>: v1/v2c read-only community, no MIB files."""
 
@@ -229,9 +248,11 @@ class Snmpd(_Service):
         community: str = "public",
         overrides: Mapping[str, tuple[str, str | int]] = _NO_OVERRIDES,
         port: int | None = None,
+        v3_users: Sequence[V3User] = (),
     ) -> None:
         super().__init__(workdir, port, "udp")
         self.community = community
+        self.v3_users = list(v3_users)
         self.overrides = dict(overrides)
         self._override_lines = [_override_line(o, k, v) for o, (k, v) in self.overrides.items()]
         self._own_requests = 0  # request packets this helper sent via snmpget()
@@ -251,6 +272,7 @@ class Snmpd(_Service):
             f"rocommunity {self.community} {HOST}",
             "dontLogTCPWrappersConnects yes",
             *self._override_lines,
+            *(u.config_lines() for u in self.v3_users),
         ]
         # -f: no fork; -C: no default config files; -I -smux: else, as root, snmpd also
         # listens on tcp 0.0.0.0:199 (SMUX) and all but the first instance log a bind failure.
@@ -345,4 +367,5 @@ class SnmpdFactory(Protocol):
         *,
         community: str = "public",
         port: int | None = None,
+        v3_users: Sequence[V3User] = (),
     ) -> Snmpd: ...

@@ -15,7 +15,6 @@ AuthProtocol = Literal["SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512", "MD5"]
 PrivProtocol = Literal["AES-128", "AES-192", "AES-256", "DES"]
 
 
-
 class ConfigError(ValueError):
     """The config file is invalid; the message names the file and the key."""
 

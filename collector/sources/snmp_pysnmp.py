@@ -16,8 +16,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
     USM_AUTH_HMAC384_SHA512,
     USM_PRIV_CBC56_DES,
     USM_PRIV_CFB128_AES,
-    USM_PRIV_CFB192_AES,
-    USM_PRIV_CFB256_AES,
+    USM_PRIV_CFB192_AES_BLUMENTHAL,
+    USM_PRIV_CFB256_AES_BLUMENTHAL,
     CommunityData,
     ContextData,
     ObjectIdentity,
@@ -41,11 +41,13 @@ _AUTH = {
     "SHA-384": USM_AUTH_HMAC256_SHA384,
     "SHA-512": USM_AUTH_HMAC384_SHA512,
 }
+# AES-192/256 keys are extended the way net-snmp does it ("Blumenthal"); with SHA-256 or
+# longer digests no extension is needed and both flavours agree.
 _PRIV = {
     "DES": USM_PRIV_CBC56_DES,
     "AES-128": USM_PRIV_CFB128_AES,
-    "AES-192": USM_PRIV_CFB192_AES,
-    "AES-256": USM_PRIV_CFB256_AES,
+    "AES-192": USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "AES-256": USM_PRIV_CFB256_AES_BLUMENTHAL,
 }
 
 
