@@ -17,6 +17,7 @@ from provisioning.models import AccountStatus, Device
 from provisioning.registry import Registry
 
 Clock = Callable[[], datetime]
+_WITHOUT_DIAGNOSTIC = frozenset(k for k in Kind if k is not Kind.DIAGNOSTIC)
 _STATUS_AFTER = {
     EventType.ACCOUNT_REVOKED: AccountStatus.REVOKED,
     EventType.ACCOUNT_INACTIVE: AccountStatus.INACTIVE,
@@ -84,4 +85,6 @@ class Gate:
         return device.debug_until is not None and device.debug_until > self._clock()
 
     def allowed_kinds(self, device: Device) -> frozenset[Kind]:
+        if device.debug_until is None:
+            return _WITHOUT_DIAGNOSTIC  # the common case, asked on every poll
         return frozenset(k for k in Kind if self.allows_kind(device, k))

@@ -45,6 +45,14 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE INDEX IF NOT EXISTS quarantine_account ON quarantine(account_id);
 """
 
+_INSERT_BATCH = """
+INSERT INTO telemetry (device_id, account_id, kind, observed_at, received_at, retention_class,
+                       source, model, firmware, fields)
+SELECT value->>0, value->>1, value->>2, value->>3, ?, value->>4, value->>5, value->>6, value->>7,
+       value->>8
+FROM json_each(?)
+"""
+
 _UPSERT_AGGREGATE = """
 INSERT INTO aggregates VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
 ON CONFLICT (retention_class, kind, model, firmware, day, field) DO UPDATE SET
@@ -92,29 +100,29 @@ class SqliteStore:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, records: Sequence[TelemetryRecord]) -> int:
-        now = _ts(datetime.now(UTC))
-        rows = [
-            (
-                r.device_id,
-                r.account_id,
-                r.kind.value,
-                _ts(r.observed_at),
-                now,
-                r.retention_class,
-                r.source,
-                r.model,
-                r.firmware,
-                json.dumps(r.fields, separators=(",", ":")),
-            )
-            for r in records
-        ]
+        # The whole batch goes in as one JSON parameter expanded by json_each: one SQLite
+        # call, so the writer thread takes the GIL once per batch instead of once per row
+        # (per-row re-acquisition convoys with a busy event loop and crawls).
+        rows = json.dumps(
+            [
+                [
+                    r.device_id,
+                    r.account_id,
+                    r.kind.value,
+                    r.observed_at.timestamp(),
+                    r.retention_class,
+                    r.source,
+                    r.model,
+                    r.firmware,
+                    r.fields,
+                ]
+                for r in records
+            ],
+            separators=(",", ":"),
+        )
         with self._tx() as db:
-            db.executemany(
-                "INSERT INTO telemetry (device_id, account_id, kind, observed_at, received_at,"
-                " retention_class, source, model, firmware, fields) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
-        return len(rows)
+            db.execute(_INSERT_BATCH, (_ts(datetime.now(UTC)), rows))
+        return len(records)
 
     def quarantine(self, entries: Iterable[QuarantineEntry]) -> None:
         rows = [

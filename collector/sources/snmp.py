@@ -61,6 +61,8 @@ class SnmpPoller:
         self._fast = FastGetter(config.timeout_s) if config.engine == "fast" else None
         self._pysnmp = PysnmpGetter(config.timeout_s)
         self._profile_of: dict[str, DeviceProfile] = {}
+        self._kinds: dict[str, list[tuple[Kind, float]]] = {}  # per profile: kind, interval
+        self._oids: dict[tuple[str, frozenset[Kind]], list[str]] = {}  # per profile and kinds
         self._addresses: dict[str, tuple[str, int]] = {}
         self._state: dict[str, DeviceState] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -172,7 +174,9 @@ class SnmpPoller:
         profile = self._profile_of.get(device.id) or await self._resolve_profile(device)
         now = asyncio.get_running_loop().time()
         due = self._due_kinds(profile, device, state, now)
-        oids = profile.snmp_oids(due)
+        oids = self._oids.get((profile.name, due))
+        if oids is None:
+            oids = self._oids[(profile.name, due)] = profile.snmp_oids(due)
         if not oids:
             return
         values = await self._get(device, oids)
@@ -189,13 +193,14 @@ class SnmpPoller:
         self, profile: DeviceProfile, device: Device, state: DeviceState, now: float
     ) -> frozenset[Kind]:
         allowed = self._pipeline.gate.allowed_kinds(device)
-        slack = self._tick / 2  # polls land on ticks: "due within half a tick" is due
-        return frozenset(
-            spec.kind
-            for spec in profile.snmp
-            if spec.kind in allowed
-            and now - state.last_polled.get(spec.kind, -1e18) >= self._config.interval_for(spec.kind) - slack
-        )
+        kinds = self._kinds.get(profile.name)
+        if kinds is None:
+            kinds = self._kinds[profile.name] = [
+                (kind, self._config.interval_for(kind) - self._tick / 2)  # due within half a tick
+                for kind in dict.fromkeys(spec.kind for spec in profile.snmp)
+            ]
+        last = state.last_polled
+        return frozenset(k for k, every in kinds if k in allowed and now - last.get(k, -1e18) >= every)
 
     def _succeeded(self, device: Device, state: DeviceState) -> None:
         was_up, down_since = state.up, state.down_since
