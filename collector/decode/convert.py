@@ -22,7 +22,9 @@ def _text(raw: RawValue) -> str:
         raise TypeError(f"expected text, got {type(raw).__name__}")
     # DisplayString cleanup: agents pad with NULs and trailing whitespace.
     cleaned = raw.replace("\x00", "").strip()
-    return "".join(ch for ch in cleaned if ch.isprintable())[:MAX_STRING]
+    if not cleaned.isprintable():  # rare: control characters inside the text
+        cleaned = "".join(ch for ch in cleaned if ch.isprintable())
+    return cleaned[:MAX_STRING]
 
 
 def _number(raw: RawValue) -> float:
