@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from collector.decode.convert import ConversionError, RawValue, convert
-from collector.profiles.model import DeviceProfile
+from collector.profiles.model import DeviceProfile, TableSpec
 from collector.records import FieldValue, Kind, Observation
 
 
@@ -32,4 +32,46 @@ def decode_snmp(
         Observation(device_id=device_id, kind=kind, observed_at=observed_at, fields=fields, source="snmp")
         for kind, fields in by_kind.items()
     ]
+    return observations, problems
+
+
+def decode_table(
+    table: TableSpec,
+    device_id: str,
+    varbinds: Sequence[tuple[str, RawValue | None]],
+    observed_at: datetime,
+) -> tuple[list[Observation], list[str]]:
+    """GETBULK varbinds of a table walk → one observation per row, tagged with its index.
+
+    Varbinds past the end of a column (another column, another table, endOfMibView) are
+    ignored; an empty cell (e.g. a loopback's ifPhysAddress) leaves that field out."""
+    columns = table.column_specs()
+    rows: dict[str, dict[str, FieldValue]] = {}
+    problems: list[str] = []
+    for oid, raw in varbinds:
+        for prefix, spec in columns:
+            if not oid.startswith(prefix + "."):
+                continue
+            index = oid[len(prefix) + 1 :]
+            if raw is None or raw in (b"", ""):
+                break
+            row = rows.setdefault(index, {})
+            if len(rows) > table.max_rows:
+                rows.pop(index)
+                break
+            try:
+                row[spec.field] = convert(spec, raw)
+            except ConversionError as exc:
+                problems.append(f"{oid} {exc}")
+            break
+    observations = []
+    for index, fields in rows.items():
+        if not fields:
+            continue
+        fields = {table.index_field: int(index) if index.isdigit() else index, **fields}
+        observations.append(
+            Observation(
+                device_id=device_id, kind=table.kind, observed_at=observed_at, fields=fields, source="snmp"
+            )
+        )
     return observations, problems

@@ -6,21 +6,29 @@ import tomllib
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from collector.profiles.model import (
     DeviceProfile,
-    FieldSpec,
     MqttFieldSpec,
     ProfileFile,
     SnmpFieldSpec,
+    TableSpec,
 )
+from collector.records import Kind
 from provisioning.validation import describe
 
 GENERIC = "generic"
-_Spec = TypeVar("_Spec", bound=FieldSpec)
+
+
+class _Keyed(Protocol):
+    @property
+    def key(self) -> tuple[Kind, str]: ...
+
+
+_Spec = TypeVar("_Spec", bound=_Keyed)
 
 
 class ProfileError(ValueError):
@@ -59,18 +67,28 @@ class ProfileSet:
             raise ProfileError(f"profile {chain[-1]}: extends unknown profile {name!r}")
         spec, origin = self._files[name]
         snmp: tuple[SnmpFieldSpec, ...] = ()
+        tables: tuple[TableSpec, ...] = ()
         mqtt: tuple[MqttFieldSpec, ...] = ()
         vendor, models, prefixes = spec.vendor, tuple(spec.models), tuple(spec.sysobjectid)
         for parent_name in spec.extends:
             parent = self._resolve(parent_name, (*chain, name))
             snmp, mqtt = _merge(snmp, list(parent.snmp)), _merge(mqtt, list(parent.mqtt))
+            tables = _merge(tables, list(parent.tables))
             vendor = vendor or parent.vendor
+        if not spec.getbulk:
+            if spec.tables:
+                raise ProfileError(
+                    f"profile {name} ({origin}): getbulk = false (the agent answers GET only), "
+                    "so it cannot declare tables"
+                )
+            tables = ()  # inherited tables cannot be walked on a GET-only agent
         profile = DeviceProfile(
             name=name,
             vendor=vendor,
             models=models,
             sysobjectid=prefixes,
             snmp=_merge(snmp, spec.snmp),
+            tables=_merge(tables, spec.tables),
             mqtt=_merge(mqtt, spec.mqtt),
             origin=origin,
         )

@@ -70,6 +70,66 @@ class MqttFieldSpec(FieldSpec):
         return value
 
 
+class TableColumn(BaseModel):
+    """One column of an SNMP table: `column` is the sub-identifier under the entry OID."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: int = Field(ge=1)
+    field: str
+    type: Conversion
+    scale: float | None = None
+    enum: dict[str, str] | None = None
+    note: str = ""
+
+
+class TableSpec(BaseModel):
+    """An SNMP table walked with GETBULK: one record of `kind` per row, tagged with its index."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind
+    oid: str = Field(description="numeric OID of the table entry, e.g. 1.3.6.1.2.1.2.2.1 (ifEntry)")
+    index_field: str = "index"
+    max_rows: int = Field(default=16, ge=1, le=64)
+    columns: tuple[TableColumn, ...] = Field(min_length=1)
+
+    @field_validator("oid")
+    @classmethod
+    def _numeric(cls, value: str) -> str:
+        if not re.match(r"^1(\.\d+){3,126}$", value):
+            raise ValueError(f"oid {value!r} is not a numeric OID like 1.3.6.1.2.1.2.2.1")
+        return value
+
+    @model_validator(mode="after")
+    def _fields(self) -> TableSpec:
+        names = [self.index_field, *(c.field for c in self.columns)]
+        for name in names:
+            if not _FIELD.match(name):
+                raise ValueError(f"field name {name!r} must be snake_case, starting with a letter")
+        if len(set(names)) != len(names):
+            raise ValueError("table field names (and index_field) must be unique")
+        for column in self.columns:
+            FieldSpec(
+                kind=self.kind, field=column.field, type=column.type, scale=column.scale, enum=column.enum
+            )  # the same rules as a scalar field
+        return self
+
+    @property
+    def key(self) -> tuple[Kind, str]:
+        return self.kind, self.oid
+
+    def column_specs(self) -> list[tuple[str, FieldSpec]]:
+        """(column OID prefix, field spec) for each column."""
+        return [
+            (
+                f"{self.oid}.{c.column}",
+                FieldSpec(kind=self.kind, field=c.field, type=c.type, scale=c.scale, enum=c.enum),
+            )
+            for c in self.columns
+        ]
+
+
 class ProfileFile(BaseModel):
     """A profile as written in its file, before `extends` is resolved."""
 
@@ -81,6 +141,9 @@ class ProfileFile(BaseModel):
     sysobjectid: list[str] = []
     note: str = ""
     snmp: list[SnmpFieldSpec] = []
+    tables: list[TableSpec] = []
+    # False for agents that answer GET only (no GETNEXT/GETBULK): no table is walked.
+    getbulk: bool = True
     mqtt: list[MqttFieldSpec] = []
 
     @field_validator("sysobjectid")
@@ -102,8 +165,13 @@ class DeviceProfile(BaseModel):
     models: tuple[str, ...]
     sysobjectid: tuple[str, ...]
     snmp: tuple[SnmpFieldSpec, ...]
+    tables: tuple[TableSpec, ...] = ()
     mqtt: tuple[MqttFieldSpec, ...]
     origin: str
 
     def snmp_oids(self, kinds: frozenset[Kind]) -> list[str]:
         return [spec.oid for spec in self.snmp if spec.kind in kinds]
+
+    def kinds(self) -> list[Kind]:
+        """Every kind this profile polls over SNMP, scalars and tables, in declaration order."""
+        return list(dict.fromkeys([*(s.kind for s in self.snmp), *(t.kind for t in self.tables)]))

@@ -16,15 +16,17 @@ import heapq
 import logging
 import socket
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from collector.config import ResolvedCredential, SnmpConfig
 from collector.decode.convert import RawValue
-from collector.decode.snmp import decode_snmp
+from collector.decode.snmp import decode_snmp, decode_table
 from collector.pipeline import Pipeline
 from collector.profiles import DeviceProfile, ProfileError, ProfileSet
+from collector.profiles.model import TableSpec
 from collector.records import Kind, Observation
 from collector.sources.snmp_fast import AgentError, FastGetter
 from collector.sources.snmp_pysnmp import PysnmpGetter, SnmpError
@@ -32,6 +34,7 @@ from provisioning.events import LifecycleEvent
 from provisioning.models import Device, Transport
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 
 
@@ -177,13 +180,20 @@ class SnmpPoller:
         oids = self._oids.get((profile.name, due))
         if oids is None:
             oids = self._oids[(profile.name, due)] = profile.snmp_oids(due)
-        if not oids:
-            return
-        values = await self._get(device, oids)
+        observations: list[Observation] = []
+        problems: list[str] = []
+        if oids:
+            values = await self._get(device, oids)
+            observations, problems = decode_snmp(profile, device.id, values, datetime.now(UTC))
+        for table in profile.tables:
+            if table.kind in due:
+                rows, row_problems = decode_table(
+                    table, device.id, await self._walk(device, table), datetime.now(UTC)
+                )
+                observations += rows
+                problems += row_problems
         for kind in due:
             state.last_polled[kind] = now
-        observed_at = datetime.now(UTC)
-        observations, problems = decode_snmp(profile, device.id, values, observed_at)
         for problem in problems:
             log.warning("device %s (%s): %s", device.id, profile.name, problem)
         for observation in observations:
@@ -197,7 +207,7 @@ class SnmpPoller:
         if kinds is None:
             kinds = self._kinds[profile.name] = [
                 (kind, self._config.interval_for(kind) - self._tick / 2)  # due within half a tick
-                for kind in dict.fromkeys(spec.kind for spec in profile.snmp)
+                for kind in profile.kinds()
             ]
         last = state.last_polled
         return frozenset(k for k, every in kinds if k in allowed and now - last.get(k, -1e18) >= every)
@@ -255,6 +265,29 @@ class SnmpPoller:
         return profile
 
     async def _get(self, device: Device, oids: list[str]) -> dict[str, RawValue | None]:
+        def call(cred: ResolvedCredential, address: tuple[str, int]) -> Awaitable[dict[str, RawValue | None]]:
+            if self._fast is not None and cred.version == "v2c":
+                return self._fast.get(address, cred.community, oids)
+            return self._pysnmp.get(address, cred, oids)
+
+        return await self._attempts(device, call)
+
+    async def _walk(self, device: Device, table: TableSpec) -> list[tuple[str, RawValue | None]]:
+        oids = [prefix for prefix, _spec in table.column_specs()]
+
+        def call(
+            cred: ResolvedCredential, address: tuple[str, int]
+        ) -> Awaitable[list[tuple[str, RawValue | None]]]:
+            if self._fast is not None and cred.version == "v2c":
+                return self._fast.bulk(address, cred.community, oids, table.max_rows)
+            return self._pysnmp.bulk(address, cred, oids, table.max_rows)
+
+        return await self._attempts(device, call)
+
+    async def _attempts(
+        self, device: Device, call: Callable[[ResolvedCredential, tuple[str, int]], Awaitable[T]]
+    ) -> T:
+        """One request with hookflash's retries: the gate is asked before each attempt."""
         credential = self._credentials.get(device.credentials or "default")
         if credential is None:
             # The reference is not echoed: someone may have typed a secret into that column.
@@ -265,9 +298,7 @@ class SnmpPoller:
                 raise asyncio.CancelledError  # stopped between attempts: send nothing more
             self._pipeline.stats.polls_sent += 1
             try:
-                if self._fast is not None and credential.version == "v2c":
-                    return await self._fast.get(address, credential.community, oids)
-                return await self._pysnmp.get(address, credential, oids)
+                return await call(credential, address)
             except TimeoutError:
                 continue
         raise TimeoutError("no SNMP response before the timeout")

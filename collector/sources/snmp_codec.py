@@ -36,7 +36,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["CodecError", "GetRequestTemplate", "RawValue", "Response", "decode_response"]
+__all__ = [
+    "CodecError",
+    "GetBulkRequestTemplate",
+    "GetRequestTemplate",
+    "RawValue",
+    "Response",
+    "decode_response",
+]
 
 RawValue = int | str | bytes
 
@@ -63,6 +70,7 @@ _NO_SUCH_INSTANCE = 0x81
 _END_OF_MIB_VIEW = 0x82
 _GET_REQUEST = 0xA0
 _GET_RESPONSE = 0xA2
+_GET_BULK_REQUEST = 0xA5
 
 _TAG_NAMES = {
     _SEQUENCE: "SEQUENCE",
@@ -144,16 +152,25 @@ class GetRequestTemplate:
 
     __slots__ = ("_prefix", "_suffix", "community", "oids")
 
+    _PDU_TAG = _GET_REQUEST
+
     def __init__(self, community: bytes, oids: Sequence[str]) -> None:
+        self._build(community, oids, 0, 0)
+
+    def _build(self, community: bytes, oids: Sequence[str], second: int, third: int) -> None:
+        """`second`/`third`: error-status/error-index (0, 0) in a GET; non-repeaters and
+        max-repetitions in a GETBULK (RFC 3416 gives both PDUs the same layout)."""
         if isinstance(oids, str):
             raise TypeError("oids must be a sequence of OID strings, not one string")
+        if not (0 <= second <= 127 and 0 <= third <= 127):
+            raise ValueError("non-repeaters and max-repetitions must be 0..127")
         self.community = bytes(community)
         self.oids: tuple[str, ...] = tuple(oids)
         varbinds = b"".join(_tlv(_SEQUENCE, _encode_oid(o) + b"\x05\x00") for o in self.oids)
         # request-id is always a 4-byte INTEGER so every id fits the same slot.
-        pdu = b"\x02\x04\x00\x00\x00\x00\x02\x01\x00\x02\x01\x00" + _tlv(_SEQUENCE, varbinds)
+        pdu = b"\x02\x04\x00\x00\x00\x00" + bytes((2, 1, second, 2, 1, third)) + _tlv(_SEQUENCE, varbinds)
         message = _tlv(
-            _SEQUENCE, b"\x02\x01\x01" + _tlv(_OCTET_STRING, self.community) + _tlv(_GET_REQUEST, pdu)
+            _SEQUENCE, b"\x02\x01\x01" + _tlv(_OCTET_STRING, self.community) + _tlv(self._PDU_TAG, pdu)
         )
         slot = len(message) - len(pdu) + 2  # content of the request-id INTEGER
         self._prefix = message[:slot]
@@ -163,6 +180,15 @@ class GetRequestTemplate:
         if not 0 <= request_id <= _MAX_REQUEST_ID:
             raise ValueError(f"request id {request_id} outside 0..{_MAX_REQUEST_ID}")
         return self._prefix + request_id.to_bytes(4, "big") + self._suffix
+
+
+class GetBulkRequestTemplate(GetRequestTemplate):
+    """A v2c GetBulkRequest (no non-repeaters) walking `oids` for up to `max_repetitions` rows."""
+
+    _PDU_TAG = _GET_BULK_REQUEST
+
+    def __init__(self, community: bytes, oids: Sequence[str], max_repetitions: int) -> None:
+        self._build(community, oids, 0, max_repetitions)
 
 
 # --------------------------------------------------------------------------------------- decoding

@@ -15,7 +15,13 @@ import socket
 from dataclasses import dataclass, field
 
 from collector.decode.convert import RawValue
-from collector.sources.snmp_codec import CodecError, GetRequestTemplate, Response, decode_response
+from collector.sources.snmp_codec import (
+    CodecError,
+    GetBulkRequestTemplate,
+    GetRequestTemplate,
+    Response,
+    decode_response,
+)
 
 _MIN_ID, _MAX_ID = 2**23, 2**31 - 1
 RECEIVE_BUFFER = 8 * 1024 * 1024
@@ -126,6 +132,21 @@ class FastGetter:
         if response.error_status:
             raise AgentError(f"agent error-status {response.error_status} at index {response.error_index}")
         return dict(response.varbinds)
+
+    async def bulk(
+        self, address: tuple[str, int], community: str, oids: list[str], max_repetitions: int
+    ) -> list[tuple[str, RawValue | None]]:
+        """One GETBULK (no non-repeaters); the varbinds in the order the agent sent them."""
+        key = (community, (*oids, f"bulk:{max_repetitions}"))
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = GetBulkRequestTemplate(
+                community.encode(), oids, max_repetitions
+            )
+        response = await self.client.get(address, template, self._timeout)
+        if response.error_status:
+            raise AgentError(f"agent error-status {response.error_status} at index {response.error_index}")
+        return list(response.varbinds)
 
     def close(self) -> None:
         self.client.close()

@@ -25,6 +25,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     SnmpEngine,
     UdpTransportTarget,
     UsmUserData,
+    bulk_cmd,
     get_cmd,
 )
 from pysnmp.proto import rfc1902, rfc1905
@@ -93,29 +94,58 @@ class PysnmpGetter:
         self, address: tuple[str, int], credential: ResolvedCredential, oids: list[str]
     ) -> dict[str, RawValue | None]:
         """One attempt; TimeoutError when nothing came back in time."""
-        target = self._targets.get(address)
-        if target is None:
-            target = self._targets[address] = await UdpTransportTarget.create(
-                address, timeout=self._timeout, retries=0
-            )
-        auth = self._auth.get(credential.name)
-        if auth is None:
-            auth = self._auth[credential.name] = auth_data(credential)
+        target = await self._target(address)
         error, status, index, var_binds = await get_cmd(
             self._engine,
-            auth,
+            self._auth_for(credential),
             target,
             ContextData(),
             *(ObjectType(ObjectIdentity(o)) for o in oids),
             lookupMib=False,
         )
+        self._check(error, status, index)
+        return {str(name): to_raw(value) for name, value in var_binds}
+
+    async def bulk(
+        self, address: tuple[str, int], credential: ResolvedCredential, oids: list[str], max_repetitions: int
+    ) -> list[tuple[str, RawValue | None]]:
+        """One GETBULK (no non-repeaters); TimeoutError when nothing came back in time."""
+        target = await self._target(address)
+        error, status, index, var_binds = await bulk_cmd(
+            self._engine,
+            self._auth_for(credential),
+            target,
+            ContextData(),
+            0,
+            max_repetitions,
+            *(ObjectType(ObjectIdentity(o)) for o in oids),
+            lookupMib=False,
+        )
+        self._check(error, status, index)
+        return [(str(name), to_raw(value)) for name, value in var_binds]
+
+    async def _target(self, address: tuple[str, int]) -> UdpTransportTarget:
+        target = self._targets.get(address)
+        if target is None:
+            target = self._targets[address] = await UdpTransportTarget.create(
+                address, timeout=self._timeout, retries=0
+            )
+        return target
+
+    def _auth_for(self, credential: ResolvedCredential) -> CommunityData | UsmUserData:
+        auth = self._auth.get(credential.name)
+        if auth is None:
+            auth = self._auth[credential.name] = auth_data(credential)
+        return auth
+
+    @staticmethod
+    def _check(error: Any, status: Any, index: Any) -> None:
         if error:
             if "timeout" in str(error).lower():
                 raise TimeoutError(str(error))
             raise SnmpError(str(error))
         if status:
             raise SnmpError(f"agent error-status {int(status)} at index {int(index)}")
-        return {str(name): to_raw(value) for name, value in var_binds}
 
     def forget(self, address: tuple[str, int]) -> None:
         self._targets.pop(address, None)

@@ -35,7 +35,8 @@ def test_diagnostics_only_inside_the_window(
     )
     cfg = ServiceConfig(
         data_dir=tmp_path / "data",
-        snmp=SnmpConfig(interval_s=0.25, timeout_s=0.5, retries=0),
+        # The interface table (network) is walked once; after that every poll is one GET.
+        snmp=SnmpConfig(interval_s=0.25, timeout_s=0.5, retries=0, intervals={"network": 3600}),
         mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-debug"),
         credentials={"default": SnmpCredential.model_validate({"community": "public"})},
     )

@@ -83,6 +83,18 @@ def stored(data: Path) -> dict[str, tuple[int, int, float, float]]:
     return {r[0]: (int(r[1]), int(r[2]), r[3], r[4]) for r in rows}
 
 
+def table_walks(data: Path, accounts: list[str]) -> int:
+    db = sqlite3.connect(data / "telemetry.db")
+    marks = ",".join("?" * len(accounts))
+    (walks,) = db.execute(
+        "SELECT count(DISTINCT device_id) FROM telemetry WHERE kind = 'network' AND account_id IN"
+        f" ({marks}) AND json_extract(fields, '$.if_index') IS NOT NULL",
+        accounts,
+    ).fetchone()
+    db.close()
+    return int(walks)
+
+
 @pytest.mark.parametrize("action", ["revoke", "suspend"])
 def test_stop_under_load(
     tmp_path: Path, snmpd_factory: SnmpdFactory, mosquitto: Mosquitto, action: str
@@ -90,7 +102,10 @@ def test_stop_under_load(
     victim_agent, others_agent = snmpd_factory(AGENT), snmpd_factory(AGENT)
     cfg = ServiceConfig(
         data_dir=tmp_path / "data",
-        snmp=SnmpConfig(interval_s=1.0, timeout_s=3.0, retries=0, max_in_flight=512),
+        # The interface table is walked once per device (GETBULK); every later poll is one GET.
+        snmp=SnmpConfig(
+            interval_s=1.0, timeout_s=3.0, retries=0, max_in_flight=512, intervals={"network": 3600}
+        ),
         mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-load"),
         credentials={"default": SnmpCredential.model_validate({"community": "public"})},
     )
@@ -159,7 +174,7 @@ def test_stop_under_load(
         _signal, _perf, observed, received = after[VICTIM]
         assert observed < acknowledged and received < acknowledged
         assert datetime.fromisoformat(receipt["result"]["stopped_at"]).timestamp() <= acknowledged
-    # Other accounts lose nothing: every MQTT message, and one performance record per SNMP
-    # request their agent answered.
+    # Other accounts lose nothing: every MQTT message, and for each SNMP request their agent
+    # answered, a performance record (a GET) or one device's interface table (a GETBULK).
     assert polls_failed == 0
-    assert sum(after[a][1] for a in OTHERS) == others_requests
+    assert sum(after[a][1] for a in OTHERS) + table_walks(cfg.data_dir, OTHERS) == others_requests
