@@ -29,8 +29,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from factories import snmp_device  # noqa: E402
-from provisioning.registry import Registry  # noqa: E402
 from pysnmp.hlapi.v3arch.asyncio import (  # noqa: E402
     CommunityData,
     ContextData,
@@ -40,11 +38,13 @@ from pysnmp.hlapi.v3arch.asyncio import (  # noqa: E402
     UdpTransportTarget,
     get_cmd,
 )
-from runner import RunningService, eventually  # noqa: E402
-from services import Snmpd  # noqa: E402
 
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential  # noqa: E402
 from collector.profiles import load_profiles  # noqa: E402
+from factories import snmp_device  # noqa: E402
+from provisioning.registry import Registry  # noqa: E402
+from runner import RunningService, eventually  # noqa: E402
+from services import Snmpd  # noqa: E402
 
 GS = "1.3.6.1.4.1.42397"
 HT812 = {

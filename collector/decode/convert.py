@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from collector.profiles.model import FieldSpec
 from collector.records import FieldValue
@@ -50,14 +51,21 @@ def _integer(raw: RawValue) -> int:
     return int(value)
 
 
+_MAC_TEXT = re.compile(
+    r"^(?:0x)?([0-9a-f]{2})[:\- ]?([0-9a-f]{2})[:\-. ]?([0-9a-f]{2})[:\- ]?"
+    r"([0-9a-f]{2})[:\-. ]?([0-9a-f]{2})[:\- ]?([0-9a-f]{2})$"
+)
+
+
 def _mac(raw: RawValue) -> str:
-    if isinstance(raw, bytes) and len(raw) == 6:
+    """6 raw octets (PhysAddress), or text: aa:bb:…, AA-BB-…, aabb.ccdd.eeff, 0xAABBCCDDEEFF,
+    "AA BB CC DD EE FF" (hex strings as some agents render them)."""
+    if isinstance(raw, bytes) and len(raw) == 6:  # a text MAC needs 12 hex digits at least
         return ":".join(f"{b:02x}" for b in raw)
-    text = _text(raw).replace("-", ":").lower()
-    parts = text.split(":")
-    if len(parts) == 6 and all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
-        return text
-    raise ValueError(f"{raw!r} is not a MAC address")
+    match = _MAC_TEXT.match(_text(raw).lower())
+    if match is None:
+        raise ValueError(f"{raw!r} is not a MAC address")
+    return ":".join(match.groups())
 
 
 def convert(spec: FieldSpec, raw: RawValue) -> FieldValue:

@@ -146,3 +146,30 @@ def test_arbitrary_json_objects_are_decoded_or_rejected_cleanly(document: dict[s
             assert exc.reason
         else:
             assert obs.fields and all(isinstance(v, int | float | str | bool) for v in obs.fields.values())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        bytes.fromhex("000b82abcdef"),
+        "00:0b:82:ab:cd:ef",
+        "00-0B-82-AB-CD-EF",
+        "000b.82ab.cdef",
+        "0x000B82ABCDEF",
+        "00 0B 82 AB CD EF",
+        b"00 0B 82 AB CD EF\x00",
+    ],
+)
+def test_mac_conversion_accepts_octets_and_common_hex_strings(raw: bytes | str) -> None:
+    from collector.decode.convert import convert
+    from collector.profiles.model import FieldSpec
+
+    spec = FieldSpec(kind=Kind.NETWORK, field="mac", type="mac")
+    assert convert(spec, raw) == "00:0b:82:ab:cd:ef"
+
+
+def test_six_printable_octets_are_still_a_binary_mac() -> None:
+    from collector.decode.convert import convert
+    from collector.profiles.model import FieldSpec
+
+    assert convert(FieldSpec(kind=Kind.NETWORK, field="mac", type="mac"), b"ABCDEF") == "41:42:43:44:45:46"
