@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import resource
 import sqlite3
 import sys
@@ -158,14 +159,15 @@ def soak(work: Path, agents: list[Snmpd], n: int, interval: float, minutes: floa
                   f"{running.stats.polls_failed} failed, RSS {rss_mib():.0f} MiB", flush=True)
     db = sqlite3.connect(cfg.data_dir / "telemetry.db")
     rows = db.execute(
-        "SELECT device_id, observed_at FROM telemetry WHERE kind = 'performance' ORDER BY device_id, observed_at"
+        "SELECT device_id, observed_at FROM telemetry WHERE kind = 'performance'"
+        " ORDER BY device_id, observed_at"
     ).fetchall()
     per_device: dict[str, list[float]] = {}
     for device, at in rows:
         per_device.setdefault(device, []).append(at)
     missed = sum(
         1 for times in per_device.values()
-        if any(b - a > 1.5 * interval for a, b in zip(times, times[1:], strict=False))
+        if any(b - a > 1.5 * interval for a, b in itertools.pairwise(times))
     )
     never = n - len(per_device)
     print(f"soak: {n} devices, {interval:.0f}s interval, {minutes:.0f} min: {len(rows)} polls stored, "
