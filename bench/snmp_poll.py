@@ -42,26 +42,11 @@ from pysnmp.hlapi.v3arch.asyncio import (  # noqa: E402
 
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential  # noqa: E402
 from collector.profiles import load_profiles  # noqa: E402
-from factories import snmp_device  # noqa: E402
+from factories import HT812_AGENT, snmp_device  # noqa: E402
 from provisioning.registry import Registry  # noqa: E402
 from runner import RunningService, eventually  # noqa: E402
 from services import Snmpd  # noqa: E402
 
-GS = "1.3.6.1.4.1.42397"
-HT812 = {
-    "1.3.6.1.2.1.1.2.0": ("object_id", f"{GS}.1.812"),
-    "1.3.6.1.2.1.47.1.1.1.1.8.1": ("octet_str", "V2.1A"),
-    "1.3.6.1.2.1.47.1.1.1.1.9.1": ("octet_str", "1.0.3.5"),
-    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4"),
-    "1.3.6.1.2.1.47.1.1.1.1.11.1": ("octet_str", "GS2234AB"),
-    "1.3.6.1.2.1.47.1.1.1.1.13.1": ("octet_str", "HT812"),
-    f"{GS}.1.2.1.1.0": ("integer", 1),
-    f"{GS}.1.2.1.2.0": ("integer", 2),
-    f"{GS}.1.3.1.1.0": ("gauge", 412),
-    f"{GS}.1.3.1.2.0": ("gauge", 9),
-    f"{GS}.1.3.1.3.0": ("gauge", 25),
-    f"{GS}.1.3.1.4.0": ("counter", 17),
-}
 CONCURRENCY = 256
 PYSNMP_CONCURRENCY = 16
 
@@ -81,7 +66,8 @@ def rss_mib() -> float:
 def provision(data_dir: Path, agents: list[Snmpd], n: int) -> None:
     devices = [
         snmp_device(i, f"acct-{i // 10:05d}", agents[i % len(agents)].port).model_copy(
-            update={"profile": "grandstream-ht8xx"})
+            update={"profile": "grandstream-ht8xx"}
+        )
         for i in range(n)
     ]
     Registry(data_dir / "registry.db").import_devices(devices, source="bench")
@@ -105,8 +91,11 @@ def hookflash_rate(work: Path, agents: list[Snmpd], n: int, seconds: float) -> t
         polls1, cpu1, t1 = stats.stored_by_kind["performance"], cpu_seconds(), time.monotonic()
         failed = stats.polls_failed
     elapsed = t1 - t0
-    print(f"hookflash: {polls1 - polls0} polls in {elapsed:.1f}s, {failed} failed, "
-          f"CPU {100 * (cpu1 - cpu0) / elapsed:.0f}% of one core", flush=True)
+    print(
+        f"hookflash: {polls1 - polls0} polls in {elapsed:.1f}s, {failed} failed, "
+        f"CPU {100 * (cpu1 - cpu0) / elapsed:.0f}% of one core",
+        flush=True,
+    )
     return (polls1 - polls0) / elapsed, (cpu1 - cpu0) / elapsed
 
 
@@ -121,8 +110,13 @@ async def _pysnmp(agents: list[Snmpd], seconds: float) -> tuple[int, int]:
         nonlocal done, failed
         while time.monotonic() < deadline:
             error, _status, _index, _binds = await get_cmd(
-                engine, CommunityData("public", mpModel=1), targets[k % len(targets)], ContextData(),
-                *(ObjectType(ObjectIdentity(o)) for o in oids), lookupMib=False)
+                engine,
+                CommunityData("public", mpModel=1),
+                targets[k % len(targets)],
+                ContextData(),
+                *(ObjectType(ObjectIdentity(o)) for o in oids),
+                lookupMib=False,
+            )
             done += not error
             failed += bool(error)
 
@@ -137,8 +131,11 @@ def pysnmp_rate(agents: list[Snmpd], seconds: float) -> tuple[float, float]:
     cpu0, t0 = cpu_seconds(), time.monotonic()
     done, failed = asyncio.run(_pysnmp(agents, seconds))
     elapsed, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
-    print(f"pysnmp get_cmd: {done} polls in {elapsed:.1f}s, {failed} failed, "
-          f"CPU {100 * cpu / elapsed:.0f}% of one core", flush=True)
+    print(
+        f"pysnmp get_cmd: {done} polls in {elapsed:.1f}s, {failed} failed, "
+        f"CPU {100 * cpu / elapsed:.0f}% of one core",
+        flush=True,
+    )
     return done / elapsed, cpu / elapsed
 
 
@@ -155,8 +152,11 @@ def soak(work: Path, agents: list[Snmpd], n: int, interval: float, minutes: floa
         while time.monotonic() < end:
             time.sleep(10)
             peak_rss = max(peak_rss, rss_mib())
-            print(f"  soak: {running.stats.stored_by_kind['performance']} polls stored, "
-                  f"{running.stats.polls_failed} failed, RSS {rss_mib():.0f} MiB", flush=True)
+            print(
+                f"  soak: {running.stats.stored_by_kind['performance']} polls stored, "
+                f"{running.stats.polls_failed} failed, RSS {rss_mib():.0f} MiB",
+                flush=True,
+            )
     db = sqlite3.connect(cfg.data_dir / "telemetry.db")
     rows = db.execute(
         "SELECT device_id, observed_at FROM telemetry WHERE kind = 'performance'"
@@ -166,12 +166,15 @@ def soak(work: Path, agents: list[Snmpd], n: int, interval: float, minutes: floa
     for device, at in rows:
         per_device.setdefault(device, []).append(at)
     missed = sum(
-        1 for times in per_device.values()
+        1
+        for times in per_device.values()
         if any(b - a > 1.5 * interval for a, b in itertools.pairwise(times))
     )
     never = n - len(per_device)
-    print(f"soak: {n} devices, {interval:.0f}s interval, {minutes:.0f} min: {len(rows)} polls stored, "
-          f"devices with a missed cycle {missed}, never polled {never}, peak RSS {peak_rss:.0f} MiB")
+    print(
+        f"soak: {n} devices, {interval:.0f}s interval, {minutes:.0f} min: {len(rows)} polls stored, "
+        f"devices with a missed cycle {missed}, never polled {never}, peak RSS {peak_rss:.0f} MiB"
+    )
     print(f"RESULT soak_devices={n} missed_cycles={missed} never_polled={never} peak_rss_mib={peak_rss:.0f}")
 
 
@@ -183,7 +186,7 @@ def main() -> None:
     parser.add_argument("--soak", action="store_true", help="10,000 devices, 60 s interval, 5 minutes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hookflash-snmp-bench-"))
-    agents = [Snmpd(work / f"snmpd{i}", overrides=HT812).start() for i in range(args.agents)]
+    agents = [Snmpd(work / f"snmpd{i}", overrides=HT812_AGENT).start() for i in range(args.agents)]
     try:
         if args.soak:
             soak(work, agents, 10_000, 60.0, 5.0)
@@ -191,10 +194,14 @@ def main() -> None:
         seconds = 8.0 if args.quick else 20.0
         ours, our_cpu = hookflash_rate(work, agents, args.devices, seconds)
         theirs, their_cpu = pysnmp_rate(agents, seconds)
-        print(f"per core: hookflash {ours / max(our_cpu, 1e-9):.0f} polls/s, "
-              f"pysnmp {theirs / max(their_cpu, 1e-9):.0f} polls/s")
-        print(f"RESULT hookflash_polls_per_s={ours:.0f} pysnmp_polls_per_s={theirs:.0f} "
-              f"ratio_vs_pysnmp={ours / theirs:.1f}")
+        print(
+            f"per core: hookflash {ours / max(our_cpu, 1e-9):.0f} polls/s, "
+            f"pysnmp {theirs / max(their_cpu, 1e-9):.0f} polls/s"
+        )
+        print(
+            f"RESULT hookflash_polls_per_s={ours:.0f} pysnmp_polls_per_s={theirs:.0f} "
+            f"ratio_vs_pysnmp={ours / theirs:.1f}"
+        )
     finally:
         for agent in agents:
             agent.stop()

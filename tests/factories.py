@@ -55,3 +55,22 @@ def record(
         model=device.model,
         firmware=firmware,
     )
+
+
+GS = "1.3.6.1.4.1.42397"
+# snmpd `override` lines that make net-snmp look like a Grandstream HT812.
+HT812_AGENT: dict[str, tuple[str, str | int]] = {
+    "1.3.6.1.2.1.1.1.0": ("octet_str", "Grandstream HT812 1.0.47.4"),
+    "1.3.6.1.2.1.1.2.0": ("object_id", f"{GS}.1.812"),
+    "1.3.6.1.2.1.47.1.1.1.1.8.1": ("octet_str", "V2.1A"),
+    "1.3.6.1.2.1.47.1.1.1.1.9.1": ("octet_str", "1.0.3.5"),
+    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4"),
+    "1.3.6.1.2.1.47.1.1.1.1.11.1": ("octet_str", "GS2234AB"),
+    "1.3.6.1.2.1.47.1.1.1.1.13.1": ("octet_str", "HT812"),
+    f"{GS}.1.2.1.1.0": ("integer", 1),
+    f"{GS}.1.2.1.2.0": ("integer", 3),
+    f"{GS}.1.3.1.1.0": ("gauge", 412),
+    f"{GS}.1.3.1.2.0": ("gauge", 9),
+    f"{GS}.1.3.1.3.0": ("gauge", 25),
+    f"{GS}.1.3.1.4.0": ("counter", 17),
+}

@@ -96,33 +96,29 @@ def _database_error(path: Path, exc: sqlite3.DatabaseError) -> ValueError:
     return ValueError(f"{path}: cannot open the database: {exc} (is the file corrupt?)")
 
 
-def open_registry(data_dir: Path, *, existing: bool = False) -> Registry:
-    """The registry in data_dir; with `existing`, fail unless there is one already."""
+T = TypeVar("T")
+
+
+def _open(data_dir: Path, existing: bool, path: Path, factory: Callable[[Path], T]) -> T:
     _check(data_dir, existing)
-    path = registry_path(data_dir)
     try:
-        return Registry(path)
+        return factory(path)
     except sqlite3.DatabaseError as exc:
         raise _database_error(path, exc) from None
+
+
+def open_registry(data_dir: Path, *, existing: bool = False) -> Registry:
+    """The registry in data_dir; with `existing`, fail unless there is one already."""
+    return _open(data_dir, existing, registry_path(data_dir), Registry)
 
 
 def open_store(data_dir: Path, *, existing: bool = False) -> SqliteStore:
     """The telemetry store in data_dir; with `existing`, fail unless data_dir holds a registry."""
-    _check(data_dir, existing)
-    path = store_path(data_dir)
-    try:
-        return SqliteStore(path)
-    except sqlite3.DatabaseError as exc:
-        raise _database_error(path, exc) from None
+    return _open(data_dir, existing, store_path(data_dir), SqliteStore)
 
 
 def open_receipts(data_dir: Path, *, existing: bool = False) -> ReceiptBook:
-    _check(data_dir, existing)
-    path = registry_path(data_dir)
-    try:
-        return ReceiptBook(path)
-    except sqlite3.DatabaseError as exc:
-        raise _database_error(path, exc) from None
+    return _open(data_dir, existing, registry_path(data_dir), ReceiptBook)
 
 
 def emit(rows: Iterable[dict[str, Any]], fmt: str, columns: list[str], title: str = "") -> None:

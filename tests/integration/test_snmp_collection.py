@@ -16,27 +16,11 @@ import pytest
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential
 from collector.profiles import load_profiles
 from collector.sinks.sqlite_store import SqliteStore
-from factories import snmp_device
+from factories import GS, HT812_AGENT, snmp_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually, hookflash
 from services import Snmpd, SnmpdFactory
 
-GS = "1.3.6.1.4.1.42397"
-HT812_AGENT = {
-    "1.3.6.1.2.1.1.1.0": ("octet_str", "Grandstream HT812 1.0.47.4"),
-    "1.3.6.1.2.1.1.2.0": ("object_id", f"{GS}.1.812"),
-    "1.3.6.1.2.1.47.1.1.1.1.8.1": ("octet_str", "V2.1A"),
-    "1.3.6.1.2.1.47.1.1.1.1.9.1": ("octet_str", "1.0.3.5"),
-    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4"),
-    "1.3.6.1.2.1.47.1.1.1.1.11.1": ("octet_str", "GS2234AB"),
-    "1.3.6.1.2.1.47.1.1.1.1.13.1": ("octet_str", "HT812"),
-    f"{GS}.1.2.1.1.0": ("integer", 1),
-    f"{GS}.1.2.1.2.0": ("integer", 3),
-    f"{GS}.1.3.1.1.0": ("gauge", 412),
-    f"{GS}.1.3.1.2.0": ("gauge", 9),
-    f"{GS}.1.3.1.3.0": ("gauge", 25),
-    f"{GS}.1.3.1.4.0": ("counter", 17),
-}
 EXPECTED = {
     "inventory": {
         "description": "Grandstream HT812 1.0.47.4",

@@ -8,22 +8,13 @@ from pathlib import Path
 
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential
 from collector.sinks.sqlite_store import SqliteStore
-from factories import snmp_device
+from factories import HT812_AGENT, snmp_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually
 from services import SnmpdFactory
 
-GS = "1.3.6.1.4.1.42397"
-AGENT = {
-    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.43.11"),
-    "1.3.6.1.2.1.47.1.1.1.1.13.1": ("octet_str", "HT812"),
-    f"{GS}.1.2.1.1.0": ("integer", 1),
-    f"{GS}.1.2.1.2.0": ("integer", 2),
-    f"{GS}.1.3.1.1.0": ("gauge", 412),
-    f"{GS}.1.3.1.2.0": ("gauge", 9),
-    f"{GS}.1.3.1.3.0": ("gauge", 25),
-    f"{GS}.1.3.1.4.0": ("counter", 17),
-}
+# The HT812 of the other tests, on an older firmware.
+AGENT = {**HT812_AGENT, "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.43.11")}
 
 
 def config(tmp_path: Path, **snmp: object) -> ServiceConfig:
