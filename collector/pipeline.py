@@ -24,6 +24,19 @@ from collector.tag import Tagger
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Done = Callable[[], None]
+
+
+def _countdown(n: int, done: Done) -> Done:
+    """A callback to give each of n records: `done` runs when the last one has been called."""
+    left = [n]
+
+    def one() -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            done()
+
+    return one
 
 
 class Pipeline:
@@ -46,17 +59,24 @@ class Pipeline:
         self.stats = stats
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._queue: asyncio.Queue[TelemetryRecord | QuarantineEntry] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[tuple[TelemetryRecord | QuarantineEntry, Done | None]] = asyncio.Queue(
+            queue_size
+        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookflash-writer")
         self._task: asyncio.Task[None] | None = None
 
     # -- called by sources, on the event loop -------------------------------------------------
 
-    def submit(self, observation: Observation) -> bool:
-        """Gate and tag one observation and queue it for the sinks; False if it was dropped."""
+    def submit(self, observation: Observation, done: Done | None = None) -> bool:
+        """Gate and tag one observation and queue it for the sinks; False if it was dropped.
+
+        `done` is called once the observation is settled: written by every sink, or dropped
+        (by the gate, now or in flight). MQTT acknowledges a QoS 1 message only then."""
         device = self.gate.device(observation.device_id)
         if device is None:
             self.stats.dropped_not_provisioned += 1
+            if done is not None:
+                done()
             return False
         gate = self.gate
         if (
@@ -65,11 +85,15 @@ class Pipeline:
             or not gate.observed_while_active(device.account_id, observation.observed_at)
         ):
             self.stats.dropped_inactive += 1
+            if done is not None:
+                done()
             return False
         self.stats.devices_seen.add(device.id)
-        return all([self._put(record) for record in self.tagger.tag(observation, device)])
+        records = self.tagger.tag(observation, device)
+        each = _countdown(len(records), done) if done is not None else None
+        return all([self._put(record, each) for record in records])
 
-    def quarantine(self, entry: QuarantineEntry) -> None:
+    def quarantine(self, entry: QuarantineEntry, done: Done | None = None) -> None:
         self.stats.quarantined += 1
         log.warning(
             "quarantined %s message on %s (%d bytes): %s",
@@ -78,11 +102,11 @@ class Pipeline:
             entry.size,
             entry.reason,
         )
-        self._put(entry)
+        self._put(entry, done)
 
-    def _put(self, item: TelemetryRecord | QuarantineEntry) -> bool:
+    def _put(self, item: TelemetryRecord | QuarantineEntry, done: Done | None = None) -> bool:
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait((item, done))
         except asyncio.QueueFull:
             self.stats.queue_overflow += 1
             return False
@@ -121,7 +145,11 @@ class Pipeline:
             while len(batch) < self._batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._write(batch)
+                await self._write([item for item, _done in batch])
+                # Only now is each item settled (written, or dropped by the gate in flight).
+                for _item, done in batch:
+                    if done is not None:
+                        done()
             finally:
                 for _ in batch:
                     self._queue.task_done()

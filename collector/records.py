@@ -38,6 +38,8 @@ class Observation(BaseModel):
     observed_at: datetime
     fields: dict[str, FieldValue]
     source: Source
+    # Same for a redelivered copy of the same message: the store keeps one (see SqliteStore).
+    dedupe_key: str | None = None
 
 
 class TelemetryRecord(BaseModel):
@@ -54,3 +56,4 @@ class TelemetryRecord(BaseModel):
     source: Source
     model: str
     firmware: str | None = None
+    dedupe_key: str | None = Field(default=None, exclude=True)  # internal: not shown or exported

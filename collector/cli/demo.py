@@ -81,7 +81,14 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float)
     config = ServiceConfig(
         data_dir=data_dir,
         snmp=SnmpConfig(interval_s=period, timeout_s=1.0, retries=0),
-        mqtt=MqttConfig(enabled=True, port=broker.port, client_id="hookflash-demo"),
+        # The embedded broker (amqtt) speaks MQTT 3.1.1 and keeps no sessions.
+        mqtt=MqttConfig(
+            enabled=True,
+            port=broker.port,
+            client_id="hookflash-demo",
+            protocol="3.1.1",
+            persistent_session=False,
+        ),
         credentials={"demo": SnmpCredential.model_validate({"community": COMMUNITY})},
         lifecycle_poll_s=0.05,
     )

@@ -77,8 +77,21 @@ class MqttConfig(_Section):
     keepalive_s: int = Field(default=30, ge=5)
     subscribe: Literal["per-device", "wildcard"] = "per-device"
     wildcard_filter: str = "hookflash/+/+"
+    # Wildcard mode only: subscribe as $share/<group>/<filter> so several hookflash
+    # instances split one stream (MQTT 5 / mosquitto 2).
+    shared_group: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]*$")
     qos: Literal[0, 1] = 1
     max_payload_bytes: int = Field(default=65536, ge=64)
+    protocol: Literal["3.1.1", "5"] = "5"
+    # A persistent session keeps QoS 1 messages at the broker while hookflash is down;
+    # with QoS 1 a message is acknowledged only once it is stored.
+    persistent_session: bool = True
+    session_expiry_s: int = Field(default=86400, ge=0)
+    receive_maximum: int = Field(default=1000, ge=1, le=65535, description="unacknowledged QoS 1 messages")
+    tls: bool = False
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
     @field_validator("host")
     @classmethod

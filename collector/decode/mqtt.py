@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -170,7 +171,19 @@ def decode_mqtt(
             raise PayloadRejected(f"{spec.path}: {exc}") from None
     if not fields:
         raise PayloadRejected(f"no {kind.value} field of profile {profile.name} in payload")
-    return Observation(device_id=device_id, kind=kind, observed_at=observed_at, fields=fields, source="mqtt")
+    # A payload with its own timestamp identifies itself: a redelivered copy (QoS 1 after a
+    # crash between store and acknowledgement) gets the same key and is stored once.
+    dedupe_key = (
+        hashlib.sha256(device_id.encode() + b"/" + payload).hexdigest()[:24] if "ts" in document else None
+    )
+    return Observation(
+        device_id=device_id,
+        kind=kind,
+        observed_at=observed_at,
+        fields=fields,
+        source="mqtt",
+        dedupe_key=dedupe_key,
+    )
 
 
 def _as_raw(value: Any) -> RawValue:

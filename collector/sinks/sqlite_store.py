@@ -26,8 +26,10 @@ CREATE TABLE IF NOT EXISTS telemetry (
     id INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL, account_id TEXT NOT NULL, kind TEXT NOT NULL,
     observed_at REAL NOT NULL, received_at REAL NOT NULL, retention_class TEXT NOT NULL,
-    source TEXT NOT NULL, model TEXT NOT NULL, firmware TEXT, fields TEXT NOT NULL
+    source TEXT NOT NULL, model TEXT NOT NULL, firmware TEXT, fields TEXT NOT NULL,
+    dedupe_key TEXT
 );
+CREATE UNIQUE INDEX IF NOT EXISTS telemetry_dedupe ON telemetry(dedupe_key) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS telemetry_account ON telemetry(account_id, observed_at);
 CREATE INDEX IF NOT EXISTS telemetry_device ON telemetry(device_id, kind, observed_at);
 CREATE INDEX IF NOT EXISTS telemetry_class ON telemetry(retention_class, observed_at);
@@ -46,10 +48,10 @@ CREATE INDEX IF NOT EXISTS quarantine_account ON quarantine(account_id);
 """
 
 _INSERT_BATCH = """
-INSERT INTO telemetry (device_id, account_id, kind, observed_at, received_at, retention_class,
-                       source, model, firmware, fields)
+INSERT OR IGNORE INTO telemetry (device_id, account_id, kind, observed_at, received_at,
+                                 retention_class, source, model, firmware, fields, dedupe_key)
 SELECT value->>0, value->>1, value->>2, value->>3, ?, value->>4, value->>5, value->>6, value->>7,
-       value->>8
+       value->>8, value->>9
 FROM json_each(?)
 """
 
@@ -115,6 +117,7 @@ class SqliteStore:
                     r.model,
                     r.firmware,
                     r.fields,
+                    r.dedupe_key,
                 ]
                 for r in records
             ],

@@ -14,11 +14,14 @@ import asyncio
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from collector.config import MqttConfig
 from collector.decode.mqtt import PayloadRejected, QuarantineEntry, decode_mqtt
@@ -29,6 +32,12 @@ from provisioning.models import Device, Transport
 
 log = logging.getLogger(__name__)
 _SUBSCRIBE_CHUNK = 100
+
+
+def _nothing() -> None:
+    """The acknowledgement of a QoS 0 message (paho sends none)."""
+
+
 # Two levels below the device topic, so `<device topic>/+` never matches our own commands.
 CONTROL_SUFFIX = "cmd/diagnostic"
 
@@ -42,17 +51,27 @@ class MqttSubscriber:
         self._by_topic: dict[str, Device] = {}
         self._topic_of: dict[str, str] = {}
         self._subscribed: set[str] = set()
-        self._inbox: deque[tuple[str, bytes]] = deque()
+        self._inbox: deque[tuple[str, bytes, int, int]] = deque()
         self._wake_pending = False
         self.connected = asyncio.Event()
+        self._v5 = config.protocol == "5"
+        self._manual_ack = config.qos == 1
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            clean_session=None if self._v5 else not config.persistent_session,
+            manual_ack=self._manual_ack,
         )
         if config.username:
             self._client.username_pw_set(config.username, config.resolved_password())
+        if config.tls:
+            # Verifies the server certificate against ca_file (or the system store).
+            self._client.tls_set(
+                ca_certs=str(config.ca_file) if config.ca_file else None,
+                certfile=str(config.client_cert) if config.client_cert else None,
+                keyfile=str(config.client_key) if config.client_key else None,
+            )
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -64,7 +83,20 @@ class MqttSubscriber:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._refresh_devices()
-        self._client.connect_async(self._config.host, self._config.port, self._config.keepalive_s)
+        config = self._config
+        if self._v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = config.session_expiry_s if config.persistent_session else 0
+            properties.ReceiveMaximum = config.receive_maximum
+            self._client.connect_async(
+                config.host,
+                config.port,
+                config.keepalive_s,
+                clean_start=not config.persistent_session,
+                properties=properties,
+            )
+        else:
+            self._client.connect_async(config.host, config.port, config.keepalive_s)
         self._client.loop_start()
 
     async def stop(self) -> None:
@@ -125,7 +157,10 @@ class MqttSubscriber:
 
     def _wanted_filters(self) -> list[str]:
         if self._config.subscribe == "wildcard":
-            return [self._config.wildcard_filter]
+            group = self._config.shared_group
+            return [
+                f"$share/{group}/{self._config.wildcard_filter}" if group else self._config.wildcard_filter
+            ]
         gate = self._pipeline.gate
         return [f"{topic}/+" for topic, d in self._by_topic.items() if gate.allows(d.id)]
 
@@ -163,7 +198,7 @@ class MqttSubscriber:
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         # Waking the event loop costs more than decoding a message, so messages are
         # collected here and the loop is woken once per burst, not once per message.
-        self._inbox.append((message.topic, bytes(message.payload)))
+        self._inbox.append((message.topic, bytes(message.payload), message.mid, message.qos))
         if not self._wake_pending:
             self._wake_pending = True
             assert self._loop is not None
@@ -181,10 +216,18 @@ class MqttSubscriber:
         self._wake_pending = False
         inbox = self._inbox
         while inbox:
-            topic, payload = inbox.popleft()
-            self._receive(topic, payload)
+            topic, payload, mid, qos = inbox.popleft()
+            self._receive(topic, payload, self._acker(mid) if qos and self._manual_ack else _nothing)
 
-    def _receive(self, topic: str, payload: bytes) -> None:
+    def _acker(self, mid: int) -> Callable[[], None]:
+        def ack() -> None:
+            self._client.ack(mid, 1)
+
+        return ack
+
+    def _receive(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
+        """Decode, gate and hand on one message. `ack` is called once it is settled: stored,
+        quarantined, or dropped on purpose (not provisioned, account not active)."""
         stats = self._pipeline.stats
         stats.messages_received += 1
         now = datetime.now(UTC)
@@ -192,24 +235,26 @@ class MqttSubscriber:
         device = self._by_topic.get(device_topic)
         if device is None:
             stats.dropped_not_provisioned += 1  # P1: not stored, not even quarantined
+            ack()
             return
         if not self._pipeline.gate.allows(device.id):
             stats.dropped_inactive += 1
+            ack()
             return
         try:
             profile = self._profile(device)
             observation = decode_mqtt(profile, device.id, kind, payload, now, self._config.max_payload_bytes)
         except PayloadRejected as exc:
             self._pipeline.quarantine(
-                QuarantineEntry.of("mqtt", topic, payload, exc.reason, now, device.id, device.account_id)
+                QuarantineEntry.of("mqtt", topic, payload, exc.reason, now, device.id, device.account_id), ack
             )
             return
         except ProfileError as exc:
             self._pipeline.quarantine(
-                QuarantineEntry.of("mqtt", topic, payload, str(exc), now, device.id, device.account_id)
+                QuarantineEntry.of("mqtt", topic, payload, str(exc), now, device.id, device.account_id), ack
             )
             return
-        self._pipeline.submit(observation)
+        self._pipeline.submit(observation, ack)
 
     def _profile(self, device: Device) -> DeviceProfile:
         if device.profile:

@@ -31,6 +31,7 @@ class Tagger:
                 source=obs.source,
                 model=device.model,
                 firmware=firmware,
+                dedupe_key=obs.dedupe_key,
             )
             for obs in observations
         ]
