@@ -27,6 +27,8 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Literal, NoReturn, Protocol, Self
 
+from certs import TlsFiles
+
 HOST = "127.0.0.1"
 SYS_UPTIME = ".1.3.6.1.2.1.1.3.0"
 SNMP_IN_PKTS = ".1.3.6.1.2.1.11.1.0"
@@ -142,15 +144,31 @@ class Mosquitto(_Service):
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, *, persistence: bool = False, port: int | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        persistence: bool = False,
+        port: int | None = None,
+        users: Mapping[str, str] | None = None,
+        tls: TlsFiles | None = None,
+    ):
+        """`users` adds a password listener (`password_port`); `tls` adds a TLS listener
+        (`tls_port`) that also requires a user. The plain listener stays anonymous."""
         super().__init__(workdir, port, "tcp")
         self.persistence = persistence
+        self.users = dict(users or {})
+        self.tls = tls
+        self.password_port = free_port("tcp") if self.users else None
+        self.tls_port = free_port("tcp") if tls is not None else None
 
     def start(self, timeout: float = 10.0) -> Self:
         log_types = ("error", "warning", "notice", "information", "subscribe", "unsubscribe")
         config = [
+            "per_listener_settings true",
             f"listener {self.port} {HOST}",
             "allow_anonymous true",
+            *self._secure_listeners(),
             f"log_dest file {self.log_path}",
             *(f"log_type {t}" for t in log_types),  # only the 1st word of a log_type line counts
             "connection_messages true",
@@ -163,6 +181,29 @@ class Mosquitto(_Service):
         cmd = ["/usr/sbin/mosquitto", "-c", str(self.config_path)]
         self._launch("\n".join(config) + "\n", cmd, self._ready, timeout)
         return self
+
+    def _secure_listeners(self) -> list[str]:
+        if not self.users:
+            return []
+        passwords = self.workdir / "passwords"
+        passwords.write_text("")
+        for user, password in self.users.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+        lines = [
+            f"listener {self.password_port} {HOST}",
+            "allow_anonymous false",
+            f"password_file {passwords}",
+        ]
+        if self.tls is not None:
+            lines += [
+                f"listener {self.tls_port} {HOST}",
+                "allow_anonymous false",
+                f"password_file {passwords}",
+                f"cafile {self.tls.ca_cert}",
+                f"certfile {self.tls.server_cert}",
+                f"keyfile {self.tls.server_key}",
+            ]
+        return lines
 
     def _ready(self) -> bool:
         # "running" is logged once the listener is open; requiring it first means a foreign
