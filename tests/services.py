@@ -152,11 +152,14 @@ class Mosquitto(_Service):
         port: int | None = None,
         users: Mapping[str, str] | None = None,
         tls: TlsFiles | None = None,
+        extra: Sequence[str] = (),
     ):
         """`users` adds a password listener (`password_port`); `tls` adds a TLS listener
-        (`tls_port`) that also requires a user. The plain listener stays anonymous."""
+        (`tls_port`) that also requires a user. The plain listener stays anonymous.
+        `extra`: more mosquitto.conf lines, e.g. "queue_qos0_messages true"."""
         super().__init__(workdir, port, "tcp")
         self.persistence = persistence
+        self.extra = list(extra)
         self.users = dict(users or {})
         self.tls = tls
         self.password_port = free_port("tcp") if self.users else None
@@ -175,6 +178,7 @@ class Mosquitto(_Service):
             "max_queued_messages 1000000",
             f"persistence {str(self.persistence).lower()}",
             f"persistence_location {self.workdir}/",  # mosquitto appends "mosquitto.db" as-is
+            *self.extra,
         ]
         if os.geteuid() == 0:  # else it drops to user "mosquitto", who cannot write the workdir
             config.append("user root")

@@ -116,7 +116,8 @@ def parse_payload(payload: bytes, max_bytes: int) -> dict[str, Any]:
         raise PayloadRejected(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(document, dict):
         raise PayloadRejected(f"payload must be a JSON object, got {type(document).__name__}")
-    if _depth(document, MAX_DEPTH) > MAX_DEPTH:
+    # Nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets: count before walking.
+    if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH and _depth(document, MAX_DEPTH) > MAX_DEPTH:
         raise PayloadRejected(f"JSON nested deeper than {MAX_DEPTH} levels")
     return document
 

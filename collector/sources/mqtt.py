@@ -49,6 +49,7 @@ class MqttSubscriber:
         self._config = config
         self._loop: asyncio.AbstractEventLoop | None = None
         self._by_topic: dict[str, Device] = {}
+        self._profile_cache: dict[tuple[str, str, str], DeviceProfile] = {}
         self._topic_of: dict[str, str] = {}
         self._subscribed: set[str] = set()
         self._inbox: deque[tuple[str, bytes, int, int]] = deque()
@@ -257,9 +258,15 @@ class MqttSubscriber:
         self._pipeline.submit(observation, ack)
 
     def _profile(self, device: Device) -> DeviceProfile:
+        key = (device.profile, device.vendor, device.model)
+        cached = self._profile_cache.get(key)
+        if cached is not None:
+            return cached
         if device.profile:
-            return self._profiles.get(device.profile)
-        found = self._profiles.by_model(device.vendor, device.model)
+            found: DeviceProfile | None = self._profiles.get(device.profile)
+        else:
+            found = self._profiles.by_model(device.vendor, device.model)
         if found is None:
             raise ProfileError(f"no profile for {device.vendor} {device.model}; set one in the registry")
+        self._profile_cache[key] = found
         return found
