@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -52,8 +52,6 @@ class MqttSubscriber:
         self._profile_cache: dict[tuple[str, str, str], DeviceProfile] = {}
         self._topic_of: dict[str, str] = {}
         self._subscribed: set[str] = set()
-        self._inbox: deque[tuple[str, bytes, int, int]] = deque()
-        self._wake_pending = False
         self.connected = asyncio.Event()
         self._v5 = config.protocol == "5"
         self._manual_ack = config.qos == 1
@@ -73,23 +71,47 @@ class MqttSubscriber:
                 certfile=str(config.client_cert) if config.client_cert else None,
                 keyfile=str(config.client_key) if config.client_key else None,
             )
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
-        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
+        self._client.on_socket_open = self._on_socket_open
+        self._client.on_socket_close = self._on_socket_close
+        self._client.on_socket_register_write = self._on_socket_register_write
+        self._client.on_socket_unregister_write = self._on_socket_unregister_write
+        self._socket: Any = None
+        self._fd = -1
+        self._loop_thread = -1
+        self._keeper: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._refresh_devices()
+        self._keeper = asyncio.create_task(self._keep_connected(), name="mqtt-connection")
+
+    async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+        if self._socket is not None:
+            self._client.disconnect()
+            self._client.loop_write()  # send DISCONNECT now: the loop will not come back to it
+
+    # -- paho on this event loop ---------------------------------------------------------------
+    # paho's network loop runs here (the socket callbacks below), not in a thread of its own:
+    # messages are decoded, gated and acknowledged on the loop that received them, with no
+    # hand-over between threads.
+
+    def _connect(self) -> None:
+        """Blocking TCP (and TLS) connect: run in a worker thread, never on the loop."""
         config = self._config
         if self._v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = config.session_expiry_s if config.persistent_session else 0
             properties.ReceiveMaximum = config.receive_maximum
-            self._client.connect_async(
+            self._client.connect(
                 config.host,
                 config.port,
                 config.keepalive_s,
@@ -97,12 +119,79 @@ class MqttSubscriber:
                 properties=properties,
             )
         else:
-            self._client.connect_async(config.host, config.port, config.keepalive_s)
-        self._client.loop_start()
+            self._client.connect(config.host, config.port, config.keepalive_s)
 
-    async def stop(self) -> None:
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+    async def _keep_connected(self) -> None:
+        """Connect, keep the session alive (pings), and reconnect with capped backoff."""
+        delay = 1.0
+        while True:
+            if self._socket is None:
+                try:
+                    await asyncio.to_thread(self._connect)
+                    delay = 1.0
+                except (OSError, ValueError) as exc:  # refused, unreachable, TLS failure
+                    log.warning(
+                        "cannot connect to MQTT broker %s:%d (%s); retrying in %.0fs",
+                        self._config.host,
+                        self._config.port,
+                        type(exc).__name__,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+            self._client.loop_misc()
+            await asyncio.sleep(1.0)
+
+    def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._socket, self._fd = sock, sock.fileno()
+        self._on_loop(self._watch, self._fd, False)
+
+    def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._socket = None
+        self._on_loop(self._forget_socket, self._fd)
+
+    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run now when on the loop's thread (paho's callbacks mostly are); else hand over.
+        Connecting happens in a worker thread, so the first callbacks come from there."""
+        assert self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _watch(self, fd: int, write: bool) -> None:
+        assert self._loop is not None
+        if self._socket is None or fd != self._fd:
+            return  # closed meanwhile
+        if write:
+            self._loop.add_writer(fd, self._client.loop_write)
+        else:
+            self._loop.add_reader(fd, self._read)
+
+    def _forget_socket(self, fd: int) -> None:
+        # By file descriptor: the socket object is already closed (its fileno() is -1).
+        assert self._loop is not None
+        self._loop.remove_reader(fd)
+        self._loop.remove_writer(fd)
+
+    def _on_socket_register_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._on_loop(self._watch, self._fd, True)
+
+    def _on_socket_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._on_loop(self._unwatch_write, self._fd)
+
+    def _unwatch_write(self, fd: int) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(fd)
+
+    def _read(self) -> None:
+        self._client.loop_read(max_packets=1000)
+        # TLS may hold decrypted bytes the selector cannot see: drain them too.
+        sock = self._socket
+        while sock is not None and hasattr(sock, "pending") and sock.pending():
+            self._client.loop_read(max_packets=1000)
+            sock = self._socket
 
     def on_event(self, event: LifecycleEvent) -> None:
         """Drop subscriptions of stopped accounts; add those of new or reactivated devices;
@@ -187,9 +276,6 @@ class MqttSubscriber:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._resubscribe)
 
-    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        log.warning("cannot connect to MQTT broker %s:%d; retrying", self._config.host, self._config.port)
-
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.connected.clear)
@@ -197,13 +283,8 @@ class MqttSubscriber:
             log.warning("MQTT connection lost (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        # Waking the event loop costs more than decoding a message, so messages are
-        # collected here and the loop is woken once per burst, not once per message.
-        self._inbox.append((message.topic, bytes(message.payload), message.mid, message.qos))
-        if not self._wake_pending:
-            self._wake_pending = True
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._drain_inbox)
+        ack = self._acker(message.mid) if message.qos and self._manual_ack else _nothing
+        self._receive(message.topic, bytes(message.payload), ack)
 
     # -- event loop side -----------------------------------------------------------------------
 
@@ -212,13 +293,6 @@ class MqttSubscriber:
         self._subscribed.clear()
         self._subscribe(self._wanted_filters())
         self.connected.set()
-
-    def _drain_inbox(self) -> None:
-        self._wake_pending = False
-        inbox = self._inbox
-        while inbox:
-            topic, payload, mid, qos = inbox.popleft()
-            self._receive(topic, payload, self._acker(mid) if qos and self._manual_ack else _nothing)
 
     def _acker(self, mid: int) -> Callable[[], None]:
         def ack() -> None:
