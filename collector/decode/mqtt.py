@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.decode.convert import ConversionError, RawValue, convert
-from collector.profiles.model import DeviceProfile
+from collector.profiles.model import DeviceProfile, MqttFieldSpec
 from collector.records import FieldValue, Kind, Observation
 
 MAX_DEPTH = 16
@@ -151,7 +151,7 @@ def decode_mqtt(
         kind = Kind(kind_name)
     except ValueError:
         raise PayloadRejected(f"unknown record kind {kind_name!r} in topic") from None
-    specs = [spec for spec in profile.mqtt if spec.kind is kind]
+    specs = _specs(profile, kind)
     if not specs:
         raise PayloadRejected(f"profile {profile.name} declares no {kind.value} fields")
     document = parse_payload(payload, max_bytes)
@@ -185,6 +185,17 @@ def decode_mqtt(
         source="mqtt",
         dedupe_key=dedupe_key,
     )
+
+
+_SPECS: dict[tuple[int, Kind], tuple[DeviceProfile, list[MqttFieldSpec]]] = {}
+
+
+def _specs(profile: DeviceProfile, kind: Kind) -> list[MqttFieldSpec]:
+    """The profile's fields of one kind, computed once per profile (profiles are immutable)."""
+    cached = _SPECS.get((id(profile), kind))
+    if cached is None or cached[0] is not profile:
+        cached = _SPECS[(id(profile), kind)] = (profile, [s for s in profile.mqtt if s.kind is kind])
+    return cached[1]
 
 
 def _as_raw(value: Any) -> RawValue:
