@@ -48,12 +48,17 @@ def session_props() -> Properties:
 def publish_backlog(broker: Mosquitto, topics: list[str], count: int, qos: int) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="backlog-publisher")
     client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
     client.connect(broker.host, broker.port)
     client.loop_start()
     infos = []
     for i in range(count):
         body = json.dumps({"ts": round(time.time(), 3), "wifi": {"rssi": -40 - i % 50, "channel": i % 165}})
         infos.append(client.publish(f"{topics[i % len(topics)]}/signal", body, qos=qos))
+        if len(infos) >= 5000:  # bounded: paho keeps every unsent message in memory
+            for info in infos:
+                info.wait_for_publish(60)
+            infos.clear()
     for info in infos:
         info.wait_for_publish(60)
     client.disconnect()
