@@ -15,6 +15,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from collector.config.snmp import (
@@ -80,6 +81,12 @@ class MqttConfig(_Section):
     # Wildcard mode only: subscribe as $share/<group>/<filter> so several hookflash
     # instances split one stream (MQTT 5 / mosquitto 2).
     shared_group: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]*$")
+    # Where a message's device comes from: the registry address as topic root
+    # (`<address>/<kind>`), one level of the topic (`device_id_level`, counted from 0; the
+    # kind is the last level), or the payload's `device_id` and `kind` fields (one shared
+    # topic for every device). The last two need subscribe = "wildcard".
+    device_id_from: Literal["topic-root", "topic-level", "payload"] = "topic-root"
+    device_id_level: int = Field(default=1, ge=0, le=32)
     qos: Literal[0, 1] = 1
     max_payload_bytes: int = Field(default=65536, ge=64)
     protocol: Literal["3.1.1", "5"] = "5"
@@ -104,6 +111,12 @@ class MqttConfig(_Section):
     @classmethod
     def _wildcard_filter(cls, value: str) -> str:
         return check_subscription_filter(value)
+
+    @model_validator(mode="after")
+    def _mapping_needs_wildcard(self) -> MqttConfig:
+        if self.device_id_from != "topic-root" and self.subscribe != "wildcard":
+            raise ValueError(f'device_id_from = {self.device_id_from!r} needs subscribe = "wildcard"')
+        return self
 
     def resolved_password(self) -> str | None:
         if self.password_env:

@@ -146,7 +146,9 @@ def decode_mqtt(
     payload: bytes,
     received_at: datetime,
     max_bytes: int = 65536,
+    document: dict[str, Any] | None = None,
 ) -> Observation:
+    """`document`: the payload already parsed (when the device id was read from it)."""
     try:
         kind = Kind(kind_name)
     except ValueError:
@@ -154,9 +156,10 @@ def decode_mqtt(
     specs = _specs(profile, kind)
     if not specs:
         raise PayloadRejected(f"profile {profile.name} declares no {kind.value} fields")
-    document = parse_payload(payload, max_bytes)
+    if document is None:
+        document = parse_payload(payload, max_bytes)
     claimed = document.get("device_id")
-    if claimed is not None and str(claimed).replace(":", "").lower() != device_id:
+    if claimed is not None and _plain_mac(claimed) != device_id:
         raise PayloadRejected(f"payload device_id {str(claimed)[:32]!r} contradicts topic device {device_id}")
     observed_at = _observed_at(document, received_at)
     fields: dict[str, FieldValue] = {}
@@ -196,6 +199,10 @@ def _specs(profile: DeviceProfile, kind: Kind) -> list[MqttFieldSpec]:
     if cached is None or cached[0] is not profile:
         cached = _SPECS[(id(profile), kind)] = (profile, [s for s in profile.mqtt if s.kind is kind])
     return cached[1]
+
+
+def _plain_mac(value: object) -> str:
+    return "".join(ch for ch in str(value).lower() if ch not in ":-. ")
 
 
 def _as_raw(value: Any) -> RawValue:

@@ -24,11 +24,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.config import MqttConfig
-from collector.decode.mqtt import PayloadRejected, QuarantineEntry, decode_mqtt
+from collector.decode.mqtt import PayloadRejected, QuarantineEntry, decode_mqtt, parse_payload
 from collector.pipeline import Pipeline
 from collector.profiles import DeviceProfile, ProfileError, ProfileSet
 from provisioning.events import EventType, LifecycleEvent
-from provisioning.models import Device, Transport
+from provisioning.models import Device, Transport, normalize_mac
 
 log = logging.getLogger(__name__)
 _SUBSCRIBE_CHUNK = 100
@@ -306,8 +306,10 @@ class MqttSubscriber:
         stats = self._pipeline.stats
         stats.messages_received += 1
         now = datetime.now(UTC)
-        device_topic, _, kind = topic.rpartition("/")
-        device = self._by_topic.get(device_topic)
+        try:
+            device, kind, document = self._locate(topic, payload)
+        except PayloadRejected:
+            device, kind, document = None, "", None  # no device to blame: nothing is kept (P1)
         if device is None:
             stats.dropped_not_provisioned += 1  # P1: not stored, not even quarantined
             ack()
@@ -318,7 +320,9 @@ class MqttSubscriber:
             return
         try:
             profile = self._profile(device)
-            observation = decode_mqtt(profile, device.id, kind, payload, now, self._config.max_payload_bytes)
+            observation = decode_mqtt(
+                profile, device.id, kind, payload, now, self._config.max_payload_bytes, document
+            )
         except PayloadRejected as exc:
             self._pipeline.quarantine(
                 QuarantineEntry.of("mqtt", topic, payload, exc.reason, now, device.id, device.account_id), ack
@@ -330,6 +334,29 @@ class MqttSubscriber:
             )
             return
         self._pipeline.submit(observation, ack)
+
+    def _locate(self, topic: str, payload: bytes) -> tuple[Device | None, str, dict[str, Any] | None]:
+        """The provisioned device a message is from, its kind, and the payload if it had to
+        be parsed to tell (device_id_from = "payload")."""
+        mode = self._config.device_id_from
+        if mode == "topic-root":
+            device_topic, _, kind = topic.rpartition("/")
+            return self._by_topic.get(device_topic), kind, None
+        if mode == "topic-level":
+            levels = topic.split("/")
+            level = self._config.device_id_level
+            raw = levels[level] if level < len(levels) - 1 else ""
+            return self._device_by_mac(raw), levels[-1], None
+        document = parse_payload(payload, self._config.max_payload_bytes)
+        named = document.get("kind")
+        return self._device_by_mac(document.get("device_id")), named if isinstance(named, str) else "", document
+
+    def _device_by_mac(self, raw: object) -> Device | None:
+        try:
+            device_id = normalize_mac(str(raw)) if raw else None
+        except ValueError:
+            return None
+        return self._pipeline.gate.device(device_id) if device_id else None
 
     def _profile(self, device: Device) -> DeviceProfile:
         key = (device.profile, device.vendor, device.model)

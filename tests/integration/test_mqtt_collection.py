@@ -132,3 +132,70 @@ def test_revocation_unsubscribes_at_the_broker_and_stores_nothing_more(
         assert store.query(account_id="acct-a") == []
     dump = SqliteStore(cfg.data_dir / "telemetry.db").text_dump()
     assert "805ec0000001" not in dump and "acct-a" not in dump
+
+
+def test_device_id_from_a_topic_level(tmp_path: Path, mosquitto: Mosquitto, publisher: mqtt.Client) -> None:
+    cfg = setup(tmp_path, mosquitto, subscribe="wildcard")
+    cfg = cfg.model_copy(
+        update={
+            "mqtt": cfg.mqtt.model_copy(
+                update={
+                    "wildcard_filter": "sites/+/phones/+/+",
+                    "device_id_from": "topic-level",
+                    "device_id_level": 3,
+                }
+            )
+        }
+    )
+    with RunningService(cfg) as running:
+        eventually(
+            lambda: mosquitto.subscribed_topics(CLIENT_ID) == ["sites/+/phones/+/+"], what="subscription"
+        )
+        for topic in (
+            "sites/paris/phones/80:5E:C0:00:00:01/signal",  # MAC in any notation
+            "sites/oslo/phones/805ec0000002/signal",
+            "sites/oslo/phones/805ec00000ff/signal",  # not provisioned (P1)
+            "sites/oslo/phones/not-a-mac/signal",
+        ):
+            publisher.publish(topic, json.dumps(signal(-50)), qos=1).wait_for_publish(5)
+        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        eventually(lambda: len(store.query()) == 2, what="two records")
+        eventually(lambda: running.stats.dropped_not_provisioned == 2, what="two dropped")
+    assert sorted(r.device_id for r in store.query()) == ["805ec0000001", "805ec0000002"]
+
+
+def test_device_id_and_kind_from_the_payload(
+    tmp_path: Path, mosquitto: Mosquitto, publisher: mqtt.Client
+) -> None:
+    cfg = setup(tmp_path, mosquitto, subscribe="wildcard")
+    cfg = cfg.model_copy(
+        update={
+            "mqtt": cfg.mqtt.model_copy(
+                update={"wildcard_filter": "fleet/telemetry", "device_id_from": "payload"}
+            )
+        }
+    )
+    with RunningService(cfg) as running:
+        eventually(lambda: mosquitto.subscribed_topics(CLIENT_ID) == ["fleet/telemetry"], what="subscription")
+        bodies = [
+            {"device_id": "805ec0000001", "kind": "signal", **signal(-51)},
+            {"device_id": "805ec0000002", "kind": "call_quality", "ts": time.time(), "call": {"mos": 4.2}},
+            {"device_id": "805ec0000002", "kind": "signal", "wifi": {"rssi": "loud"}},  # quarantined
+            {"device_id": "805ec00000ff", "kind": "signal", **signal(-1)},  # not provisioned
+        ]
+        for body in bodies:
+            publisher.publish("fleet/telemetry", json.dumps(body), qos=1).wait_for_publish(5)
+        publisher.publish("fleet/telemetry", b"\xff not json", qos=1).wait_for_publish(5)  # nobody to blame
+        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        eventually(lambda: len(store.query()) == 2 and running.stats.quarantined == 1, what="settled")
+        eventually(lambda: running.stats.dropped_not_provisioned == 2, what="two dropped")
+    assert {(r.device_id, r.kind.value) for r in store.query()} == {
+        ("805ec0000001", "signal"),
+        ("805ec0000002", "call_quality"),
+    }
+    assert [q.device_id for q in store.quarantined()] == ["805ec0000002"]
+
+
+def test_topic_mapping_other_than_root_needs_a_wildcard_subscription() -> None:
+    with pytest.raises(ValueError, match="needs subscribe"):
+        MqttConfig(device_id_from="payload")
