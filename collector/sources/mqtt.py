@@ -349,7 +349,8 @@ class MqttSubscriber:
             return self._device_by_mac(raw), levels[-1], None
         document = parse_payload(payload, self._config.max_payload_bytes)
         named = document.get("kind")
-        return self._device_by_mac(document.get("device_id")), named if isinstance(named, str) else "", document
+        kind = named if isinstance(named, str) else ""
+        return self._device_by_mac(document.get("device_id")), kind, document
 
     def _device_by_mac(self, raw: object) -> Device | None:
         try:
