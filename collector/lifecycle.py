@@ -30,12 +30,18 @@ HEARTBEAT_S = 1.0
 
 def end_account(
     registry: Registry, sinks: Sequence[Sink], policy: RetentionPolicy, account_id: str, reason: str
-) -> dict[str, dict[str, int]]:
-    """Apply every class's end action to an account's data in every sink, and audit it."""
+) -> dict[str, Any]:
+    """Apply every class's end action to an account's data in every sink, and audit it.
+    Per sink: counts per class, or "failed: <reason>" (then the receipt and the audit say so,
+    and running the revocation again retries it)."""
     classes = list(policy.classes.values())
-    counts = {
-        sink.name: sink.erase_account(account_id, classes, policy.aggregate_text_fields) for sink in sinks
-    }
+    counts: dict[str, Any] = {}
+    for sink in sinks:
+        try:
+            counts[sink.name] = sink.erase_account(account_id, classes, policy.aggregate_text_fields)
+        except Exception as exc:
+            counts[sink.name] = f"failed: {str(exc)[:300]}"
+            log.error("account %s: erasure in %s failed: %s", account_id, sink.name, exc)
     registry.record_audit(
         "account.data_ended",
         {"reason": reason, "counts": counts, "actions": {c.name: c.end_action.value for c in classes}},
@@ -115,6 +121,23 @@ class LifecycleWatcher:
             )
             self._spawn(self._finish_stop(event))
 
+    @staticmethod
+    def _purge(sinks: Sequence[Sink], event: LifecycleEvent) -> int:
+        """Remove stragglers in every sink; a sink that fails is reported, not waited for:
+        collection has stopped whatever a remote store answers."""
+        purged = 0
+        for sink in sinks:
+            try:
+                purged += sink.purge_since(event.account_id, event.at, event.device_id)
+            except Exception as exc:
+                log.error(
+                    "account %s: purging in-flight records from %s failed: %s",
+                    event.account_id,
+                    sink.name,
+                    exc,
+                )
+        return purged
+
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(job)
         self._jobs.add(task)
@@ -123,9 +146,7 @@ class LifecycleWatcher:
     async def _finish_stop(self, event: LifecycleEvent) -> None:
         sinks = self._pipeline.sinks
         # In the writer thread, behind any write already queued there.
-        purged = await self._pipeline.run_in_writer(
-            lambda: sum(s.purge_since(event.account_id, event.at, event.device_id) for s in sinks)
-        )
+        purged = await self._pipeline.run_in_writer(lambda: self._purge(sinks, event))
         if purged:
             log.info("account %s: removed %d records that were in flight", event.account_id, purged)
         await asyncio.to_thread(self._registry.ack_event, event.id, self.collector_id)

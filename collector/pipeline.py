@@ -170,6 +170,9 @@ class Pipeline:
                     break
                 except Exception as exc:  # a failing sink keeps its batch and retries
                     self.stats.sink_errors += 1
+                    asked = getattr(exc, "retry_after_s", None)  # the server's Retry-After
+                    if isinstance(asked, int | float) and asked > 0:
+                        delay = min(float(asked), 60.0)
                     log.error(
                         "sink %s failed to write %d records, retrying in %.1fs: %s",
                         sink.name,

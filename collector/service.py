@@ -19,6 +19,8 @@ from collector.pipeline import Pipeline
 from collector.profiles import load_profiles
 from collector.retention import load_policy
 from collector.retention.sweeper import RetentionSweeper
+from collector.sinks.base import Sink
+from collector.sinks.influx import InfluxSink
 from collector.sinks.sqlite_store import SqliteStore
 from collector.sources.mqtt import MqttSubscriber
 from collector.sources.snmp import SnmpPoller
@@ -47,6 +49,19 @@ class Service:
         credentials = config.resolved_credentials()
         self.registry = registry or Registry(registry_path(config.data_dir))
         self.store = SqliteStore(store_path(config.data_dir))
+        self.sinks: list[Sink] = [self.store]
+        if config.influx.enabled:
+            influx = config.influx
+            self.sinks.append(
+                InfluxSink(
+                    influx.url,
+                    influx.org,
+                    influx.token(),
+                    list(self.policy.classes),
+                    influx.bucket_prefix,
+                    influx.timeout_s,
+                )
+            )
         self.stats = Stats()
         first_event = self.registry.last_event_id()  # before the gate reads the registry
         self.gate = Gate(self.registry)
@@ -64,9 +79,7 @@ class Service:
             },
             config={d: config_hash(f) for d, f in self.store.latest_fields("config").items()},
         )
-        self.pipeline = Pipeline(
-            self.gate, Tagger(self.policy, changes), [self.store], self.store, self.stats
-        )
+        self.pipeline = Pipeline(self.gate, Tagger(self.policy, changes), self.sinks, self.store, self.stats)
         self.watcher = LifecycleWatcher(self.registry, self.pipeline, config.lifecycle_poll_s, first_event)
         self.sweeper = RetentionSweeper(self.policy, self.store, self.registry)
         self.poller = (
@@ -81,7 +94,7 @@ class Service:
             if source is not None:
                 self.watcher.on_event(source.on_event)
         self.deactivator = build_deactivator(
-            config, self.registry, [self.store], self.policy, run_blocking=self.pipeline.run_in_writer
+            config, self.registry, self.sinks, self.policy, run_blocking=self.pipeline.run_in_writer
         )
         self.dispatcher = webhook_dispatcher(config, self.registry) if config.webhooks else None
         self.api_token = config.api.token() if config.api.enabled else None
@@ -142,7 +155,8 @@ class Service:
             await self.subscriber.stop()
         await self.watcher.drain()
         await self.pipeline.stop()
-        self.store.close()
+        for sink in self.sinks:
+            sink.close()
 
     async def _sweep_forever(self) -> None:
         while True:

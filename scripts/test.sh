@@ -9,6 +9,7 @@ need=()
 [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -x /usr/sbin/snmpd ] || need+=(snmpd)
 command -v snmpget >/dev/null || need+=(snmp)
+[ -x /usr/bin/victoria-metrics ] || need+=(victoria-metrics)
 if ((${#need[@]})); then
     echo "installing Debian packages: ${need[*]}"
     sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"

@@ -64,7 +64,10 @@ def describe(receipt: Receipt) -> str:
         if r.get("unacknowledged"):
             parts.append(f"NOT confirmed by {', '.join(r['unacknowledged'])}")
     for sink, per_class in r.get("erased", {}).items():
-        parts.append(f"{sink} ended " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
+        if isinstance(per_class, str):  # "failed: <reason>"
+            parts.append(f"{sink} erasure {per_class}")
+        else:
+            parts.append(f"{sink} ended " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
     return "; ".join(parts) + f" (receipt {receipt.id})"
 
 

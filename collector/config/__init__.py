@@ -151,6 +151,20 @@ class ApiConfig(_Section):
         return from_env(self.token_env, "api.token_env")
 
 
+class InfluxConfig(_Section):
+    """InfluxDB v2 (or any server speaking its write API) as a second sink."""
+
+    enabled: bool = False
+    url: str = Field(default="http://127.0.0.1:8086", pattern=r"^https?://")
+    org: str = "hookflash"
+    token_env: str = "HOOKFLASH_INFLUX_TOKEN"
+    bucket_prefix: str = Field(default="hookflash-", pattern=r"^[A-Za-z0-9_\-]*$")
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    def token(self) -> str:
+        return from_env(self.token_env, "influx.token_env")
+
+
 class ServiceConfig(_Section):
     data_dir: Path = Path("./hookflash-data")
     retention_policy: Path | None = None
@@ -162,6 +176,7 @@ class ServiceConfig(_Section):
     credentials: dict[str, SnmpCredential] = {}
     webhooks: list[WebhookConfig] = []
     api: ApiConfig = ApiConfig()
+    influx: InfluxConfig = InfluxConfig()
     ack_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     def resolved_credentials(self) -> dict[str, ResolvedCredential]:
