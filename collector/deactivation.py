@@ -41,6 +41,10 @@ _STATUS = {
 }
 
 
+class UnknownDevice(LookupError):
+    """The device does not exist, or belongs to another account."""
+
+
 def action_for_status(status: AccountStatus) -> Action:
     return {v: k for k, v in _STATUS.items()}[status]
 
@@ -81,8 +85,12 @@ class Deactivator:
         device_id: str | None = None,
     ) -> tuple[Receipt, bool]:
         """Accept a request: validate it and return its pending receipt (or the existing one)."""
-        if device_id is None:
-            self._registry.account(account_id)  # raises UnknownAccount
+        self._registry.account(account_id)  # raises UnknownAccount
+        if device_id is not None:
+            device = self._registry.device(device_id)
+            if device is None or device.account_id != account_id:
+                # One answer for both, so a caller cannot probe other accounts' devices.
+                raise UnknownDevice(f"account {account_id} has no device {device_id}")
         return self.receipts.open(action, account_id, reason, request_id, device_id)
 
     async def process(self, receipt: Receipt) -> Receipt:

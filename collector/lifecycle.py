@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -73,10 +74,13 @@ class LifecycleWatcher:
         next_beat = 0.0
         try:
             while True:
-                if self._loop.time() >= next_beat:
-                    self._registry.collector_heartbeat(self.collector_id, os.getpid())
-                    next_beat = self._loop.time() + HEARTBEAT_S
-                self._catch_up()
+                try:
+                    if self._loop.time() >= next_beat:
+                        self._registry.collector_heartbeat(self.collector_id, os.getpid())
+                        next_beat = self._loop.time() + HEARTBEAT_S
+                    self._catch_up()
+                except sqlite3.Error as exc:  # e.g. locked by a long import: try again shortly
+                    log.error("reading lifecycle events failed, retrying: %s", exc)
                 await asyncio.sleep(self._poll_interval)
         finally:
             self._registry.collector_gone(self.collector_id)
@@ -144,6 +148,12 @@ class LifecycleWatcher:
         task.add_done_callback(self._jobs.discard)
 
     async def _finish_stop(self, event: LifecycleEvent) -> None:
+        try:
+            await self._purge_and_ack(event)
+        except Exception:
+            log.exception("finishing the stop of account %s failed", event.account_id)
+
+    async def _purge_and_ack(self, event: LifecycleEvent) -> None:
         sinks = self._pipeline.sinks
         # In the writer thread, behind any write already queued there.
         purged = await self._pipeline.run_in_writer(lambda: self._purge(sinks, event))

@@ -88,10 +88,20 @@ class Pipeline:
             if done is not None:
                 done()
             return False
+        if self.saturated:
+            # Not settled: an MQTT QoS 1 message stays unacknowledged, and the broker
+            # delivers it again after the subscriber reconnects (see MqttSubscriber).
+            self.stats.queue_overflow += 1
+            return False
         self.stats.devices_seen.add(device.id)
         records = self.tagger.tag(observation, device)
         each = _countdown(len(records), done) if done is not None else None
         return all([self._put(record, each) for record in records])
+
+    @property
+    def saturated(self) -> bool:
+        """Too full to take a message's records (each makes at most two: record and change)."""
+        return self._queue.maxsize - self._queue.qsize() < 2
 
     def quarantine(self, entry: QuarantineEntry, done: Done | None = None) -> None:
         self.stats.quarantined += 1
@@ -150,6 +160,10 @@ class Pipeline:
                 for _item, done in batch:
                     if done is not None:
                         done()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad batch end the writer
+                log.exception("writing a batch of %d items failed; it was dropped", len(batch))
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -158,33 +172,42 @@ class Pipeline:
         records = [r for r in batch if isinstance(r, TelemetryRecord)]
         entries = [q for q in batch if isinstance(q, QuarantineEntry)]
         if entries:
-            await self.run_in_writer(lambda: self._quarantine_store.quarantine(entries))
+            await self._retry(
+                "quarantine", len(entries), functools.partial(self._quarantine_allowed, entries)
+            )
         if not records:
             return
         allowed: list[TelemetryRecord] = []
         for sink in self.sinks:
-            delay = 0.1
-            while True:
-                try:
-                    allowed = await self.run_in_writer(functools.partial(self._write_allowed, sink, records))
-                    break
-                except Exception as exc:  # a failing sink keeps its batch and retries
-                    self.stats.sink_errors += 1
-                    asked = getattr(exc, "retry_after_s", None)  # the server's Retry-After
-                    if isinstance(asked, int | float) and asked > 0:
-                        delay = min(float(asked), 60.0)
-                    log.error(
-                        "sink %s failed to write %d records, retrying in %.1fs: %s",
-                        sink.name,
-                        len(allowed),
-                        delay,
-                        exc,
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+            allowed = await self._retry(
+                sink.name, len(records), functools.partial(self._write_allowed, sink, records)
+            )
         self.stats.dropped_in_flight += len(records) - len(allowed)
         for record in allowed:
             self.stats.stored_by_kind[record.kind.value] += 1
+
+    async def _retry(self, what: str, count: int, job: Callable[[], T]) -> T:
+        """Run a write in the writer thread until it succeeds: a failing store keeps its batch
+        (and, with MQTT QoS 1, the broker keeps the unacknowledged messages)."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.run_in_writer(job)
+            except Exception as exc:
+                self.stats.sink_errors += 1
+                asked = getattr(exc, "retry_after_s", None)  # the server's Retry-After
+                if isinstance(asked, int | float) and asked > 0:
+                    delay = min(float(asked), 60.0)
+                log.error("%s failed to write %d items, retrying in %.1fs: %s", what, count, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _quarantine_allowed(self, entries: list[QuarantineEntry]) -> None:
+        """Like _write_allowed: a quarantined payload of a device whose account stopped is
+        dropped at the last moment too."""
+        kept = [q for q in entries if q.device_id is None or self.gate.allows(q.device_id)]
+        if kept:
+            self._quarantine_store.quarantine(kept)
 
     def _write_allowed(self, sink: Sink, records: list[TelemetryRecord]) -> list[TelemetryRecord]:
         """In the writer thread: re-check the gate at the last moment, then write.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from collector.sources.snmp import SnmpPoller
 from collector.stats import Stats
 from collector.tag import Tagger
 from collector.tag.changes import ChangeDetector, config_hash
-from provisioning.receipts import Receipt
+from provisioning.receipts import Receipt, ReceiptStatus
 from provisioning.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,26 @@ class Service:
         if self.dispatcher is not None:
             self._spawn(self.dispatcher.run(), "webhooks")
         for receipt in self.deactivator.receipts.pending():
-            # Accepted before a crash or restart: finish it now (each step is idempotent).
+            # Accepted before a crash or restart: finish it now, unless another process may
+            # still be carrying it out, or a later request for the account overtook it.
             self._spawn(self._finish(receipt), f"receipt-{receipt.id}")
         if self.api_token is not None:
             await self._start_api(self.api_token)
 
     async def _finish(self, receipt: Receipt) -> None:
+        age = (datetime.now(UTC) - receipt.requested_at).total_seconds()
+        if age < 2 * self.config.ack_timeout_s + 5:
+            return  # young: most likely being processed right now by the CLI or the API
+        later = [
+            r
+            for r in self.deactivator.receipts.for_account(receipt.account_id)
+            if r.requested_at > receipt.requested_at
+        ]
+        if later:
+            self.deactivator.receipts.finish(
+                receipt.id, ReceiptStatus.FAILED, {"error": f"superseded by {later[-1].id}; not carried out"}
+            )
+            return
         await self.deactivator.process(receipt)
 
     async def _start_api(self, token: str) -> None:
@@ -146,15 +161,22 @@ class Service:
         if self.api_server is not None:
             self.api_server.should_exit = True
             await asyncio.sleep(0.1)
-        for task in self._tasks:
+        # The lifecycle watcher goes last: until everything queued is written, a stop made
+        # from another process must still close the gate (and be acknowledged).
+        lifecycle = [t for t in self._tasks if t.get_name() == "lifecycle"]
+        others = [t for t in self._tasks if t not in lifecycle]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         if self.poller is not None:
             await self.poller.close()
         if self.subscriber is not None:
             await self.subscriber.stop()
         await self.watcher.drain()
         await self.pipeline.stop()
+        for task in lifecycle:
+            task.cancel()
+        await asyncio.gather(*lifecycle, return_exceptions=True)
         for sink in self.sinks:
             sink.close()
 

@@ -101,10 +101,7 @@ class ReceiptBook:
                 row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
         receipt = _receipt(row)
         if (receipt.action, receipt.account_id, receipt.device_id) != (action, account_id, device_id):
-            raise ConflictingRequest(
-                f"request id {request_id!r} was already used for {receipt.action.value} of "
-                f"account {receipt.account_id}"
-            )
+            raise ConflictingRequest(f"request id {request_id!r} was already used for a different request")
         return receipt, created
 
     def finish(self, receipt_id: str, status: ReceiptStatus, result: dict[str, Any]) -> Receipt:

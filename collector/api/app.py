@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector.deactivation import Deactivator
+from collector.deactivation import Deactivator, UnknownDevice
 from provisioning.models import normalize_mac
 from provisioning.receipts import Action, ConflictingRequest, Receipt
 from provisioning.registry import UnknownAccount
+
+MAX_BODY = 16 * 1024
 
 
 class DeactivationRequest(BaseModel):
@@ -48,6 +52,21 @@ def create_app(deactivator: Deactivator, token: str) -> FastAPI:
     )
     background: set[asyncio.Task[Receipt]] = set()
 
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Authenticate before the body is read, and refuse oversized bodies unread."""
+        if request.url.path.startswith("/v1/"):
+            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
+                return JSONResponse(
+                    {"detail": "missing or wrong bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            if int(request.headers.get("content-length") or 0) > MAX_BODY:
+                return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+        return await call_next(request)
+
     def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
         scheme, _, presented = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
@@ -70,7 +89,7 @@ def create_app(deactivator: Deactivator, token: str) -> FastAPI:
             receipt, created = deactivator.request(
                 body.action, body.account_id, body.reason, body.request_id, device_id
             )
-        except UnknownAccount as exc:
+        except (UnknownAccount, UnknownDevice) as exc:
             raise HTTPException(404, str(exc)) from None
         except ConflictingRequest as exc:
             raise HTTPException(409, str(exc)) from None

@@ -216,9 +216,13 @@ class SqliteStore:
     def purge_since(self, account_id: str, since: datetime, device_id: str | None = None) -> int:
         sql = "DELETE FROM telemetry WHERE account_id = ? AND (observed_at >= ? OR received_at >= ?)"
         args: tuple[str | float, ...] = (account_id, _ts(since), _ts(since))
+        quarantine = "DELETE FROM quarantine WHERE account_id = ? AND at_ts >= ?"
+        quarantine_args: tuple[str | float, ...] = (account_id, _ts(since))
         if device_id is not None:
             sql, args = sql + " AND device_id = ?", (*args, device_id)
+            quarantine, quarantine_args = quarantine + " AND device_id = ?", (*quarantine_args, device_id)
         with self._tx() as db:
+            db.execute(quarantine, quarantine_args)  # quarantined payloads are the account's data too
             return db.execute(sql, args).rowcount
 
     def last_seen(self, account_id: str) -> dict[str, datetime]:

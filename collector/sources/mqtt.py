@@ -79,6 +79,7 @@ class MqttSubscriber:
         self._client.on_socket_register_write = self._on_socket_register_write
         self._client.on_socket_unregister_write = self._on_socket_unregister_write
         self._socket: Any = None
+        self._redeliver_later = False
         self._fd = -1
         self._loop_thread = -1
         self._keeper: asyncio.Task[None] | None = None
@@ -141,6 +142,12 @@ class MqttSubscriber:
                     delay = min(delay * 2, 30.0)
                     continue
             self._client.loop_misc()
+            if self._redeliver_later and not self._pipeline.saturated and self._socket is not None:
+                # Messages refused while the pipeline was full were never acknowledged: the
+                # broker sends them again when the (persistent) session resumes.
+                self._redeliver_later = False
+                log.warning("pipeline was full: reconnecting so the broker redelivers what was refused")
+                self._client.disconnect()
             await asyncio.sleep(1.0)
 
     def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
@@ -333,7 +340,8 @@ class MqttSubscriber:
                 QuarantineEntry.of("mqtt", topic, payload, str(exc), now, device.id, device.account_id), ack
             )
             return
-        self._pipeline.submit(observation, ack)
+        if not self._pipeline.submit(observation, ack) and self._pipeline.saturated and ack is not _nothing:
+            self._redeliver_later = True  # unacknowledged: fetched again after a reconnect
 
     def _locate(self, topic: str, payload: bytes) -> tuple[Device | None, str, dict[str, Any] | None]:
         """The provisioned device a message is from, its kind, and the payload if it had to
