@@ -26,6 +26,11 @@ def export_account(registry: Registry, stores: Sequence[SqliteStore], account_id
         "account": account.model_dump(mode="json"),
         "devices": devices,
         "telemetry": telemetry,
+        "quarantine": [
+            {**vars(q), "at": q.at.isoformat()}
+            for store in stores
+            for q in store.quarantined(limit=1_000_000, account_id=account_id)
+        ],
         "audit": audit,
         "receipts": [r.model_dump(mode="json") for r in ReceiptBook(registry.path).for_account(account_id)],
         "webhook_deliveries": [

@@ -210,8 +210,11 @@ class WebhookDispatcher:
                 if entry.webhook == ALL_WEBHOOKS:
                     await asyncio.to_thread(self._outbox.fan_out, entry, sorted(self._targets))
             entries = await asyncio.to_thread(self._outbox.claim_due)
-        results = await asyncio.gather(*(self._deliver(client, e) for e in entries))
-        return sum(results)
+        results = await asyncio.gather(*(self._deliver(client, e) for e in entries), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):  # e.g. the registry was locked: retried next round
+                log.error("webhook delivery round failed: %s", result)
+        return sum(1 for r in results if r is True)
 
     async def _deliver(self, client: httpx.AsyncClient, entry: OutboxEntry) -> bool:
         target = self._targets.get(entry.webhook)

@@ -177,9 +177,12 @@ class SqliteStore:
             ).fetchall()
         return {r[0]: json.loads(r[1]) for r in rows}
 
-    def quarantined(self, limit: int = 100) -> list[QuarantineEntry]:
+    def quarantined(self, limit: int = 100, account_id: str | None = None) -> list[QuarantineEntry]:
+        sql, args = "SELECT * FROM quarantine", tuple[str | int, ...]()
+        if account_id is not None:
+            sql, args = sql + " WHERE account_id = ?", (account_id,)
         with self._lock:
-            rows = self._db.execute("SELECT * FROM quarantine ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [
             QuarantineEntry(
                 at=datetime.fromisoformat(r["at"]),

@@ -130,7 +130,7 @@ class MqttSubscriber:
                 try:
                     await asyncio.to_thread(self._connect)
                     delay = 1.0
-                except (OSError, ValueError) as exc:  # refused, unreachable, TLS failure
+                except Exception as exc:  # refused, unreachable, TLS failure, bad address
                     log.warning(
                         "cannot connect to MQTT broker %s:%d (%s); retrying in %.0fs",
                         self._config.host,

@@ -247,6 +247,7 @@ def test_export_holds_everything_about_the_account_and_no_credentials(
         "credentials" not in d for d in doc["devices"]
     )
     assert doc["account"]["status"] == "inactive"
+    assert doc["quarantine"] == []  # held per account, exported too (none here)
     assert [r["action"] for r in doc["receipts"]] == ["suspend"]
     assert {"account.status", "receipt.completed"} <= {a["action"] for a in doc["audit"]}
     assert all(t["account_id"] == "acct-a" for t in doc["telemetry"])
