@@ -1,8 +1,9 @@
 """MQTT subscriber on paho-mqtt 2, bridged to the asyncio loop.
 
-paho runs its network loop in its own thread (`loop_start`); callbacks only hand the raw
-message to the event loop with `call_soon_threadsafe`, where decoding and gating happen.
-Topic scheme: `<device topic>/<kind>`, where the device topic is the device's registry
+paho's network loop runs on the asyncio loop through its socket callbacks (add_reader /
+add_writer); only the blocking connect runs in a worker thread. Messages are decoded, gated
+and, at QoS 1, acknowledged after they are stored, all on the loop.
+Default topic scheme: `<device topic>/<kind>`, where the device topic is the device's registry
 address (by convention `hookflash/<device id>`). In `per-device` mode hookflash
 subscribes only to active devices' topics, so the broker never even sends it data of
 other devices; in `wildcard` mode it subscribes to one filter and drops the rest.
@@ -80,6 +81,7 @@ class MqttSubscriber:
         self._client.on_socket_unregister_write = self._on_socket_unregister_write
         self._socket: Any = None
         self._redeliver_later = False
+        self._refused = False  # the broker answered CONNACK with a failure (e.g. not authorized)
         self._fd = -1
         self._loop_thread = -1
         self._keeper: asyncio.Task[None] | None = None
@@ -127,9 +129,14 @@ class MqttSubscriber:
         delay = 1.0
         while True:
             if self._socket is None:
+                if self._refused:  # the last CONNACK said no (e.g. wrong password): back off too
+                    self._refused = False
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
                 try:
                     await asyncio.to_thread(self._connect)
-                    delay = 1.0
+                    if not self._refused:
+                        delay = 1.0
                 except Exception as exc:  # refused, unreachable, TLS failure, bad address
                     log.warning(
                         "cannot connect to MQTT broker %s:%d (%s); retrying in %.0fs",
@@ -271,6 +278,7 @@ class MqttSubscriber:
     # -- paho thread callbacks -----------------------------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._refused = bool(reason.is_failure)
         if reason.is_failure:
             log.error(
                 "MQTT broker %s:%d refused connection: %s",
