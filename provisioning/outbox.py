@@ -159,11 +159,6 @@ class Outbox:
                 (error[:500], self._clock() + retry_in_s, entry_id),
             )
 
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT status, count(*) FROM outbox GROUP BY 1").fetchall()
-        return {r[0]: int(r[1]) for r in rows}
-
     def entries(self, account_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM outbox", tuple[str, ...]()
         if account_id is not None:

@@ -27,7 +27,6 @@ from typing import Any, Literal, cast
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
 
-SnmpValue = int | str | bytes | float
 Kind = Literal["integer", "octets", "oid", "timeticks", "gauge", "counter32", "counter64", "ipaddress"]
 
 

@@ -52,10 +52,6 @@ def line_protocol(record: TelemetryRecord) -> str:
     return f"{record.kind.value.translate(_MEASUREMENT_ESCAPES)},{tag_text} {fields} {stamp}"
 
 
-class SinkRejected(Exception):
-    """The server refused the batch for a reason retrying cannot fix (400/422)."""
-
-
 class SinkRetry(Exception):
     """Temporary failure (429, 5xx, connection); `retry_after_s` when the server said."""
 

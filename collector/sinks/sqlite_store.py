@@ -201,11 +201,6 @@ class SqliteStore:
         with self._lock:
             return [dict(r) for r in self._db.execute("SELECT * FROM aggregates ORDER BY 1,2,3,4,5,6")]
 
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT kind, count(*) FROM telemetry GROUP BY kind").fetchall()
-        return {r[0]: int(r[1]) for r in rows}
-
     def text_dump(self) -> str:
         """Every stored byte that could identify someone, as text (used to prove erasure)."""
         with self._lock:

@@ -118,9 +118,11 @@ class SnmpPoller:
                     continue
                 next_due = due + self._tick
                 heapq.heappush(self._schedule, (next_due if next_due > now else now + self._tick, device_id))
-                state = self._state.setdefault(device_id, DeviceState())
+                state = self._state.get(device_id)
+                if state is None:
+                    state = self._state[device_id] = DeviceState()
                 if device_id not in self._in_flight and state.backoff_until <= now:
-                    self._start_poll(device)
+                    self._start_poll(device, state)
             await asyncio.sleep(self._config.tick_s)
 
     async def close(self) -> None:
@@ -142,11 +144,11 @@ class SnmpPoller:
         heapq.heappush(self._schedule, (asyncio.get_running_loop().time() + phase, device_id))
         self._scheduled.add(device_id)
 
-    def _start_poll(self, device: Device) -> None:
+    def _start_poll(self, device: Device, state: DeviceState) -> None:
         if not self._pipeline.gate.allows(device.id):
             self._pipeline.stats.polls_skipped_inactive += 1
             return
-        task = asyncio.create_task(self._poll(device))
+        task = asyncio.create_task(self._poll(device, state))
         self._in_flight[device.id] = task
         task.add_done_callback(functools.partial(self._forget, device.id))
 
@@ -155,8 +157,7 @@ class SnmpPoller:
 
     # -- one poll ----------------------------------------------------------------------------
 
-    async def _poll(self, device: Device) -> None:
-        state = self._state.setdefault(device.id, DeviceState())
+    async def _poll(self, device: Device, state: DeviceState) -> None:
         try:
             async with asyncio.timeout(self._config.poll_deadline_s):
                 await self._poll_device(device, state)

@@ -28,12 +28,11 @@ from pysnmp.hlapi.v3arch.asyncio import (
     bulk_cmd,
     get_cmd,
 )
-from pysnmp.proto import rfc1902, rfc1905
+from pysnmp.proto import rfc1902
 
 from collector.config import ResolvedCredential
 from collector.decode.convert import RawValue
 
-_ABSENT = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView, rfc1902.Null)
 _AUTH = {
     "MD5": USM_AUTH_HMAC96_MD5,
     "SHA": USM_AUTH_HMAC96_SHA,
@@ -58,8 +57,8 @@ class SnmpError(Exception):
 
 def to_raw(value: Any) -> RawValue | None:
     """pysnmp value → plain Python; None for noSuch*/endOfMibView."""
-    if isinstance(value, _ABSENT):
-        return None
+    if isinstance(value, univ.Null):  # also noSuchObject/noSuchInstance/endOfMibView, which subclass it;
+        return None  # checked first because pyasn1's Null is an OctetString
     if isinstance(value, univ.ObjectIdentifier):
         return ".".join(str(part) for part in value)
     if isinstance(value, rfc1902.IpAddress):

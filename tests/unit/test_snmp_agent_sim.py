@@ -6,7 +6,6 @@ pytest-asyncio is not installed, so every test drives its own loop with asyncio.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -331,7 +330,6 @@ def test_refuses_to_bind_beyond_loopback() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.skipif(shutil.which("snmpget") is None, reason="net-snmp snmpget not installed")
 def test_snmpget_cli_cross_check() -> None:
     async def body(agent: SimulatedAgent, client: Client) -> None:
         # Must be an async subprocess: a blocking subprocess.run would stall the agent's loop.

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type import univ
-from pysnmp.proto import api, rfc1902
+from pysnmp.proto import api
 
 from collector.sim.snmp_agent import SimulatedAgent, TypedValue
 from collector.sources.snmp_codec import (
@@ -35,6 +35,7 @@ from collector.sources.snmp_codec import (
     Response,
     decode_response,
 )
+from collector.sources.snmp_pysnmp import SnmpError, to_raw
 
 v2c = api.v2c
 U32 = 2**32 - 1
@@ -62,21 +63,6 @@ class Reference:
         return Response(self.request_id, self.error_status, self.error_index, self.varbinds)
 
 
-def to_raw(value: Any) -> RawValue | None:
-    """pysnmp value -> the codec's representation (as collector.sources.snmp.to_raw does)."""
-    if isinstance(value, univ.Null):  # also NoSuchObject, NoSuchInstance, EndOfMibView
-        return None
-    if isinstance(value, univ.ObjectIdentifier):
-        return ".".join(map(str, value.asTuple()))
-    if isinstance(value, rfc1902.IpAddress):
-        return ".".join(str(b) for b in value.asOctets())
-    if isinstance(value, univ.OctetString):
-        return bytes(value.asOctets())
-    if isinstance(value, univ.Integer):
-        return int(value)
-    raise AssertionError(f"unexpected pysnmp value type {type(value).__name__}")
-
-
 def pysnmp_decode(packet: bytes) -> Reference | None:
     """pyasn1's BER decoder with pysnmp's v2c Message spec, read through pysnmp's api.v2c
     accessors (get_error_index refuses an index past the last varbind); None if either rejects."""
@@ -102,7 +88,7 @@ def pysnmp_decode(packet: bytes) -> Reference | None:
             [(".".join(map(str, o.asTuple())), to_raw(v)) for o, v in binds],
             oids,
         )
-    except AssertionError:
+    except (AssertionError, SnmpError):  # SnmpError: a value type the poller cannot convert
         raise
     except Exception:  # PyAsn1Error, pysnmp's ProtocolError (bad IpAddress), ...: all "rejected"
         return None
