@@ -33,10 +33,42 @@ from provisioning.models import Device, Transport, normalize_mac
 
 log = logging.getLogger(__name__)
 _SUBSCRIBE_CHUNK = 100
+_READ_BURST = 100  # packets per turn of the event loop
 
 
 def _nothing() -> None:
     """The acknowledgement of a QoS 0 message (paho sends none)."""
+
+
+class _BufferedClient(mqtt.Client):
+    """paho reads every packet with three or more small recv() calls (type byte, each length
+    byte, body): one system call each. This reads the socket in large chunks and serves
+    paho's small reads from memory. What it holds is invisible to the selector, so the
+    reader drains it completely (`buffered`) before going back to the event loop."""
+
+    _CHUNK = 256 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rdata = b""
+        self._rpos = 0
+
+    @property
+    def buffered(self) -> bool:
+        return self._rpos < len(self._rdata)
+
+    def drop_buffer(self) -> None:
+        self._rdata, self._rpos = b"", 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        data, pos = self._rdata, self._rpos
+        if pos >= len(data):
+            data = super()._sock_recv(self._CHUNK)  # BlockingIOError when there is nothing
+            if not data:
+                return data  # the broker closed the connection
+            self._rdata, pos = data, 0
+        self._rpos = pos + bufsize
+        return data[pos : pos + bufsize]
 
 
 # Two levels below the device topic, so `<device topic>/+` never matches our own commands.
@@ -56,7 +88,7 @@ class MqttSubscriber:
         self.connected = asyncio.Event()
         self._v5 = config.protocol == "5"
         self._manual_ack = config.qos == 1
-        self._client = mqtt.Client(
+        self._client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
@@ -85,6 +117,7 @@ class MqttSubscriber:
         self._fd = -1
         self._loop_thread = -1
         self._keeper: asyncio.Task[None] | None = None
+        self._read_again = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -158,6 +191,7 @@ class MqttSubscriber:
             await asyncio.sleep(1.0)
 
     def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._client.drop_buffer()  # nothing of an earlier connection may be read as this one's
         self._socket, self._fd = sock, sock.fileno()
         self._on_loop(self._watch, self._fd, False)
 
@@ -200,12 +234,23 @@ class MqttSubscriber:
         self._loop.remove_writer(fd)
 
     def _read(self) -> None:
-        self._client.loop_read(max_packets=1000)
-        # TLS may hold decrypted bytes the selector cannot see: drain them too.
-        sock = self._socket
-        while sock is not None and hasattr(sock, "pending") and sock.pending():
-            self._client.loop_read(max_packets=1000)
+        """Read up to a burst of packets, then let the loop's other work (the writer) run.
+        Bytes already in the client's buffer, or decrypted by TLS, are invisible to the
+        selector: if some are left, come back for them on the loop's next turn."""
+        self._read_again = False
+        client = self._client
+        for _ in range(_READ_BURST):
+            client.loop_read()
             sock = self._socket
+            if sock is None or not (client.buffered or (hasattr(sock, "pending") and sock.pending())):
+                return
+        assert self._loop is not None
+        self._read_again = True
+        self._loop.call_soon(self._read_if_due)
+
+    def _read_if_due(self) -> None:
+        if self._read_again:
+            self._read()
 
     def on_event(self, event: LifecycleEvent) -> None:
         """Drop subscriptions of stopped accounts; add those of new or reactivated devices;
