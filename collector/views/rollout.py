@@ -23,7 +23,8 @@ Definitions (also in the README):
   - `before`: upgraded devices, in the `window_s` before each one's upgrade time;
   - `after`: upgraded devices, from the upgrade time to `window_s` after it, only records
     stamped with the target firmware (a regressed device's later records do not count);
-  - `not_upgraded`: devices never on target, since the rollout began (the control group).
+  - `not_upgraded`: devices never on target and not ahead of it, since the rollout began
+    (the control group).
   Means are per sample, rounded to 3 decimals; the registration rate is the share of
   registration records with a registered line, rounded to 4.
 """
@@ -189,8 +190,11 @@ def _load(db: ViewsDb, model: str) -> list[_Device]:
 def _cohorts(
     db: ViewsDb, devices: list[_Device], target: str, began: float | None, window_s: float
 ) -> dict[str, Cohort]:
-    scope = json.dumps([[d.id, d.upgraded_at(target)] for d in devices])
-    samples = f"""scope(device_id, up) AS (SELECT value->>0, value->>1 FROM json_each(:scope)),
+    # Per device: its upgrade time, and whether it is in the control group (on an older version).
+    scope = json.dumps(
+        [[d.id, up, up is None and not _newer(d.version, target)] for d in devices for up in [d.upgraded_at(target)]]
+    )
+    samples = f"""scope(device_id, up, control) AS (SELECT value->>0, value->>1, value->>2 FROM json_each(:scope)),
     samples AS (
         SELECT 'before' AS cohort, t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
             ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration')
@@ -205,7 +209,7 @@ def _cohorts(
         SELECT 'not_upgraded', t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
             ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration')
            AND t.observed_at >= :began
-        WHERE s.up IS NULL AND :began IS NOT NULL
+        WHERE s.control AND :began IS NOT NULL
     )"""
     args = {"scope": scope, "window": window_s, "target": target, "began": began}
     rows = db.rows(
