@@ -56,8 +56,15 @@ def devices(n: int) -> list[Device]:
 
 def rec(d: Device, kind: Kind, fields: dict[str, Any], at: datetime, firmware: str) -> TelemetryRecord:
     return TelemetryRecord(
-        device_id=d.id, account_id=d.account_id, kind=kind, observed_at=at, fields=fields,
-        retention_class=POLICY.kinds[kind], source="snmp", model=d.model, firmware=firmware,
+        device_id=d.id,
+        account_id=d.account_id,
+        kind=kind,
+        observed_at=at,
+        fields=fields,
+        retention_class=POLICY.kinds[kind],
+        source="snmp",
+        model=d.model,
+        firmware=firmware,
     )
 
 
@@ -73,13 +80,44 @@ def records(fleet: list[Device], rounds: int, now: datetime) -> list[TelemetryRe
             if upgrades and r == rounds // 2:
                 fw = NEW
                 out.append(rec(d, Kind.FIRMWARE, {"version": NEW}, at, NEW))
-                out.append(rec(d, Kind.CHANGE, {"event": "firmware_changed", "version": NEW,
-                                                "previous_version": OLD, "direction": "upgrade"}, at, NEW))
-            out.append(rec(d, Kind.CALL_QUALITY, {"mos": 4.0 - (n % 20) / 10, "jitter_ms": n % 40,
-                                                  "loss_pct": (n % 7) / 10, "codec": "G722"}, at, fw))
+                out.append(
+                    rec(
+                        d,
+                        Kind.CHANGE,
+                        {
+                            "event": "firmware_changed",
+                            "version": NEW,
+                            "previous_version": OLD,
+                            "direction": "upgrade",
+                        },
+                        at,
+                        NEW,
+                    )
+                )
+            out.append(
+                rec(
+                    d,
+                    Kind.CALL_QUALITY,
+                    {
+                        "mos": 4.0 - (n % 20) / 10,
+                        "jitter_ms": n % 40,
+                        "loss_pct": (n % 7) / 10,
+                        "codec": "G722",
+                    },
+                    at,
+                    fw,
+                )
+            )
         last = now - timedelta(seconds=60 if n % 50 else 7200)  # 2 % offline
-        out.append(rec(d, Kind.REGISTRATION, {"line1_state": "registered" if n % 30 else "failed",
-                                              "line2_state": "unregistered"}, last, fw))
+        out.append(
+            rec(
+                d,
+                Kind.REGISTRATION,
+                {"line1_state": "registered" if n % 30 else "failed", "line2_state": "unregistered"},
+                last,
+                fw,
+            )
+        )
         out.append(rec(d, Kind.SIGNAL, {"wifi_rssi_dbm": -50 - n % 30}, last, fw))
         out.append(rec(d, Kind.PERFORMANCE, {"uptime_s": 3600 + n}, last, fw))
     return out
@@ -122,9 +160,11 @@ def main() -> None:
     sample = batch[:300_000]
     without = write_rate(work / "plain.db", sample, triggers=False)
     with_latest = write_rate(work / "latest.db", sample, triggers=True)
-    print(f"store writes, first {len(sample):,} records in 5,000-record batches: "
-          f"{without:,.0f}/s without the latest triggers, {with_latest:,.0f}/s with them "
-          f"({with_latest / without:.2f}x)")
+    print(
+        f"store writes, first {len(sample):,} records in 5,000-record batches: "
+        f"{without:,.0f}/s without the latest triggers, {with_latest:,.0f}/s with them "
+        f"({with_latest / without:.2f}x)"
+    )
     store = SqliteStore(work / "telemetry.db")
     started = time.perf_counter()
     for i in range(0, len(batch), 5000):
@@ -141,12 +181,14 @@ def main() -> None:
         ("device detail", lambda: views.device(fleet[7].id)),
         ("rollout HT812 (50% of devices)", lambda: rollout_status(views.db, "HT812", NEW).report),
     ):
-        seconds, result = timed(fn, 3 if name.startswith("rollout") else 5)
+        seconds, _ = timed(fn, 3 if name.startswith("rollout") else 5)
         results.append((name, seconds))
         print(f"{name:34s} {seconds * 1000:8.1f} ms")
     summary = views.summary()
-    print(f"summary: {summary.devices:,} devices, {summary.online:,} online, {summary.offline:,} offline, "
-          f"{summary.unregistered:,} unregistered, {summary.poor_quality:,} poor")
+    print(
+        f"summary: {summary.devices:,} devices, {summary.online:,} online, {summary.offline:,} offline, "
+        f"{summary.unregistered:,} unregistered, {summary.poor_quality:,} poor"
+    )
     print("RESULT " + ", ".join(f"{n}={s * 1000:.0f}ms" for n, s in results))
 
 

@@ -87,8 +87,13 @@ def observations(t: Times) -> list[Observation]:
 
     def quality(name: str, at: datetime, mos: float, loss: float, jitter: int, registered: bool) -> None:
         obs(name, at, Kind.CALL_QUALITY, mos=mos, loss_pct=loss, jitter_ms=jitter, codec="G722")
-        obs(name, at, Kind.REGISTRATION, line1_state="registered" if registered else "failed",
-            line2_state="unregistered")
+        obs(
+            name,
+            at,
+            Kind.REGISTRATION,
+            line1_state="registered" if registered else "failed",
+            line2_state="unregistered",
+        )
 
     first = t.base + timedelta(hours=1)
     for name in NAMES:
@@ -145,16 +150,44 @@ def write_fleet(data_dir: Path, t: Times) -> None:
 
 EXPECTED_COUNTS = {"on_target": 4, "ahead": 1, "pending": 1, "failed": 2, "regressed": 2, "straggler": 3}
 EXPECTED_COHORTS = {
-    "before": {"devices": 6, "calls": 12, "mos": 4.3, "loss_pct": 0.6, "jitter_ms": 12.0,
-               "registration_samples": 12, "registration_rate": 1.0},
-    "after": {"devices": 6, "calls": 12, "mos": 3.7, "loss_pct": 2.0, "jitter_ms": 35.0,
-              "registration_samples": 12, "registration_rate": 0.5},
-    "not_upgraded": {"devices": 3, "calls": 3, "mos": 4.0, "loss_pct": 1.0, "jitter_ms": 20.0,
-                     "registration_samples": 3, "registration_rate": 1.0},
+    "before": {
+        "devices": 6,
+        "calls": 12,
+        "mos": 4.3,
+        "loss_pct": 0.6,
+        "jitter_ms": 12.0,
+        "registration_samples": 12,
+        "registration_rate": 1.0,
+    },
+    "after": {
+        "devices": 6,
+        "calls": 12,
+        "mos": 3.7,
+        "loss_pct": 2.0,
+        "jitter_ms": 35.0,
+        "registration_samples": 12,
+        "registration_rate": 0.5,
+    },
+    "not_upgraded": {
+        "devices": 3,
+        "calls": 3,
+        "mos": 4.0,
+        "loss_pct": 1.0,
+        "jitter_ms": 20.0,
+        "registration_samples": 3,
+        "registration_rate": 1.0,
+    },
 }
 EXPECTED_DELTA = {"mos": -0.6, "loss_pct": 1.4, "jitter_ms": 23.0, "registration_rate": -0.5}
 EXPECTED_STATES = {
     **{n: "on_target" for n in ("U1", "U2", "U3", "U4")},
-    "RG1": "regressed", "RB1": "regressed", "F1": "failed", "F2": "failed", "P1": "pending",
-    "S1": "straggler", "S2": "straggler", "S3": "straggler", "A1": "ahead",
+    "RG1": "regressed",
+    "RB1": "regressed",
+    "F1": "failed",
+    "F2": "failed",
+    "P1": "pending",
+    "S1": "straggler",
+    "S2": "straggler",
+    "S3": "straggler",
+    "A1": "ahead",
 }

@@ -48,12 +48,25 @@ def rollout() -> None:
 @click.option("--model", required=True, help="Device model, as in the registry (e.g. HT812).")
 @click.option("--target", required=True, help="The firmware version being rolled out.")
 @click.option("--since", help="When the rollout began (ISO time); default: the first report of the target.")
-@click.option("--grace", default="24h", show_default=True, help="Not upgraded this long after the start: failed.")
+@click.option(
+    "--grace", default="24h", show_default=True, help="Not upgraded this long after the start: failed."
+)
 @click.option("--window", default="24h", show_default=True, help="Cohort window before/after each upgrade.")
-@click.option("--reboots", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Reboots after upgrading that make a device regressed.")
-@click.option("--list", "list_limit", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Regressed, failed and straggler devices listed (each).")
+@click.option(
+    "--reboots",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Reboots after upgrading that make a device regressed.",
+)
+@click.option(
+    "--list",
+    "list_limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Regressed, failed and straggler devices listed (each).",
+)
 @data_dir_option
 @format_option
 @fail_cleanly
@@ -130,4 +143,6 @@ def print_report(report: RolloutReport) -> None:
     console.print(cohorts)
     for state in LISTED:
         for d in report.listed[state]:
-            console.print(Text(f"{state:10s} {d.device_id} {d.account_id:12s} {d.version or '-':12s} {d.reason}"))
+            console.print(
+                Text(f"{state:10s} {d.device_id} {d.account_id:12s} {d.version or '-':12s} {d.reason}")
+            )

@@ -19,12 +19,19 @@ ACTIVE_DEVICES = """active AS (
     SELECT d.id, d.account_id, d.vendor, d.model FROM reg.devices d
     JOIN reg.accounts a ON a.id = d.account_id WHERE a.status = 'active'
 )"""
+
+
 def _uri(path: Path) -> str:
     return f"file:{quote(str(path.resolve()))}?mode=ro"
 
 
 def iso(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def at(ts: float) -> str:
+    """A stored timestamp as ISO 8601 text (UTC)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 class ViewsDb:

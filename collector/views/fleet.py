@@ -71,11 +71,11 @@ class FleetViews:
         )
         accounts = {r[0]: r[1] for r in self.db.rows("SELECT status, count(*) FROM reg.accounts GROUP BY 1")}
         return FleetSummary(
-            generated_at=iso(self._clock()),  # type: ignore[arg-type]
+            generated_at=iso(self._clock()),
             offline_after_s=self.config.offline_after_s,
             poor_mos=self.config.poor_mos,
             accounts={s: accounts.get(s, 0) for s in ("active", "inactive", "revoked")},
-            **{k: row[k] for k in row.keys()},
+            **dict(row),
         )
 
     def _paged(
@@ -143,7 +143,7 @@ class FleetViews:
                 device_id=r["id"],
                 account_id=r["account_id"],
                 model=r["model"],
-                reported_at=iso(r["observed_at"]),  # type: ignore[arg-type]
+                reported_at=iso(r["observed_at"]),
                 lines={k: v for k, v in json.loads(r["fields"]).items() if k.endswith("state")},
             )
             for r in rows
@@ -171,7 +171,7 @@ class FleetViews:
                     account_id=r["account_id"],
                     model=r["model"],
                     firmware=r["firmware"],
-                    observed_at=iso(r["observed_at"]),  # type: ignore[arg-type]
+                    observed_at=iso(r["observed_at"]),
                     mos=_number(fields.get("mos")),
                     jitter_ms=_number(fields.get("jitter_ms")),
                     loss_pct=_number(fields.get("loss_pct")),
@@ -198,13 +198,17 @@ class FleetViews:
             ModelFirmware(
                 model=m,
                 devices=sum(v.devices for v in versions),
-                versions=sorted(versions, key=lambda v: (version_key(v.version) or (), v.version), reverse=True),
+                versions=sorted(
+                    versions, key=lambda v: (version_key(v.version) or (), v.version), reverse=True
+                ),
             )
             for m, versions in sorted(by_model.items())
         ]
 
     def models(self) -> list[str]:
-        return [r[0] for r in self.db.rows(f"WITH {ACTIVE_DEVICES} SELECT DISTINCT model FROM active ORDER BY 1")]
+        return [
+            r[0] for r in self.db.rows(f"WITH {ACTIVE_DEVICES} SELECT DISTINCT model FROM active ORDER BY 1")
+        ]
 
     def device(self, device_id: str) -> DeviceDetail | None:
         """The device's registry entry and newest record of each kind; None if it is not a
@@ -236,7 +240,7 @@ class FleetViews:
             latest=[
                 LatestRecord(
                     kind=r["slot"],
-                    observed_at=iso(r["observed_at"]),  # type: ignore[arg-type]
+                    observed_at=iso(r["observed_at"]),
                     firmware=r["firmware"],
                     fields=json.loads(r["fields"]),
                 )
@@ -258,7 +262,9 @@ class FleetViews:
                 ts, _, row_id = before.partition("_")
                 cursor_ts, cursor_id = float(ts), int(row_id)
             except ValueError:
-                raise ValueError(f"before: {before!r} is not a cursor from a previous page's `next`") from None
+                raise ValueError(
+                    f"before: {before!r} is not a cursor from a previous page's `next`"
+                ) from None
         rows = self.db.rows(
             """SELECT id, kind, observed_at, firmware, source, fields FROM telemetry
             WHERE device_id = :device AND (:kind IS NULL OR kind = :kind)
@@ -269,7 +275,7 @@ class FleetViews:
         items = [
             HistoryRecord(
                 kind=r["kind"],
-                observed_at=iso(r["observed_at"]),  # type: ignore[arg-type]
+                observed_at=iso(r["observed_at"]),
                 firmware=r["firmware"],
                 source=r["source"],
                 fields=json.loads(r["fields"]),

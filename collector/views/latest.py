@@ -87,8 +87,10 @@ CREATE TRIGGER IF NOT EXISTS device_state_on_delete AFTER DELETE ON latest BEGIN
     INSERT INTO device_state (device_id, last_seen, reg_state, mos, version)
     SELECT old.device_id,
         (SELECT max(observed_at) FROM latest WHERE device_id = old.device_id AND slot != 'reachability'),
-        (SELECT {registration_state("fields")} FROM latest WHERE slot = 'registration' AND device_id = old.device_id),
-        (SELECT CAST(fields->>'mos' AS REAL) FROM latest WHERE slot = 'call_quality' AND device_id = old.device_id),
+        (SELECT {registration_state("fields")} FROM latest
+         WHERE slot = 'registration' AND device_id = old.device_id),
+        (SELECT CAST(fields->>'mos' AS REAL) FROM latest
+         WHERE slot = 'call_quality' AND device_id = old.device_id),
         (SELECT fields->>'version' FROM latest WHERE slot = 'firmware' AND device_id = old.device_id)
     WHERE EXISTS (SELECT 1 FROM latest WHERE device_id = old.device_id);
 END;

@@ -153,7 +153,8 @@ def _classify(
 def _load(db: ViewsDb, model: str) -> list[_Device]:
     # CROSS JOIN keeps the scope as the outer loop: telemetry is only reached by its
     # (device_id, kind, observed_at) index, never scanned.
-    scope = f"""{ACTIVE_DEVICES}, scope AS MATERIALIZED (SELECT id, account_id FROM active WHERE model = :model)"""
+    scope = f"""{ACTIVE_DEVICES},
+        scope AS MATERIALIZED (SELECT id, account_id FROM active WHERE model = :model)"""
     rows = db.rows(
         f"""WITH {scope}
         SELECT a.id, a.account_id, s.version, s.last_seen AS seen,
@@ -192,9 +193,14 @@ def _cohorts(
 ) -> dict[str, Cohort]:
     # Per device: its upgrade time, and whether it is in the control group (on an older version).
     scope = json.dumps(
-        [[d.id, up, up is None and not _newer(d.version, target)] for d in devices for up in [d.upgraded_at(target)]]
+        [
+            [d.id, up, up is None and not _newer(d.version, target)]
+            for d in devices
+            for up in [d.upgraded_at(target)]
+        ]
     )
-    samples = f"""scope(device_id, up, control) AS (SELECT value->>0, value->>1, value->>2 FROM json_each(:scope)),
+    samples = """scope(device_id, up, control) AS (
+        SELECT value->>0, value->>1, value->>2 FROM json_each(:scope)),
     samples AS (
         SELECT 'before' AS cohort, t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
             ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration')
@@ -243,7 +249,9 @@ def _cohorts(
             loss_pct=rounded(r["loss"], 3) if r else None,
             jitter_ms=rounded(r["jitter"], 3) if r else None,
             registration_samples=r["reg_samples"] if r else 0,
-            registration_rate=rounded(r["registered"] / r["reg_samples"], 4) if r and r["reg_samples"] else None,
+            registration_rate=rounded(r["registered"] / r["reg_samples"], 4)
+            if r and r["reg_samples"]
+            else None,
         )
     return cohorts
 
@@ -308,14 +316,14 @@ def rollout_status(
         target=target,
         began=iso(began),
         began_from=None if began is None else "since" if since is not None else "first report of target",
-        generated_at=iso(now if now is not None else time.time()),  # type: ignore[arg-type]
+        generated_at=iso(now if now is not None else time.time()),
         grace_s=grace_s,
         window_s=window_s,
         reboot_limit=reboot_limit,
         devices=len(devices),
         counts={s: counts.get(s, 0) for s in STATES},
         progress_pct=round(100 * (counts["on_target"] + counts["ahead"]) / len(devices), 2),
-        cohorts=cohorts,  # type: ignore[arg-type]
+        cohorts=cohorts,
         delta={n: delta(n) for n in ("mos", "loss_pct", "jitter_ms", "registration_rate")},
         listed={s: [d for d in states if d.state == s][:list_limit] for s in LISTED},
     )

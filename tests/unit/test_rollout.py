@@ -42,7 +42,9 @@ def views(data_dir: Path) -> ViewsDb:
 
 def check_report(report: dict[str, object]) -> None:
     assert report["model"] == MODEL and report["target"] == TARGET
-    assert datetime.fromisoformat(str(report["began"])) == T.rollout  # U1's upgrade: the first report of the target
+    assert (
+        datetime.fromisoformat(str(report["began"])) == T.rollout
+    )  # U1's upgrade: the first report of the target
     assert report["began_from"] == "first report of target"
     assert report["devices"] == 13  # not X1 (another model), not I1 (inactive account)
     assert report["counts"] == EXPECTED_COUNTS
@@ -81,8 +83,9 @@ def test_rollout_report_numbers_are_exact(data_dir: Path) -> None:
 
 
 def test_cli_rollout_status_json(data_dir: Path) -> None:
-    run = hookflash("rollout", "status", "--model", MODEL, "--target", TARGET, "--format", "json",
-                    "--data-dir", data_dir)
+    run = hookflash(
+        "rollout", "status", "--model", MODEL, "--target", TARGET, "--format", "json", "--data-dir", data_dir
+    )
     assert run.returncode == 0, run.stderr
     check_report(json.loads(run.stdout))
 
@@ -102,8 +105,14 @@ def test_since_moves_the_start(data_dir: Path) -> None:
     since = T.r(6)
     report = rollout_status(views(data_dir), MODEL, TARGET, since=since).report
     assert report.began == since and report.began_from == "since"
-    assert report.counts == {"on_target": 4, "ahead": 1, "pending": 1, "failed": 0, "regressed": 2,
-                             "straggler": 5}
+    assert report.counts == {
+        "on_target": 4,
+        "ahead": 1,
+        "pending": 1,
+        "failed": 0,
+        "regressed": 2,
+        "straggler": 5,
+    }
     assert report.cohorts["not_upgraded"].calls == 0  # F2 reported no call quality after R+6h
 
 
@@ -116,8 +125,14 @@ def test_grace_and_reboot_limit_are_options(data_dir: Path) -> None:
 def test_a_target_nobody_reports_yet(data_dir: Path) -> None:
     report = rollout_status(views(data_dir), MODEL, "2.0.0.1").report
     assert report.began is None and report.began_from is None
-    assert report.counts == {"on_target": 0, "ahead": 0, "pending": 12, "failed": 0, "regressed": 0,
-                             "straggler": 1}
+    assert report.counts == {
+        "on_target": 0,
+        "ahead": 0,
+        "pending": 12,
+        "failed": 0,
+        "regressed": 0,
+        "straggler": 1,
+    }
 
 
 def test_unknown_model_is_a_clear_error(data_dir: Path) -> None:
