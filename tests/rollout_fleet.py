@@ -191,3 +191,33 @@ EXPECTED_STATES = {
     "S3": "straggler",
     "A1": "ahead",
 }
+
+
+def check_report(report: dict[str, object], t: Times) -> None:
+    """Every number of the report on this fleet (JSON form: from the API or the CLI)."""
+    name_of = {device_id: name for name, device_id in ID.items()}
+    assert report["model"] == MODEL and report["target"] == TARGET
+    assert (
+        datetime.fromisoformat(str(report["began"])) == t.rollout
+    )  # U1's upgrade: the first report of the target
+    assert report["began_from"] == "first report of target"
+    assert report["devices"] == 13  # not X1 (another model), not I1 (inactive account)
+    assert report["counts"] == EXPECTED_COUNTS
+    assert report["progress_pct"] == 38.46  # (4 on target + 1 ahead) / 13
+    assert report["cohorts"] == EXPECTED_COHORTS
+    assert report["delta"] == EXPECTED_DELTA
+    listed = report["listed"]
+    assert isinstance(listed, dict)
+    assert {name_of[d["device_id"]]: d["reason"] for d in listed["regressed"]} == {
+        "RG1": f"went back to 1.0.43.11 after {TARGET}",
+        "RB1": "rebooted 3 times after upgrading",
+    }
+    assert {name_of[d["device_id"]]: d["reason"] for d in listed["failed"]} == {
+        "F1": "rebooted after the rollout began, still on 1.0.43.11",
+        "F2": "still on 1.0.43.11 24 h after the rollout began",
+    }
+    assert {name_of[d["device_id"]]: d["reason"] for d in listed["straggler"]} == {
+        "S1": "not seen since the rollout began",
+        "S2": "not seen since the rollout began",
+        "S3": "never seen",
+    }

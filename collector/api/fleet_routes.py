@@ -30,6 +30,10 @@ from provisioning.models import normalize_mac
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page")]
 Offset = Annotated[int, Query(ge=0)]
+Since = Annotated[datetime | None, Query(description="when the rollout began (default: first report)")]
+Grace = Annotated[float, Query(gt=0, description="seconds; not upgraded by then: failed")]
+Window = Annotated[float, Query(gt=0, description="seconds; cohort window around each upgrade")]
+Reboots = Annotated[int, Query(ge=1, description="reboots after upgrading that make it regressed")]
 
 
 def _device_id(raw: str) -> str:
@@ -113,11 +117,6 @@ def fleet_router(noc: Observability) -> APIRouter:
             raise HTTPException(404, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-
-    Since = Annotated[datetime | None, Query(description="when the rollout began (default: first report)")]
-    Grace = Annotated[float, Query(gt=0, description="seconds; not upgraded by then: failed")]
-    Window = Annotated[float, Query(gt=0, description="seconds; cohort window around each upgrade")]
-    Reboots = Annotated[int, Query(ge=1, description="reboots after upgrading that make it regressed")]
 
     @router.get("/rollouts/status", response_model=RolloutReport, tags=["firmware"])
     def rollout(

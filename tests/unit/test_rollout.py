@@ -12,15 +12,13 @@ import pytest
 from collector.views.db import ViewsDb
 from collector.views.rollout import rollout_status
 from rollout_fleet import (
-    EXPECTED_COHORTS,
-    EXPECTED_COUNTS,
-    EXPECTED_DELTA,
     EXPECTED_STATES,
     ID,
     MODEL,
     NAMES,
     TARGET,
     Times,
+    check_report,
     write_fleet,
 )
 from runner import hookflash
@@ -40,37 +38,9 @@ def views(data_dir: Path) -> ViewsDb:
     return ViewsDb(data_dir / "telemetry.db", data_dir / "registry.db")
 
 
-def check_report(report: dict[str, object]) -> None:
-    assert report["model"] == MODEL and report["target"] == TARGET
-    assert (
-        datetime.fromisoformat(str(report["began"])) == T.rollout
-    )  # U1's upgrade: the first report of the target
-    assert report["began_from"] == "first report of target"
-    assert report["devices"] == 13  # not X1 (another model), not I1 (inactive account)
-    assert report["counts"] == EXPECTED_COUNTS
-    assert report["progress_pct"] == 38.46  # (4 on target + 1 ahead) / 13
-    assert report["cohorts"] == EXPECTED_COHORTS
-    assert report["delta"] == EXPECTED_DELTA
-    listed = report["listed"]
-    assert isinstance(listed, dict)
-    assert {NAME_OF[d["device_id"]]: d["reason"] for d in listed["regressed"]} == {
-        "RG1": f"went back to 1.0.43.11 after {TARGET}",
-        "RB1": "rebooted 3 times after upgrading",
-    }
-    assert {NAME_OF[d["device_id"]]: d["reason"] for d in listed["failed"]} == {
-        "F1": "rebooted after the rollout began, still on 1.0.43.11",
-        "F2": "still on 1.0.43.11 24 h after the rollout began",
-    }
-    assert {NAME_OF[d["device_id"]]: d["reason"] for d in listed["straggler"]} == {
-        "S1": "not seen since the rollout began",
-        "S2": "not seen since the rollout began",
-        "S3": "never seen",
-    }
-
-
 def test_rollout_report_numbers_are_exact(data_dir: Path) -> None:
     rollout = rollout_status(views(data_dir), MODEL, TARGET)
-    check_report(rollout.report.model_dump(mode="json"))
+    check_report(rollout.report.model_dump(mode="json"), T)
     states = {NAME_OF[d.device_id]: d.state for d in rollout.devices}
     assert states == EXPECTED_STATES
     by_name = {NAME_OF[d.device_id]: d for d in rollout.devices}
@@ -87,7 +57,7 @@ def test_cli_rollout_status_json(data_dir: Path) -> None:
         "rollout", "status", "--model", MODEL, "--target", TARGET, "--format", "json", "--data-dir", data_dir
     )
     assert run.returncode == 0, run.stderr
-    check_report(json.loads(run.stdout))
+    check_report(json.loads(run.stdout), T)
 
 
 def test_cli_rollout_status_table(data_dir: Path) -> None:
