@@ -214,4 +214,4 @@ def test_metrics_can_require_the_token(tmp_path: Path, monkeypatch: pytest.Monke
         assert client(running, None).get("/metrics").status_code == 401
         assert client(running).get("/metrics").status_code == 200
         assert client(running, None).get("/v1/fleet/summary").status_code == 200  # reads open
-        assert client(running, None).get(f"/v1/receipts/rcpt_x").status_code == 401  # never open
+        assert client(running, None).get("/v1/receipts/rcpt_x").status_code == 401  # never open

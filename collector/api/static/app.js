@@ -120,9 +120,17 @@ async function loadUnregistered() {
 
 function renderAlerts(alerts) {
   fill($("#alerts-table tbody"),
-    alerts.map((a) => row([a.rule, deviceLink(a.device_id), ago(a.since), JSON.stringify(a.detail)])),
+    alerts.map((a) => row([a.rule, deviceLink(a.device_id), ago(a.since), describe(a.detail)])),
     4, state.settings.alerts ? "no alert firing" : "alerts are not enabled");
 }
+
+function describe(detail) {
+  return Object.entries(detail)
+    .map(([key, value]) => `${key}=${typeof value === "object" ? JSON.stringify(value) : value}`)
+    .join(", ");
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function renderFirmware(models) {
   state.firmware = models;
@@ -149,7 +157,7 @@ function renderFirmware(models) {
       item.append(swatch, `${v.version} (${v.devices})`);
       legend.appendChild(item);
     }
-    line.append(el("b", m.model), track, el("span", `${m.devices} devices`, { class: "muted" }), legend);
+    line.append(el("b", m.model), track, el("span", plural(m.devices, "device"), { class: "muted" }), legend);
     return line;
   });
   chart.replaceChildren(...(rows.length ? rows : [el("div", "no devices", { class: "muted" })]));
