@@ -82,6 +82,7 @@ class AlertEngine:
         self.outbox = Outbox(path)
         self._mos = {r.name: R.MosTracker(r) for r in config.rules if isinstance(r, MosBelowRule)}
         self.notices_sent = 0
+        self.rounds = 0  # evaluations completed (tests wait for rounds, not for time)
 
     def close(self) -> None:
         with self._lock:
@@ -150,6 +151,7 @@ class AlertEngine:
             )
         for notice in notices:
             self._send(notice)
+        self.rounds += 1
         return notices
 
     def _notice(
