@@ -142,7 +142,7 @@ def _classify(
         return "straggler", "never seen" if d.last_seen is None else "not seen since the rollout began", 0
     if any(at >= began for at in d.reboots):
         return "failed", f"rebooted after the rollout began, still on {d.version}", 0
-    moved = [v for at, v in d.versions if at >= began and v != target]
+    moved = [v for at, v in d.versions[1:] if at >= began and v != target]  # changes, not the first report
     if moved:
         return "failed", f"changed to {moved[-1]} instead of {target}", 0
     if d.last_seen >= began + grace_s:

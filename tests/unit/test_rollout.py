@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from collector.views.db import ViewsDb
-from collector.views.rollout import rollout_status
+from collector.views.rollout import _classify, _Device, rollout_status
 from rollout_fleet import (
     EXPECTED_STATES,
     ID,
     MODEL,
     NAMES,
+    OLD,
     TARGET,
     Times,
     check_report,
@@ -124,3 +125,14 @@ def test_unknown_model_is_a_clear_error(data_dir: Path) -> None:
 def test_bad_options_are_named(data_dir: Path, args: list[str], message: str) -> None:
     run = hookflash("rollout", "status", "--model", MODEL, "--target", TARGET, *args, "--data-dir", data_dir)
     assert run.returncode == 2 and message in run.stderr, run.stderr
+
+
+def test_a_device_first_seen_after_the_start_on_the_old_version_is_pending() -> None:
+    """Its first firmware report is not a change of version (seen in the demo, where every
+    device's first report comes right after the first upgrade)."""
+    began = T.rollout.timestamp()
+    device = _Device("000b82000999", "acct-0", OLD, began + 60, versions=[(began + 60, OLD)])
+    assert _classify(device, TARGET, began, 86400, 3) == ("pending", "", 0)
+    device.versions.append((began + 120, "1.0.45.1"))
+    state, reason, _ = _classify(device, TARGET, began, 86400, 3)
+    assert (state, reason) == ("failed", f"changed to 1.0.45.1 instead of {TARGET}")
