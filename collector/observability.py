@@ -3,8 +3,10 @@ dashboard, built from the service's parts (collector.service wires it in)."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Coroutine, Hashable, Sequence
+from typing import Any, TypeVar
 
 from collector.alerts.engine import AlertEngine
 from collector.config import ServiceConfig
@@ -17,6 +19,35 @@ from collector.views.db import ViewsDb
 from collector.views.fleet import FleetViews
 from provisioning.events import EventType, LifecycleEvent
 
+T = TypeVar("T")
+ROLLOUT_CACHE_S = 15.0  # a rollout report of 50,000 devices takes seconds; the page asks every few
+
+
+class ReportCache:
+    """Reports computed at most once per `ttl_s` for the same question; emptied whenever
+    collection stops for anyone, so a stopped account's devices never linger in one."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl = ttl_s
+        self._lock = threading.Lock()
+        self._entries: dict[Hashable, tuple[float, Any]] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        with self._lock:
+            found = self._entries.get(key)
+        if found is not None and found[0] > time.monotonic():
+            return found[1]  # type: ignore[no-any-return]
+        value = compute()
+        with self._lock:
+            if len(self._entries) > 64:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self._ttl, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
 
 class Observability:
     def __init__(
@@ -26,6 +57,7 @@ class Observability:
         self.config = config
         self.stats = stats
         self.views = FleetViews(ViewsDb(data / "telemetry.db", data / "registry.db"), config.views)
+        self.rollouts = ReportCache(ROLLOUT_CACHE_S)
         self.alerts = (
             AlertEngine(config.alerts, self.views.db, data / "alerts.db", gate.allows)
             if config.alerts.enabled
@@ -59,6 +91,7 @@ class Observability:
         if not event.stops_collection:
             return
         self.stats.collection_stops[event.type.value] += 1
+        self.rollouts.clear()
         if self.alerts is not None:
             device = event.device_id if event.type is EventType.DEVICE_REMOVED else None
             self.alerts.forget(event.account_id, device)

@@ -102,16 +102,20 @@ def fleet_router(noc: Observability) -> APIRouter:
         reboots: int,
         list_limit: int = 50,
     ) -> Any:
+        key = (model, target, since, grace_s, window_s, reboots, list_limit)
         try:
-            return rollout_status(
-                views.db,
-                model,
-                target,
-                since=since,
-                grace_s=grace_s,
-                window_s=window_s,
-                reboot_limit=reboots,
-                list_limit=list_limit,
+            return noc.rollouts.get(
+                key,
+                lambda: rollout_status(
+                    views.db,
+                    model,
+                    target,
+                    since=since,
+                    grace_s=grace_s,
+                    window_s=window_s,
+                    reboot_limit=reboots,
+                    list_limit=list_limit,
+                ),
             )
         except UnknownModel as exc:
             raise HTTPException(404, str(exc)) from None
