@@ -262,3 +262,17 @@ class AlertEngine:
             for w in self.config.webhooks
         }
         return WebhookDispatcher(self.outbox, targets, audit=lambda *_args: None, poll_s=0.2)
+
+
+def held_for_account(path: Path, account_id: str) -> dict[str, list[dict[str, Any]]]:
+    """What alerts.db holds about an account, for a privacy export (P6)."""
+    if not path.exists():
+        return {"alerts": [], "notices": []}
+    db = open_db(path, _SCHEMA)
+    try:
+        alerts = [
+            dict(r) for r in db.execute("SELECT * FROM alert_state WHERE account_id = ?", (account_id,))
+        ]
+    finally:
+        db.close()
+    return {"alerts": alerts, "notices": Outbox(path).entries(account_id)}

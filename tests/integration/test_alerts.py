@@ -33,6 +33,7 @@ from collector.config import (
     SnmpCredential,
     load_config,
 )
+from collector.privacy import export_account
 from collector.records import FieldValue, Kind, Observation
 from collector.retention import load_policy
 from collector.sinks.sqlite_store import SqliteStore
@@ -178,6 +179,12 @@ def test_alert_rules_fire_once_clear_and_respect_revocation(
             )
             firing = {(a["rule"], ids[a["device_id"]]) for a in api.get("/v1/alerts").json()}
             assert firing == expected_firing  # and never D6: its account is inactive
+
+            # P6: the export of acct-a holds its alerts and the notices sent about them.
+            held = export_account(Registry(tmp_path / "registry.db"), [], "acct-a")["alerts"]
+            mine = expected_firing - {("offline", 5)}
+            assert {(a["rule"], ids[a["device_id"]]) for a in held["alerts"]} == mine
+            assert len(held["notices"]) == 4 and {n["event"] for n in held["notices"]} == {"alert.firing"}
 
             # Everything stored so far is counted, per sink and class.
             stored = SqliteStore(tmp_path / "telemetry.db")
