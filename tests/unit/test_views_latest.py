@@ -48,7 +48,7 @@ def test_latest_follows_writes_purges_and_erasure(tmp_path: Path) -> None:
             record(POLICY, A, Kind.REACHABILITY, {"state": "down"}, minutes=30),  # not "seen"
             record(POLICY, A, Kind.CHANGE, {"event": "firmware_changed", "version": "1.0.47.4"}, minutes=2),
             record(POLICY, A, Kind.CHANGE, {"event": "reboot", "uptime_s": 5}, minutes=3),
-            record(POLICY, B, Kind.REGISTRATION, {"line1_state": "registered"}, minutes=0),
+            record(POLICY, B, Kind.REGISTRATION, {"line1_state": "registered"}, minutes=20),
         ]
     )
     assert latest(store)[("call_quality", A.id)] == {"mos": 3.0}
