@@ -18,6 +18,7 @@ from collector.stats import Stats
 from collector.views.db import ViewsDb
 from collector.views.fleet import FleetViews
 from provisioning.events import EventType, LifecycleEvent
+from provisioning.registry import Registry
 
 T = TypeVar("T")
 ROLLOUT_CACHE_S = 15.0  # a rollout report of 50,000 devices takes seconds; the page asks every few
@@ -51,12 +52,18 @@ class ReportCache:
 
 class Observability:
     def __init__(
-        self, config: ServiceConfig, pipeline: Pipeline, sinks: Sequence[Sink], stats: Stats, gate: Gate
+        self,
+        config: ServiceConfig,
+        registry: Registry,
+        pipeline: Pipeline,
+        sinks: Sequence[Sink],
+        stats: Stats,
+        gate: Gate,
     ) -> None:
         data = config.data_dir
         self.config = config
         self.stats = stats
-        self.views = FleetViews(ViewsDb(data / "telemetry.db", data / "registry.db"), config.views)
+        self.views = FleetViews(ViewsDb(data / "telemetry.db", registry.path), config.views)
         self.rollouts = ReportCache(ROLLOUT_CACHE_S)
         self.alerts = (
             AlertEngine(config.alerts, self.views.db, data / "alerts.db", gate.allows)

@@ -99,7 +99,9 @@ class Service:
             config, self.registry, self.sinks, self.policy, run_blocking=self.pipeline.run_in_writer
         )
         self.dispatcher = webhook_dispatcher(config, self.registry) if config.webhooks else None
-        self.observability = Observability(config, self.pipeline, self.sinks, self.stats, self.gate)
+        self.observability = Observability(
+            config, self.registry, self.pipeline, self.sinks, self.stats, self.gate
+        )
         self.watcher.on_event(self.observability.on_event)
         self.api_token = config.api.token() if config.api.enabled else None
         self.api_server: uvicorn.Server | None = None

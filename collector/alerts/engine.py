@@ -107,6 +107,10 @@ class AlertEngine:
         hits = {rule.name: self._hits(rule, now) for rule in self.config.rules}
         rules = {rule.name: rule for rule in self.config.rules}
         notices: list[Notice] = []
+        with self._lock:
+            held = {(r[0], r[1]) for r in self._db.execute("SELECT rule, device_id FROM alert_state")}
+        cleared = {d for name, d in held if name not in hits or d not in hits[name]}
+        active = R.still_active(self._views, cleared)
         with transaction(self._db, self._lock) as db:
             known = {(r["rule"], r["device_id"]): r for r in db.execute("SELECT * FROM alert_state")}
             for (name, device_id), row in known.items():
@@ -116,7 +120,12 @@ class AlertEngine:
                 db.execute("DELETE FROM alert_state WHERE rule = ? AND device_id = ?", (name, device_id))
                 # Cleared: a recovery notice, unless the rule left the config or the device's
                 # account stopped being active (then nothing more is said about it).
-                if rule is not None and row["state"] == "firing" and self._allows(device_id):
+                if (
+                    rule is not None
+                    and row["state"] == "firing"
+                    and device_id in active
+                    and self._allows(device_id)
+                ):
                     notices.append(self._notice(RESOLVED, rule, device_id, row, now))
             for name, devices in hits.items():
                 rule = rules[name]

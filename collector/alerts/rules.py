@@ -16,6 +16,18 @@ from collector.alerts.config import FirmwareRegressedRule, MosBelowRule, Offline
 from collector.views.db import ACTIVE_DEVICES, ViewsDb, at
 
 
+def still_active(db: ViewsDb, device_ids: set[str]) -> set[str]:
+    """Those of the devices that are provisioned in an active account, per the registry now
+    (the gate learns of a change a moment later; the registry is where it happens first)."""
+    if not device_ids:
+        return set()
+    rows = db.rows(
+        f"WITH {ACTIVE_DEVICES} SELECT id FROM active WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(device_ids)),),
+    )
+    return {r[0] for r in rows}
+
+
 @dataclass(frozen=True)
 class Firing:
     account_id: str

@@ -205,11 +205,6 @@ class FleetViews:
             for m, versions in sorted(by_model.items())
         ]
 
-    def models(self) -> list[str]:
-        return [
-            r[0] for r in self.db.rows(f"WITH {ACTIVE_DEVICES} SELECT DISTINCT model FROM active ORDER BY 1")
-        ]
-
     def device(self, device_id: str) -> DeviceDetail | None:
         """The device's registry entry and newest record of each kind; None if it is not a
         device of an active account."""
