@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -97,6 +99,14 @@ class Pipeline:
         records = self.tagger.tag(observation, device)
         each = _countdown(len(records), done) if done is not None else None
         return all([self._put(record, each) for record in records])
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def queue_capacity(self) -> int:
+        return self._queue.maxsize
 
     @property
     def saturated(self) -> bool:
@@ -217,5 +227,8 @@ class Pipeline:
         """
         allowed = [r for r in records if self.gate.allows(r.device_id)]
         if allowed:
+            started = time.perf_counter()
             sink.write(allowed)
+            elapsed = time.perf_counter() - started
+            self.stats.sink_wrote(sink.name, Counter(r.retention_class for r in allowed), elapsed)
         return allowed

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from collector.alerts.engine import held_for_account
 from collector.sinks.sqlite_store import SqliteStore
 from provisioning.outbox import Outbox
 from provisioning.receipts import ReceiptBook
@@ -36,6 +37,7 @@ def export_account(registry: Registry, stores: Sequence[SqliteStore], account_id
         "webhook_deliveries": [
             {k: v for k, v in e.items() if k != "payload"} for e in Outbox(registry.path).entries(account_id)
         ],
+        "alerts": held_for_account(registry.path.parent / "alerts.db", account_id),
     }
     registry.record_audit(
         "privacy.exported",

@@ -16,6 +16,7 @@ from collector.config import ServiceConfig
 from collector.deactivation import build_deactivator, webhook_dispatcher
 from collector.gate import Gate
 from collector.lifecycle import LifecycleWatcher
+from collector.observability import Observability
 from collector.pipeline import Pipeline
 from collector.profiles import load_profiles
 from collector.retention import load_policy
@@ -98,8 +99,13 @@ class Service:
             config, self.registry, self.sinks, self.policy, run_blocking=self.pipeline.run_in_writer
         )
         self.dispatcher = webhook_dispatcher(config, self.registry) if config.webhooks else None
+        self.observability = Observability(
+            config, self.registry, self.pipeline, self.sinks, self.stats, self.gate
+        )
+        self.watcher.on_event(self.observability.on_event)
         self.api_token = config.api.token() if config.api.enabled else None
         self.api_server: uvicorn.Server | None = None
+        self.api_port: int | None = None  # the bound port (config.api.port may be 0: any free port)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -115,6 +121,8 @@ class Service:
             self._spawn(self.poller.run(), "snmp-poller")
         if self.dispatcher is not None:
             self._spawn(self.dispatcher.run(), "webhooks")
+        for coro, name in self.observability.tasks():
+            self._spawn(coro, name)
         for receipt in self.deactivator.receipts.pending():
             # Accepted before a crash or restart: finish it now, unless another process may
             # still be carrying it out, or a later request for the account overtook it.
@@ -142,7 +150,7 @@ class Service:
         api = self.config.api
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(self.deactivator, token),
+                create_app(self.deactivator, token, self.observability),
                 host=api.host,
                 port=api.port,
                 log_level="warning",
@@ -156,6 +164,7 @@ class Service:
                 self._tasks[-1].result()  # raises the bind error, naming the address
                 raise OSError(f"HTTP API could not start on {api.host}:{api.port}")
             await asyncio.sleep(0.02)
+        self.api_port = int(server.servers[0].sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self.api_server is not None:
@@ -179,6 +188,7 @@ class Service:
         await asyncio.gather(*lifecycle, return_exceptions=True)
         for sink in self.sinks:
             sink.close()
+        self.observability.close()
 
     async def _sweep_forever(self) -> None:
         while True:

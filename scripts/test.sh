@@ -10,6 +10,8 @@ need=()
 [ -x /usr/sbin/snmpd ] || need+=(snmpd)
 command -v snmpget >/dev/null || need+=(snmp)
 [ -x /usr/bin/victoria-metrics ] || need+=(victoria-metrics)
+[ -x /usr/bin/chromium ] || need+=(chromium)            # the dashboard's headless-browser test
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if ((${#need[@]})); then
     echo "installing Debian packages: ${need[*]}"
     sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"

@@ -15,12 +15,16 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from collector.api.dashboard import mount_dashboard
+from collector.api.fleet_routes import fleet_router
 from collector.deactivation import Deactivator, UnknownDevice
+from collector.observability import Observability
 from provisioning.models import normalize_mac
 from provisioning.receipts import Action, ConflictingRequest, Receipt
 from provisioning.registry import UnknownAccount
 
 MAX_BODY = 16 * 1024
+READ_PREFIXES = ("/v1/fleet/", "/v1/devices/", "/v1/rollouts/", "/v1/alerts")
 
 
 class DeactivationRequest(BaseModel):
@@ -44,18 +48,28 @@ class Accepted(BaseModel):
     receipt_url: str
 
 
-def create_app(deactivator: Deactivator, token: str) -> FastAPI:
+def create_app(deactivator: Deactivator, token: str, noc: Observability | None = None) -> FastAPI:
     app = FastAPI(
         title="hookflash",
         version="1",
-        description="Deactivation hooks: stop collection, erase per policy, get a receipt.",
+        description="Deactivation hooks: stop collection, erase per policy, get a receipt. "
+        "Fleet, device, rollout and alert views for the NOC and the firmware team.",
     )
     background: set[asyncio.Task[Receipt]] = set()
+
+    def needs_token(path: str, method: str) -> bool:
+        """Deactivations and receipts always; reads and /metrics as configured."""
+        if noc is not None and method == "GET":
+            if path.startswith(READ_PREFIXES):
+                return noc.config.api.auth_reads
+            if path == "/metrics":
+                return noc.config.api.auth_metrics
+        return path.startswith("/v1/")
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         """Authenticate before the body is read, and refuse oversized bodies unread."""
-        if request.url.path.startswith("/v1/"):
+        if needs_token(request.url.path, request.method):
             scheme, _, presented = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
                 return JSONResponse(
@@ -116,4 +130,7 @@ def create_app(deactivator: Deactivator, token: str) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    if noc is not None:
+        app.include_router(fleet_router(noc))
+        mount_dashboard(app, noc)
     return app

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import time
 from dataclasses import dataclass, field
@@ -15,12 +17,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from collector.alerts.config import AlertsConfig, FirmwareRegressedRule, MosBelowRule, RegistrationLostRule
 from collector.cli.common import check_data_dir, console, data_dir_option, fail_cleanly
-from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
+from collector.config import ApiConfig, MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
 from collector.service import Service, registry_path, store_path
 from collector.sim.broker import EmbeddedBroker
 from collector.sim.fleet import COMMUNITY, SimulatedFleet, build_fleet
 from collector.stats import Stats
+from collector.views.config import ViewsConfig
 from provisioning.receipts import Action, ReceiptStatus
 from provisioning.registry import Registry
 
@@ -65,7 +69,26 @@ def progress_table(stats: Stats, elapsed: float, duration: float, notes: list[st
     return table
 
 
-async def run_demo(data_dir: Path, devices: int, duration: float, period: float) -> DemoResult:
+def demo_views(period: float, port: int) -> dict[str, object]:
+    """The dashboard part of the demo's config: the API on 127.0.0.1 with open reads (the
+    deactivation endpoints keep a random token nobody is shown), and a few alert rules."""
+    os.environ.setdefault("HOOKFLASH_DEMO_TOKEN", secrets.token_urlsafe(24))
+    return {
+        "api": ApiConfig(enabled=True, port=port, token_env="HOOKFLASH_DEMO_TOKEN", auth_reads=False),
+        "views": ViewsConfig(offline_after_s=max(10 * period, 10), refresh_s=max(period, 1)),
+        "alerts": AlertsConfig(
+            enabled=True,
+            interval_s=max(period, 1),
+            rules=[
+                MosBelowRule(name="poor-mos", type="mos_below", threshold=3.5, calls=3),
+                RegistrationLostRule(name="registration-lost", type="registration_lost"),
+                FirmwareRegressedRule(name="firmware-regressed", type="firmware_regressed"),
+            ],
+        ),
+    }
+
+
+async def run_demo(data_dir: Path, devices: int, duration: float, period: float, port: int = 0) -> DemoResult:
     prepare_data_dir(data_dir)
     logging.basicConfig(
         filename=data_dir / "hookflash.log",
@@ -91,9 +114,11 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float)
         ),
         credentials={"demo": SnmpCredential.model_validate({"community": COMMUNITY})},
         lifecycle_poll_s=0.05,
+        **demo_views(period, port),
     )
     service = Service(config, registry=registry)
     await service.start()
+    console.print(f"dashboard: http://127.0.0.1:{service.api_port}/  (while the demo runs)", highlight=False)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -201,13 +226,21 @@ def status_summary(changed: dict[str, str]) -> list[str]:
     show_default=True,
     help="Seconds between a device's reports.",
 )
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=0,
+    show_default=True,
+    help="Port of the dashboard on 127.0.0.1 (0: any free port).",
+)
 @data_dir_option
 @fail_cleanly
-def demo(devices: int, duration: float, period: float, data_dir: Path) -> None:
-    """Collect from a simulated fleet on this machine; no external service needed.
+def demo(devices: int, duration: float, period: float, port: int, data_dir: Path) -> None:
+    """Collect from a simulated fleet on this machine; no external service needed. The NOC
+    dashboard is served on 127.0.0.1 while it runs; its URL is printed first.
 
     Halfway through, one account is set inactive and another revoked."""
-    result = asyncio.run(run_demo(data_dir, devices, duration, period))
+    result = asyncio.run(run_demo(data_dir, devices, duration, period, port))
     stats = result.stats
     console.print(
         f"\ndone: {len(stats.devices_seen)} devices seen, {stats.stored} records stored, "
@@ -220,6 +253,7 @@ def demo(devices: int, duration: float, period: float, data_dir: Path) -> None:
         f"hookflash query --data-dir {data_dir} --kind call_quality --limit 10",
         f"hookflash query --data-dir {data_dir} --format json --account {INACTIVE_ACCOUNT}",
         f"hookflash accounts list --data-dir {data_dir}",
+        f"hookflash rollout status --model HT812 --target 1.0.47.4 --data-dir {data_dir}",
         f"hookflash quarantine --data-dir {data_dir}",
         f"hookflash audit --data-dir {data_dir}",
     ):

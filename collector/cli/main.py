@@ -8,6 +8,7 @@ from collector.cli.demo import demo
 from collector.cli.privacy_cmds import privacy, receipts
 from collector.cli.query_cmds import audit, quarantine, query, sweep
 from collector.cli.registry_cmds import accounts, devices
+from collector.cli.rollout_cmds import rollout
 from collector.cli.run_cmd import run
 
 
@@ -17,7 +18,7 @@ def cli() -> None:
     """hookflash: privacy-first telemetry for provider-supplied ATAs and VoIP phones."""
 
 
-for command in (demo, run, devices, accounts, query, quarantine, audit, sweep, privacy, receipts):
+for command in (demo, run, devices, accounts, query, quarantine, audit, sweep, privacy, receipts, rollout):
     cli.add_command(command)
 
 

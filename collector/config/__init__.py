@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from collector.alerts.config import AlertsConfig
 from collector.config.snmp import (
     ConfigError,
     ResolvedCredential,
@@ -25,6 +26,7 @@ from collector.config.snmp import (
     SnmpCredential,
     from_env,
 )
+from collector.views.config import ViewsConfig
 from provisioning.validation import describe
 
 __all__ = [
@@ -144,8 +146,10 @@ class ApiConfig(_Section):
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(default=8480, gt=0, lt=65536)
+    port: int = Field(default=8480, ge=0, lt=65536, description="0: any free port")
     token_env: str = "HOOKFLASH_API_TOKEN"
+    auth_reads: bool = True  # the fleet, device, rollout and alert endpoints need the token too
+    auth_metrics: bool = False  # /metrics needs the token (Prometheus: `authorization` in the scrape)
 
     def token(self) -> str:
         return from_env(self.token_env, "api.token_env")
@@ -178,6 +182,8 @@ class ServiceConfig(_Section):
     api: ApiConfig = ApiConfig()
     influx: InfluxConfig = InfluxConfig()
     ack_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    views: ViewsConfig = ViewsConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     def resolved_credentials(self) -> dict[str, ResolvedCredential]:
         return {name: cred.resolved(name) for name, cred in self.credentials.items()}

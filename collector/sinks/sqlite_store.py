@@ -19,6 +19,7 @@ from typing import Any
 from collector.decode.mqtt import QuarantineEntry
 from collector.records import TelemetryRecord
 from collector.retention import EndAction, RetentionClass
+from collector.views.latest import ensure_latest
 from provisioning.db import open_db, transaction
 
 _SCHEMA = """
@@ -91,6 +92,7 @@ class SqliteStore:
         self._lock = threading.RLock()
         # secure_delete: erased rows are overwritten on disk, not just unlinked.
         self._db = open_db(path, _SCHEMA, "synchronous=NORMAL", "secure_delete=ON")
+        ensure_latest(self._db)  # the fleet views' index, kept by triggers (collector.views)
 
     def close(self) -> None:
         with self._lock:
@@ -206,6 +208,7 @@ class SqliteStore:
         with self._lock:
             parts = [json.dumps(dict(r), default=str) for r in self._db.execute("SELECT * FROM telemetry")]
             parts += [json.dumps(dict(r)) for r in self._db.execute("SELECT * FROM aggregates")]
+            parts += [json.dumps(dict(r)) for r in self._db.execute("SELECT * FROM latest")]
             parts += [json.dumps(asdict(q), default=str) for q in self.quarantined(limit=1_000_000)]
         return "\n".join(parts)
 

@@ -225,6 +225,8 @@ class SnmpPoller:
     def _failed(self, device: Device, state: DeviceState, exc: Exception) -> None:
         stats = self._pipeline.stats
         stats.polls_failed += 1
+        if isinstance(exc, TimeoutError):
+            stats.polls_timed_out += 1
         reason = str(exc)[:80] or type(exc).__name__
         stats.poll_errors[reason] += 1
         state.failures += 1

@@ -14,7 +14,7 @@ from collector.records import FieldValue, Kind, Observation
 _SECRET_NAME = re.compile(r"pass|secret|token|key|community|auth|cred", re.IGNORECASE)
 
 
-def _version_key(version: str) -> tuple[int, ...] | None:
+def version_key(version: str) -> tuple[int, ...] | None:
     parts = re.findall(r"\d+", version)
     return tuple(int(p) for p in parts) if parts else None
 
@@ -49,7 +49,7 @@ class ChangeDetector:
             old = self._firmware.get(device)
             self._firmware[device] = new
             if old is not None and old != new:
-                old_key, new_key = _version_key(old), _version_key(new)
+                old_key, new_key = version_key(old), version_key(new)
                 direction = (
                     "upgrade"
                     if old_key and new_key and new_key > old_key

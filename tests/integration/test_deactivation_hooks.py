@@ -10,13 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from receiver import WebhookReceiver
 
 from collector.config import ApiConfig, ServiceConfig, SnmpConfig, SnmpCredential, WebhookConfig
 from collector.sinks.sqlite_store import SqliteStore
 from factories import mqtt_device, snmp_device
 from provisioning.outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from provisioning.registry import Registry
+from receiver import WebhookReceiver
 from runner import RunningService, eventually, hookflash
 from services import SnmpdFactory, free_port
 

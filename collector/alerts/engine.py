@@ -1,0 +1,287 @@
+"""The alert engine: evaluates the rules every `interval_s`, remembers what fires, and
+sends one notice when an alert starts and one when it clears.
+
+State lives in `alerts.db` in the data dir (so a restart does not repeat notices), next
+to an outbox for the webhook notices: the same signed, retried, at-least-once delivery as
+the deactivation webhooks (provisioning.outbox), in a file of its own so the two
+dispatchers never take each other's entries.
+
+Privacy: only devices of active accounts are evaluated. When an account stops being
+active its alerts are dropped without a notice, and its state and queued or sent notices
+are deleted (`forget`), so nothing about it is sent or kept afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from collector.alerts import rules as R
+from collector.alerts.config import (
+    AlertsConfig,
+    FirmwareRegressedRule,
+    MosBelowRule,
+    OfflineRule,
+    RegistrationLostRule,
+    Rule,
+)
+from collector.config.snmp import from_env
+from collector.views.db import ViewsDb
+from provisioning.db import open_db, transaction
+from provisioning.outbox import Outbox, WebhookDispatcher, WebhookTarget
+
+log = logging.getLogger(__name__)
+FIRING, RESOLVED = "alert.firing", "alert.resolved"
+SENT_KEPT_S = 7 * 86400  # delivered notices are deleted after this
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_state (
+    rule TEXT NOT NULL, device_id TEXT NOT NULL, account_id TEXT NOT NULL, model TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'firing')), since REAL NOT NULL, detail TEXT NOT NULL,
+    PRIMARY KEY (rule, device_id)
+);
+CREATE INDEX IF NOT EXISTS alert_state_account ON alert_state(account_id);
+"""
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class Notice:
+    event: str
+    payload: dict[str, Any]
+    account_id: str
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        views: ViewsDb,
+        path: Path,
+        allows: Callable[[str], bool],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`allows(device_id)`: is the device provisioned, with an active account (the gate)."""
+        self.config = config
+        self._views = views
+        self._allows = allows
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db = open_db(path, _SCHEMA)
+        self.outbox = Outbox(path)
+        self._mos = {r.name: R.MosTracker(r) for r in config.rules if isinstance(r, MosBelowRule)}
+        self.notices_sent = 0
+        self.rounds = 0  # evaluations completed (tests wait for rounds, not for time)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- evaluating ------------------------------------------------------------------------
+
+    def _hits(self, rule: Rule, now: float) -> dict[str, R.Firing]:
+        if isinstance(rule, OfflineRule):
+            return R.offline(self._views, rule, now)
+        if isinstance(rule, RegistrationLostRule):
+            return R.registration_lost(self._views, rule)
+        if isinstance(rule, FirmwareRegressedRule):
+            return R.firmware_regressed(self._views, rule)
+        return self._mos[rule.name].evaluate(self._views)
+
+    def evaluate(self) -> list[Notice]:
+        """One round: compare what holds now with what was firing; send the differences."""
+        now = self._clock()
+        for tracker in self._mos.values():
+            tracker.forget({d for d in tracker.poor if not self._allows(d)})
+        hits = {rule.name: self._hits(rule, now) for rule in self.config.rules}
+        rules = {rule.name: rule for rule in self.config.rules}
+        notices: list[Notice] = []
+        with self._lock:
+            held = {(r[0], r[1]) for r in self._db.execute("SELECT rule, device_id FROM alert_state")}
+        cleared = {d for name, d in held if name not in hits or d not in hits[name]}
+        active = R.still_active(self._views, cleared)
+        with transaction(self._db, self._lock) as db:
+            known = {(r["rule"], r["device_id"]): r for r in db.execute("SELECT * FROM alert_state")}
+            for (name, device_id), row in known.items():
+                rule = rules.get(name)
+                if rule is not None and device_id in hits[name]:
+                    continue
+                db.execute("DELETE FROM alert_state WHERE rule = ? AND device_id = ?", (name, device_id))
+                # Cleared: a recovery notice, unless the rule left the config or the device's
+                # account stopped being active (then nothing more is said about it).
+                if (
+                    rule is not None
+                    and row["state"] == "firing"
+                    and device_id in active
+                    and self._allows(device_id)
+                ):
+                    notices.append(self._notice(RESOLVED, rule, device_id, row, now))
+            for name, devices in hits.items():
+                rule = rules[name]
+                for device_id, firing in devices.items():
+                    row = known.get((name, device_id))
+                    if not self._allows(device_id):
+                        continue
+                    if row is None:
+                        state = "firing" if rule.hold_s <= 0 else "pending"
+                        db.execute(
+                            "INSERT INTO alert_state VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                name,
+                                device_id,
+                                firing.account_id,
+                                firing.model,
+                                state,
+                                now,
+                                json.dumps(firing.detail, sort_keys=True),
+                            ),
+                        )
+                        if state == "firing":
+                            notices.append(self._notice(FIRING, rule, device_id, None, now, firing))
+                    elif row["state"] == "pending" and now - row["since"] >= rule.hold_s:
+                        db.execute(
+                            "UPDATE alert_state SET state = 'firing' WHERE rule = ? AND device_id = ?",
+                            (name, device_id),
+                        )
+                        notices.append(self._notice(FIRING, rule, device_id, row, now, firing))
+            db.execute(
+                "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < ?", (now - SENT_KEPT_S,)
+            )
+        for notice in notices:
+            self._send(notice)
+        self.rounds += 1
+        return notices
+
+    def _notice(
+        self, event: str, rule: Rule, device_id: str, row: Any, now: float, firing: R.Firing | None = None
+    ) -> Notice:
+        since = row["since"] if row is not None else now
+        account = firing.account_id if firing else row["account_id"]
+        payload: dict[str, Any] = {
+            "event": event,
+            "alert_id": f"{rule.name}:{device_id}:{since:.3f}",
+            "rule": rule.name,
+            "type": rule.type,
+            "device_id": device_id,
+            "account_id": account,
+            "model": firing.model if firing else row["model"],
+            "since": _iso(since),
+            "at": _iso(now),
+            "detail": firing.detail if firing else json.loads(row["detail"]),
+        }
+        if event == RESOLVED:
+            payload["duration_s"] = round(now - since, 1)
+        return Notice(event, payload, account)
+
+    def _send(self, notice: Notice) -> None:
+        p = notice.payload
+        if notice.event == FIRING:
+            log.warning(
+                "alert %s FIRING for device %s (%s, account %s): %s",
+                p["rule"],
+                p["device_id"],
+                p["model"],
+                p["account_id"],
+                json.dumps(p["detail"], sort_keys=True),
+            )
+        else:
+            log.info(
+                "alert %s RESOLVED for device %s after %.0fs", p["rule"], p["device_id"], p["duration_s"]
+            )
+        for webhook in self.config.webhooks:
+            self.outbox.enqueue(webhook.name, notice.event, p, notice.account_id)
+        self.notices_sent += 1
+
+    # -- reading and forgetting ------------------------------------------------------------
+
+    def firing(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM alert_state WHERE state = 'firing' ORDER BY since DESC, rule, device_id"
+            ).fetchall()
+        types = {r.name: r.type for r in self.config.rules}
+        return [
+            {
+                "rule": r["rule"],
+                "type": types.get(r["rule"], "unknown"),
+                "device_id": r["device_id"],
+                "account_id": r["account_id"],
+                "model": r["model"],
+                "since": _iso(r["since"]),
+                "detail": json.loads(r["detail"]),
+            }
+            for r in rows
+            if self._allows(r["device_id"])
+        ]
+
+    def firing_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rule, count(*) FROM alert_state WHERE state = 'firing' GROUP BY rule"
+            ).fetchall()
+        counts = {r.name: 0 for r in self.config.rules}
+        counts.update({r[0]: r[1] for r in rows if r[0] in counts})
+        return counts
+
+    def forget(self, account_id: str, device_id: str | None = None) -> None:
+        """The account (or one device of it) stopped: drop its alerts and its notices, queued
+        or sent, without a word."""
+        with transaction(self._db, self._lock) as db:
+            if device_id is None:
+                db.execute("DELETE FROM alert_state WHERE account_id = ?", (account_id,))
+                db.execute("DELETE FROM outbox WHERE account_id = ?", (account_id,))
+            else:
+                db.execute("DELETE FROM alert_state WHERE device_id = ?", (device_id,))
+                db.execute(
+                    "DELETE FROM outbox WHERE account_id = ? AND payload->>'device_id' = ?",
+                    (account_id, device_id),
+                )
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.evaluate)
+            except Exception:
+                log.exception("alert evaluation failed; will try again next interval")
+            await asyncio.sleep(self.config.interval_s)
+
+    def dispatcher(self) -> WebhookDispatcher | None:
+        if not self.config.webhooks:
+            return None
+        targets = {
+            w.name: WebhookTarget(
+                w.name,
+                w.url,
+                from_env(w.secret_env, f"alerts.webhooks.{w.name}.secret_env").encode(),
+                w.timeout_s,
+            )
+            for w in self.config.webhooks
+        }
+        return WebhookDispatcher(self.outbox, targets, audit=lambda *_args: None, poll_s=0.2)
+
+
+def held_for_account(path: Path, account_id: str) -> dict[str, list[dict[str, Any]]]:
+    """What alerts.db holds about an account, for a privacy export (P6)."""
+    if not path.exists():
+        return {"alerts": [], "notices": []}
+    db = open_db(path, _SCHEMA)
+    try:
+        alerts = [
+            dict(r) for r in db.execute("SELECT * FROM alert_state WHERE account_id = ?", (account_id,))
+        ]
+    finally:
+        db.close()
+    return {"alerts": alerts, "notices": Outbox(path).entries(account_id)}

@@ -1,0 +1,43 @@
+"""The NOC dashboard (static HTML/JS/CSS shipped in the package: no build step, no CDN)
+and /metrics."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from collector.metrics import CONTENT_TYPE_LATEST, exposition
+from collector.observability import Observability
+
+STATIC = Path(str(resources.files("collector.api").joinpath("static")))
+
+
+def mount_dashboard(app: FastAPI, noc: Observability) -> None:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @router.get("/dashboard.json")
+    def settings() -> dict[str, Any]:
+        """What the page needs to know before its first API call."""
+        return {
+            "refresh_s": noc.config.views.refresh_s,
+            "auth_reads": noc.config.api.auth_reads,
+            "offline_after_s": noc.config.views.offline_after_s,
+            "poor_mos": noc.config.views.poor_mos,
+            "alerts": noc.alerts is not None,
+        }
+
+    @router.get("/metrics")
+    def metrics() -> Response:
+        return Response(exposition(noc.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

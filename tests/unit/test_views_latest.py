@@ -1,0 +1,92 @@
+"""The views' index (collector/views/latest.py) stays exact through writes, purges,
+erasure and retention: a view never shows a record that is gone."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from collector.records import Kind
+from collector.retention import load_policy
+from collector.sinks.sqlite_store import SqliteStore
+from collector.views.latest import ensure_latest
+from factories import T0, record, snmp_device
+
+POLICY = load_policy()
+A, B = snmp_device(1, "acct-a"), snmp_device(2, "acct-b")
+
+
+def latest(store: SqliteStore) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = store._db.execute("SELECT slot, device_id, fields FROM latest").fetchall()
+    return {(r[0], r[1]): json.loads(r[2]) for r in rows}
+
+
+def state(store: SqliteStore, device_id: str) -> tuple[Any, ...] | None:
+    row = store._db.execute(
+        "SELECT last_seen, reg_state, mos, version FROM device_state WHERE device_id = ?", (device_id,)
+    ).fetchone()
+    return None if row is None else tuple(row)
+
+
+def test_latest_follows_writes_purges_and_erasure(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "telemetry.db")
+    store.write(
+        [
+            record(POLICY, A, Kind.CALL_QUALITY, {"mos": 4.1}, minutes=0),
+            record(POLICY, A, Kind.CALL_QUALITY, {"mos": 3.0}, minutes=10),
+            record(POLICY, A, Kind.CALL_QUALITY, {"mos": 4.4}, minutes=5),  # late, older: not the newest
+            record(
+                POLICY,
+                A,
+                Kind.REGISTRATION,
+                {"line1_state": "failed", "line2_state": "unregistered"},
+                minutes=1,
+            ),
+            record(POLICY, A, Kind.FIRMWARE, {"version": "1.0.47.4"}, minutes=2),
+            record(POLICY, A, Kind.REACHABILITY, {"state": "down"}, minutes=30),  # not "seen"
+            record(POLICY, A, Kind.CHANGE, {"event": "firmware_changed", "version": "1.0.47.4"}, minutes=2),
+            record(POLICY, A, Kind.CHANGE, {"event": "reboot", "uptime_s": 5}, minutes=3),
+            record(POLICY, B, Kind.REGISTRATION, {"line1_state": "registered"}, minutes=20),
+        ]
+    )
+    assert latest(store)[("call_quality", A.id)] == {"mos": 3.0}
+    assert latest(store)[("change.firmware_changed", A.id)]["version"] == "1.0.47.4"
+    assert latest(store)[("change.reboot", A.id)]["uptime_s"] == 5
+    ts = (T0 + timedelta(minutes=10)).timestamp()
+    assert state(store, A.id) == (ts, "unregistered", 3.0, "1.0.47.4")
+    assert state(store, B.id) == ((T0 + timedelta(minutes=20)).timestamp(), "registered", None, None)
+
+    # The newest call-quality record goes (any delete): the index steps back to the next newest.
+    store._db.execute("DELETE FROM telemetry WHERE kind = 'call_quality' AND fields->>'mos' = 3.0")
+    assert latest(store)[("call_quality", A.id)] == {"mos": 4.4}
+    assert state(store, A.id) == ((T0 + timedelta(minutes=5)).timestamp(), "unregistered", 4.4, "1.0.47.4")
+
+    # Retention ends the older operational records: nothing of them is left in the index.
+    store.expire(POLICY.classes["operational"], T0 + timedelta(minutes=6), POLICY.aggregate_text_fields)
+    assert ("call_quality", A.id) not in latest(store) and ("registration", A.id) not in latest(store)
+    assert ("reachability", A.id) in latest(store)  # at +30 min: still within
+    assert state(store, A.id) == ((T0 + timedelta(minutes=3)).timestamp(), None, None, "1.0.47.4")
+
+    store.erase_account("acct-a", list(POLICY.classes.values()), POLICY.aggregate_text_fields)
+    assert {d for _, d in latest(store)} == {B.id}
+    assert state(store, A.id) is None and A.id not in store.text_dump()
+
+
+def test_an_older_store_gets_its_index_filled_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "telemetry.db")
+    store.write(
+        [
+            record(POLICY, A, Kind.CALL_QUALITY, {"mos": 4.1}, minutes=0),
+            record(POLICY, A, Kind.CALL_QUALITY, {"mos": 3.9}, minutes=1),
+            record(POLICY, B, Kind.FIRMWARE, {"version": "1.0.43.11"}, minutes=0),
+        ]
+    )
+    before = latest(store), state(store, A.id), state(store, B.id)
+    store._db.executescript(
+        "DROP TRIGGER latest_on_insert; DROP TRIGGER latest_on_delete;"
+        " DROP TABLE device_state; DROP TABLE latest;"
+    )
+    ensure_latest(store._db)
+    assert (latest(store), state(store, A.id), state(store, B.id)) == before
