@@ -229,6 +229,7 @@ class Pipeline:
         if allowed:
             started = time.perf_counter()
             sink.write(allowed)
-            elapsed = time.perf_counter() - started
-            self.stats.sink_wrote(sink.name, Counter(r.retention_class for r in allowed), elapsed)
+            if sink is self._quarantine_store:  # a spooled sink counts when it has really sent
+                elapsed = time.perf_counter() - started
+                self.stats.sink_wrote(sink.name, Counter(r.retention_class for r in allowed), elapsed)
         return allowed

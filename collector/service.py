@@ -23,6 +23,7 @@ from collector.retention import load_policy
 from collector.retention.sweeper import RetentionSweeper
 from collector.sinks.base import Sink
 from collector.sinks.influx import InfluxSink
+from collector.sinks.spooled import SpooledSink
 from collector.sinks.sqlite_store import SqliteStore
 from collector.sources.mqtt import MqttSubscriber
 from collector.sources.snmp import SnmpPoller
@@ -51,6 +52,7 @@ class Service:
         credentials = config.resolved_credentials()
         self.registry = registry or Registry(registry_path(config.data_dir))
         self.store = SqliteStore(store_path(config.data_dir))
+        self.stats = Stats()
         self.sinks: list[Sink] = [self.store]
         if config.influx.enabled:
             influx = config.influx
@@ -64,7 +66,8 @@ class Service:
                     influx.timeout_s,
                 )
             )
-        self.stats = Stats()
+        # Every remote sink gets its own disk spool and worker: a slow one blocks nobody.
+        self.sinks = [self.store, *(self._spooled(sink) for sink in self.sinks[1:])]
         first_event = self.registry.last_event_id()  # before the gate reads the registry
         self.gate = Gate(self.registry)
         changes = ChangeDetector()
@@ -107,6 +110,14 @@ class Service:
         self.api_server: uvicorn.Server | None = None
         self.api_port: int | None = None  # the bound port (config.api.port may be 0: any free port)
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _spooled(self, sink: Sink) -> SpooledSink:
+        return SpooledSink(
+            sink,
+            self.config.data_dir / "spool" / sink.name,
+            self.stats,
+            max_bytes=self.config.spool.max_mb * 1024 * 1024,
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -187,7 +198,10 @@ class Service:
             task.cancel()
         await asyncio.gather(*lifecycle, return_exceptions=True)
         for sink in self.sinks:
-            sink.close()
+            if isinstance(sink, SpooledSink):
+                sink.close(self.config.spool.flush_on_stop_s)
+            else:
+                sink.close()
         self.observability.close()
 
     async def _sweep_forever(self) -> None:

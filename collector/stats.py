@@ -39,6 +39,7 @@ class Stats:
     stored_by_sink_class: Counter[tuple[str, str]] = field(default_factory=Counter)
     sink_write_latency: dict[str, LatencyHistogram] = field(default_factory=dict)
     collection_stops: Counter[str] = field(default_factory=Counter)  # lifecycle event type -> count
+    spool_refused: Counter[str] = field(default_factory=Counter)  # sink -> records refused, spool full
 
     def sink_wrote(self, sink: str, per_class: Counter[str], seconds: float) -> None:
         """One successful write of a batch to a sink (called from the writer thread)."""

@@ -141,6 +141,15 @@ class WebhookConfig(_Section):
         return from_env(self.secret_env, f"webhooks.{self.name}.secret_env").encode()
 
 
+class SpoolConfig(_Section):
+    """The disk spool in front of each remote sink (InfluxDB): where batches wait while the
+    server is down or slow. Under `<data_dir>/spool/<sink>`."""
+
+    max_mb: int = Field(default=1024, ge=1, description="bound per sink; when full, new records "
+                        "for that sink are refused and reported (the embedded store keeps them)")
+    flush_on_stop_s: float = Field(default=5.0, ge=0, le=300)
+
+
 class ApiConfig(_Section):
     """The HTTP API for billing/CRM deactivation calls, served by `hookflash run`."""
 
@@ -181,6 +190,7 @@ class ServiceConfig(_Section):
     webhooks: list[WebhookConfig] = []
     api: ApiConfig = ApiConfig()
     influx: InfluxConfig = InfluxConfig()
+    spool: SpoolConfig = SpoolConfig()
     ack_timeout_s: float = Field(default=5.0, gt=0, le=60)
     views: ViewsConfig = ViewsConfig()
     alerts: AlertsConfig = AlertsConfig()
