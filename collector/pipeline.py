@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -27,6 +27,51 @@ from collector.tag import Tagger
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Done = Callable[[], None]
+
+
+Item = tuple[TelemetryRecord | QuarantineEntry, Done | None]
+
+
+class _Backlog:
+    """What waits for the writer: a bounded FIFO that is cheap per item (a deque; the writer
+    is woken by an event and takes whole batches), with join() for a flush at stop."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[Item] = deque()
+        self._nonempty = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._unsettled = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Item) -> bool:
+        if len(self._items) >= self.maxsize:
+            return False
+        self._items.append(item)
+        self._unsettled += 1
+        self._settled.clear()
+        self._nonempty.set()
+        return True
+
+    async def wait(self) -> None:
+        while not self._items:
+            self._nonempty.clear()
+            await self._nonempty.wait()
+
+    def take(self, limit: int) -> list[Item]:
+        items = self._items
+        return [items.popleft() for _ in range(min(limit, len(items)))]
+
+    def settled(self, count: int) -> None:
+        self._unsettled -= count
+        if self._unsettled == 0:
+            self._settled.set()
+
+    async def join(self) -> None:
+        await self._settled.wait()
 
 
 def _countdown(n: int, done: Done) -> Done:
@@ -61,9 +106,7 @@ class Pipeline:
         self.stats = stats
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._queue: asyncio.Queue[tuple[TelemetryRecord | QuarantineEntry, Done | None]] = asyncio.Queue(
-            queue_size
-        )
+        self._queue = _Backlog(queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookflash-writer")
         self._task: asyncio.Task[None] | None = None
 
@@ -97,12 +140,14 @@ class Pipeline:
             return False
         self.stats.devices_seen.add(device.id)
         records = self.tagger.tag(observation, device)
+        if len(records) == 1:
+            return self._put(records[0], done)
         each = _countdown(len(records), done) if done is not None else None
         return all([self._put(record, each) for record in records])
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     @property
     def queue_capacity(self) -> int:
@@ -111,7 +156,7 @@ class Pipeline:
     @property
     def saturated(self) -> bool:
         """Too full to take a message's records (each makes at most two: record and change)."""
-        return self._queue.maxsize - self._queue.qsize() < 2
+        return self._queue.maxsize - len(self._queue) < 2
 
     def quarantine(self, entry: QuarantineEntry, done: Done | None = None) -> None:
         self.stats.quarantined += 1
@@ -125,12 +170,10 @@ class Pipeline:
         self._put(entry, done)
 
     def _put(self, item: TelemetryRecord | QuarantineEntry, done: Done | None = None) -> bool:
-        try:
-            self._queue.put_nowait((item, done))
-        except asyncio.QueueFull:
-            self.stats.queue_overflow += 1
-            return False
-        return True
+        if self._queue.put((item, done)):
+            return True
+        self.stats.queue_overflow += 1
+        return False
 
     # -- writer -------------------------------------------------------------------------------
 
@@ -149,7 +192,7 @@ class Pipeline:
             except TimeoutError:
                 log.error(
                     "stopping with %d records not written: a sink kept failing for %.0fs",
-                    self._queue.qsize(),
+                    len(self._queue),
                     grace_s,
                 )
             self._task.cancel()
@@ -158,12 +201,11 @@ class Pipeline:
 
     async def _drain(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            if self._queue.qsize() < self._batch_size:
+            await self._queue.wait()
+            if len(self._queue) < self._batch_size:
                 # Light load: wait a moment so records are written in batches, not one by one.
                 await asyncio.sleep(self._flush_interval)
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = self._queue.take(self._batch_size)
             try:
                 await self._write([item for item, _done in batch])
                 # Only now is each item settled (written, or dropped by the gate in flight).
@@ -175,8 +217,7 @@ class Pipeline:
             except Exception:  # never let one bad batch end the writer
                 log.exception("writing a batch of %d items failed; it was dropped", len(batch))
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._queue.settled(len(batch))
 
     async def _write(self, batch: list[TelemetryRecord | QuarantineEntry]) -> None:
         records = [r for r in batch if isinstance(r, TelemetryRecord)]

@@ -36,7 +36,7 @@ class Observation(BaseModel):
     device_id: str
     kind: Kind
     observed_at: datetime
-    fields: dict[str, FieldValue]
+    fields: dict[str, FieldValue] = Field(min_length=1)
     source: Source
     # Same for a redelivered copy of the same message: the store keeps one (see SqliteStore).
     dedupe_key: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from provisioning.receipts import Receipt, ReceiptStatus
 from provisioning.registry import Registry
 
 log = logging.getLogger(__name__)
+_GC_YOUNG = 20_000
 
 
 def registry_path(data_dir: Path) -> Path:
@@ -123,6 +125,12 @@ class Service:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def start(self) -> None:
+        # Ingest allocates and frees many small objects per message; the collector's default
+        # (a young-generation pass every 700 allocations, rescanning everything alive in
+        # the queue) costs a tenth of the loop's time at full rate. What exists now (profiles,
+        # registry, policy) lives as long as the service: freeze it out of every pass.
+        gc.freeze()
+        gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
         self.pipeline.start()
         self._spawn(self.watcher.run(), "lifecycle")
         self._spawn(self._sweep_forever(), "sweeper")

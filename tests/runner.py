@@ -18,8 +18,10 @@ from collector.service import Service
 
 
 class RunningService:
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, prepare: Callable[[Service], None] | None = None) -> None:
+        """`prepare` may adjust the service after it is built and before it starts."""
         self.config = config
+        self._prepare = prepare
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="service-loop", daemon=True)
         self.service: Service | None = None
@@ -29,6 +31,8 @@ class RunningService:
 
         async def start() -> Service:
             service = Service(self.config)
+            if self._prepare is not None:
+                self._prepare(service)
             await service.start()
             return service
 

@@ -10,6 +10,9 @@ from collector.records import FieldValue
 
 RawValue = int | float | str | bytes | bool
 MAX_STRING = 1024
+# Tuples, not `int | float`: a union is built anew each time the expression runs.
+_NUMBER = (int, float)
+_TEXT = (bytes, str)
 
 
 class ConversionError(ValueError):
@@ -31,9 +34,9 @@ def _text(raw: RawValue) -> str:
 def _number(raw: RawValue) -> float:
     if isinstance(raw, bool):
         raise TypeError("expected a number, got a boolean")
-    if isinstance(raw, int | float):
+    if isinstance(raw, _NUMBER):
         value = float(raw)
-    elif isinstance(raw, bytes | str):
+    elif isinstance(raw, _TEXT):
         value = float(_text(raw))
     else:
         raise TypeError(f"expected a number, got {type(raw).__name__}")
@@ -84,7 +87,7 @@ def convert(spec: FieldSpec, raw: RawValue) -> FieldValue:
             return _integer(raw) // 100
         if spec.type == "enum":
             assert spec.enum is not None
-            key = str(_integer(raw)) if isinstance(raw, int | float) else _text(raw)
+            key = str(_integer(raw)) if isinstance(raw, _NUMBER) else _text(raw)
             if key not in spec.enum:
                 raise ValueError(f"{key!r} is not one of {sorted(spec.enum)}")
             return spec.enum[key]

@@ -17,6 +17,13 @@ MAX_DEPTH = 16
 FUTURE_SKEW = timedelta(minutes=5)
 MAX_AGE = timedelta(days=7)
 HEAD_BYTES = 48
+_FUTURE_SKEW_S = FUTURE_SKEW.total_seconds()
+_MAX_AGE_S = MAX_AGE.total_seconds()
+_KINDS = {k.value: k for k in Kind}
+# Tuples, not `int | float`: a union is built anew each time the expression runs.
+_NUMBER = (int, float)
+_CONTAINER = (dict, list)
+_SCALAR = (bool, int, float, str)
 
 
 class PayloadRejected(ValueError):
@@ -79,6 +86,10 @@ def _reject_constant(name: str) -> Any:
     raise PayloadRejected(f"JSON constant {name} is not allowed")
 
 
+# One decoder for all payloads: json.loads with an option builds a new one on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _depth(value: Any, limit: int) -> int:
     stack: list[tuple[Any, int]] = [(value, 1)]
     deepest = 0
@@ -92,12 +103,12 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def _lookup(document: dict[str, Any], path: str) -> Any:
+def _lookup(document: dict[str, Any], parts: tuple[str, ...]) -> Any:
     node: Any = document
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
+    for part in parts:
+        if not isinstance(node, dict):
             return None
-        node = node[part]
+        node = node.get(part)
     return node
 
 
@@ -109,7 +120,7 @@ def parse_payload(payload: bytes, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise PayloadRejected(f"invalid UTF-8 at byte {exc.start}") from None
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise PayloadRejected(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -126,17 +137,21 @@ def _observed_at(document: dict[str, Any], received_at: datetime) -> datetime:
     ts = document.get("ts")
     if ts is None:
         return received_at
-    if isinstance(ts, bool) or not isinstance(ts, int | float):
+    if isinstance(ts, bool) or not isinstance(ts, _NUMBER):
         raise PayloadRejected(f"ts must be Unix seconds, got {type(ts).__name__}")
+    received = received_at.timestamp()  # NaN and Infinity never get here (parse_payload)
+    if ts > received + _FUTURE_SKEW_S:
+        raise PayloadRejected(f"ts {_when(ts)} is in the future")
+    if ts < received - _MAX_AGE_S:
+        raise PayloadRejected(f"ts {_when(ts)} is older than {MAX_AGE.days} days")
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _when(ts: float) -> str:
     try:
-        observed = datetime.fromtimestamp(ts, UTC)
+        return datetime.fromtimestamp(ts, UTC).isoformat()
     except (OverflowError, OSError, ValueError):
-        raise PayloadRejected(f"ts {ts} is out of range") from None
-    if observed > received_at + FUTURE_SKEW:
-        raise PayloadRejected(f"ts {observed.isoformat()} is in the future")
-    if observed < received_at - MAX_AGE:
-        raise PayloadRejected(f"ts {observed.isoformat()} is older than {MAX_AGE.days} days")
-    return observed
+        return f"{ts:.6g}"
 
 
 def decode_mqtt(
@@ -149,9 +164,8 @@ def decode_mqtt(
     document: dict[str, Any] | None = None,
 ) -> Observation:
     """`document`: the payload already parsed (when the device id was read from it)."""
-    try:
-        kind = Kind(kind_name)
-    except ValueError:
+    kind = _KINDS.get(kind_name)
+    if kind is None:
         raise PayloadRejected(f"unknown record kind {kind_name!r} in topic") from None
     specs = _specs(profile, kind)
     if not specs:
@@ -163,11 +177,11 @@ def decode_mqtt(
         raise PayloadRejected(f"payload device_id {str(claimed)[:32]!r} contradicts topic device {device_id}")
     observed_at = _observed_at(document, received_at)
     fields: dict[str, FieldValue] = {}
-    for spec in specs:
-        raw = _lookup(document, spec.path)
+    for spec, parts in specs:
+        raw = _lookup(document, parts)
         if raw is None:
             continue
-        if isinstance(raw, dict | list):
+        if isinstance(raw, _CONTAINER):
             raise PayloadRejected(f"{spec.path}: expected a value, got a {type(raw).__name__}")
         try:
             fields[spec.field] = convert(spec, _as_raw(raw))
@@ -190,14 +204,17 @@ def decode_mqtt(
     )
 
 
-_SPECS: dict[tuple[int, Kind], tuple[DeviceProfile, list[MqttFieldSpec]]] = {}
+_Specs = list[tuple[MqttFieldSpec, tuple[str, ...]]]
+_SPECS: dict[tuple[int, Kind], tuple[DeviceProfile, _Specs]] = {}
 
 
-def _specs(profile: DeviceProfile, kind: Kind) -> list[MqttFieldSpec]:
-    """The profile's fields of one kind, computed once per profile (profiles are immutable)."""
+def _specs(profile: DeviceProfile, kind: Kind) -> _Specs:
+    """The profile's fields of one kind with their split paths, computed once per profile
+    (profiles are immutable)."""
     cached = _SPECS.get((id(profile), kind))
     if cached is None or cached[0] is not profile:
-        cached = _SPECS[(id(profile), kind)] = (profile, [s for s in profile.mqtt if s.kind is kind])
+        specs = [(s, tuple(s.path.split("."))) for s in profile.mqtt if s.kind is kind]
+        cached = _SPECS[(id(profile), kind)] = (profile, specs)
     return cached[1]
 
 
@@ -206,6 +223,6 @@ def _plain_mac(value: object) -> str:
 
 
 def _as_raw(value: Any) -> RawValue:
-    if isinstance(value, bool | int | float | str):
+    if isinstance(value, _SCALAR):
         return value
     raise PayloadRejected(f"unsupported JSON value {type(value).__name__}")

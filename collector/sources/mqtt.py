@@ -117,7 +117,7 @@ class MqttSubscriber:
         self._fd = -1
         self._loop_thread = -1
         self._keeper: asyncio.Task[None] | None = None
-        self._read_again = False
+        self._read_scheduled = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -236,21 +236,22 @@ class MqttSubscriber:
     def _read(self) -> None:
         """Read up to a burst of packets, then let the loop's other work (the writer) run.
         Bytes already in the client's buffer, or decrypted by TLS, are invisible to the
-        selector: if some are left, come back for them on the loop's next turn."""
-        self._read_again = False
+        selector: if some are left, come back for them on the loop's next turn (one such
+        call pending at most, or they would multiply and crowd out everything else)."""
         client = self._client
         for _ in range(_READ_BURST):
             client.loop_read()
             sock = self._socket
             if sock is None or not (client.buffered or (hasattr(sock, "pending") and sock.pending())):
                 return
-        assert self._loop is not None
-        self._read_again = True
-        self._loop.call_soon(self._read_if_due)
+        if not self._read_scheduled:
+            assert self._loop is not None
+            self._read_scheduled = True
+            self._loop.call_soon(self._read_later)
 
-    def _read_if_due(self) -> None:
-        if self._read_again:
-            self._read()
+    def _read_later(self) -> None:
+        self._read_scheduled = False
+        self._read()
 
     def on_event(self, event: LifecycleEvent) -> None:
         """Drop subscriptions of stopped accounts; add those of new or reactivated devices;
