@@ -119,6 +119,14 @@ class ServiceMetrics(Collector):
                     family.add_metric([sink.name], spooled)
         yield spool_bytes
         yield spool_batches
+        refused = CounterMetricFamily(
+            "hookflash_spool_refused",
+            "Records a sink's full spool refused (the embedded store still has them).",
+            labels=["sink"],
+        )
+        for sink_name, value in sorted(s.spool_refused.items()):
+            refused.add_metric([sink_name], value)
+        yield refused
         yield GaugeMetricFamily(
             "hookflash_devices_seen", "Devices that sent data since start.", value=len(s.devices_seen)
         )
