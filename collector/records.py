@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -28,15 +29,17 @@ class Kind(StrEnum):
     CHANGE = "change"  # firmware upgrade/downgrade, reboot, configuration change (derived)
 
 
-class Observation(BaseModel):
-    """Fields decoded from one device message or poll, before the gate and tagging."""
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Fields decoded from one device message or poll, before the gate and tagging.
 
-    model_config = ConfigDict(frozen=True)
+    A plain value: the decoders build it from values their conversions already typed, and
+    the record made of it (TelemetryRecord) is what pydantic validates, once per record."""
 
     device_id: str
     kind: Kind
     observed_at: datetime
-    fields: dict[str, FieldValue] = Field(min_length=1)
+    fields: dict[str, FieldValue]
     source: Source
     # Same for a redelivered copy of the same message: the store keeps one (see SqliteStore).
     dedupe_key: str | None = None

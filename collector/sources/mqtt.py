@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from pydantic import ValidationError
 
 from collector.config import MqttConfig
 from collector.decode.mqtt import PayloadRejected, QuarantineEntry, decode_mqtt, parse_payload
@@ -394,7 +395,15 @@ class MqttSubscriber:
                 QuarantineEntry.of("mqtt", topic, payload, str(exc), now, device.id, device.account_id), ack
             )
             return
-        if not self._pipeline.submit(observation, ack) and self._pipeline.saturated and ack is not _nothing:
+        try:
+            accepted = self._pipeline.submit(observation, ack)
+        except ValidationError as exc:  # the record itself failed validation
+            reason = f"invalid record: {exc.errors()[0]['msg']}"[:300]
+            self._pipeline.quarantine(
+                QuarantineEntry.of("mqtt", topic, payload, reason, now, device.id, device.account_id), ack
+            )
+            return
+        if not accepted and self._pipeline.saturated and ack is not _nothing:
             self._redeliver_later = True  # unacknowledged: fetched again after a reconnect
 
     def _locate(self, topic: str, payload: bytes) -> tuple[Device | None, str, dict[str, Any] | None]:
