@@ -26,6 +26,7 @@ from collector.tag import Tagger
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_HEADROOM = 1000  # records: more than a burst of MQTT messages can make
 Done = Callable[[], None]
 
 
@@ -107,6 +108,7 @@ class Pipeline:
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._queue = _Backlog(queue_size)
+        self._room_waiters: list[Callable[[], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookflash-writer")
         self._task: asyncio.Task[None] | None = None
 
@@ -152,6 +154,21 @@ class Pipeline:
     @property
     def queue_capacity(self) -> int:
         return self._queue.maxsize
+
+    @property
+    def nearly_full(self) -> bool:
+        """Time for a source that can wait (MQTT) to stop reading until `when_room`."""
+        return self._queue.maxsize - len(self._queue) < _HEADROOM
+
+    def when_room(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, on the loop, when the backlog is down to half its size."""
+        self._room_waiters.append(callback)
+
+    def _notify_room(self) -> None:
+        if self._room_waiters and len(self._queue) <= self._queue.maxsize // 2:
+            waiters, self._room_waiters = self._room_waiters, []
+            for callback in waiters:
+                callback()
 
     @property
     def saturated(self) -> bool:
@@ -206,6 +223,7 @@ class Pipeline:
                 # Light load: wait a moment so records are written in batches, not one by one.
                 await asyncio.sleep(self._flush_interval)
             batch = self._queue.take(self._batch_size)
+            self._notify_room()
             try:
                 await self._write([item for item, _done in batch])
                 # Only now is each item settled (written, or dropped by the gate in flight).

@@ -119,6 +119,7 @@ class MqttSubscriber:
         self._loop_thread = -1
         self._keeper: asyncio.Task[None] | None = None
         self._read_scheduled = False
+        self._paused = False  # reading stopped until the pipeline has room (backpressure)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -215,7 +216,7 @@ class MqttSubscriber:
             return  # closed meanwhile
         if write:
             self._loop.add_writer(fd, self._client.loop_write)
-        else:
+        elif not self._paused:  # else reading starts when the pipeline has room
             self._loop.add_reader(fd, self._read)
 
     def _forget_socket(self, fd: int) -> None:
@@ -241,6 +242,9 @@ class MqttSubscriber:
         call pending at most, or they would multiply and crowd out everything else)."""
         client = self._client
         for _ in range(_READ_BURST):
+            if self._pipeline.nearly_full:
+                self._pause_reading()
+                return
             client.loop_read()
             sock = self._socket
             if sock is None or not (client.buffered or (hasattr(sock, "pending") and sock.pending())):
@@ -252,7 +256,25 @@ class MqttSubscriber:
 
     def _read_later(self) -> None:
         self._read_scheduled = False
-        self._read()
+        if not self._paused:
+            self._read()
+
+    def _pause_reading(self) -> None:
+        """Backpressure: the pipeline is nearly full, so leave the rest in the socket (and
+        the broker) instead of taking messages that would have to be refused. TCP flow
+        control holds the broker back until the writer has caught up."""
+        if self._paused:
+            return
+        assert self._loop is not None
+        self._paused = True
+        self._loop.remove_reader(self._fd)
+        self._pipeline.when_room(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._paused = False
+        if self._socket is not None and self._loop is not None:
+            self._loop.add_reader(self._fd, self._read)
+            self._read_later()
 
     def on_event(self, event: LifecycleEvent) -> None:
         """Drop subscriptions of stopped accounts; add those of new or reactivated devices;
