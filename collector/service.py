@@ -53,17 +53,9 @@ class Service:
         self.store = SqliteStore(store_path(config.data_dir))
         self.sinks: list[Sink] = [self.store]
         if config.influx.enabled:
-            influx = config.influx
-            self.sinks.append(
-                InfluxSink(
-                    influx.url,
-                    influx.org,
-                    influx.token(),
-                    list(self.policy.classes),
-                    influx.bucket_prefix,
-                    influx.timeout_s,
-                )
-            )
+            # TODO(lead): on_rejected = the quarantine (points the server refused, 400/422).
+            classes = list(self.policy.classes)
+            self.sinks.append(InfluxSink.from_config(config.influx, classes, on_rejected=None))
         self.stats = Stats()
         first_event = self.registry.last_event_id()  # before the gate reads the registry
         self.gate = Gate(self.registry)

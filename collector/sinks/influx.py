@@ -1,63 +1,82 @@
 """InfluxDB v2 sink (influxdb-client): one bucket per retention class, device/account/model/
-firmware as tags, telemetry as fields, gzip'ed line-protocol batches.
+firmware as tags, telemetry as fields, gzip'ed line-protocol posts of at most `batch_lines`.
 
 Any server speaking the InfluxDB v2 write API receives the numeric series (VictoriaMetrics
 does; it keeps text fields as 0). Status handling, per the write API:
-- 413: the batch is split in halves and retried;
-- 400 / 422: the batch's points are rejected as a whole and reported (logged with the
-  server's reason), so one bad point cannot block the sink forever;
-- 401 / 403: the batch is kept and an error raised (the pipeline retries, loudly);
-- 429 / 5xx and connection errors: raised with the server's Retry-After, so the pipeline
-  retries with backoff.
+- 413: the post is split in halves until the server takes it (a single line still too
+  large is rejected, as below);
+- 400 / 422: the post is bisected until the offending lines are isolated; the good points
+  are written, each rejected one is reported through `on_rejected` (the quarantine) with
+  the server's reason, and nothing is raised: one bad point must not block the sink;
+- 401 / 403 (and 404, an unknown bucket or org): the batch is kept (`SinkRetry`), the
+  failure logged at ERROR and counted in `auth_failures`;
+- 429 / 5xx and connection errors: `SinkRetry`, with the server's Retry-After.
+
+Posts are gzip'ed by hookflash itself (level 1 by default: ~11x smaller than the text at a
+third of the CPU of the client's level 9) and sent through the client's own API client, so
+TLS, timeouts and the token are configured in one place.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
-from collections import defaultdict
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import urllib3.exceptions
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 
-from collector.records import FieldValue, TelemetryRecord
+from collector.records import TelemetryRecord
 from collector.retention import RetentionClass
+from collector.sinks.influx_lines import LineEncoder, line_protocol
+from collector.sinks.influx_status import isolation_budget, retry_after_s, server_message
+
+if TYPE_CHECKING:
+    from collector.config import InfluxConfig
+
+__all__ = ["InfluxSink", "RejectedPoint", "SinkRetry", "line_protocol"]
 
 log = logging.getLogger(__name__)
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
-
-
-def _field(value: FieldValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def line_protocol(record: TelemetryRecord) -> str:
-    """One point: measurement = kind; tags sorted by key (what the server stores anyway)."""
-    tags = {"account_id": record.account_id, "device_id": record.device_id, "model": record.model}
-    if record.firmware:
-        tags["firmware"] = record.firmware
-    tag_text = ",".join(f"{k}={v.translate(_TAG_ESCAPES)}" for k, v in sorted(tags.items()) if v)
-    fields = ",".join(f"{k}={_field(v)}" for k, v in record.fields.items())
-    stamp = int(record.observed_at.timestamp() * 1_000_000_000)
-    return f"{record.kind.value.translate(_MEASUREMENT_ESCAPES)},{tag_text} {fields} {stamp}"
+_CONNECTION_ERRORS = (OSError, urllib3.exceptions.HTTPError)
+_AUTH_LOG_EVERY_S = 60.0
+_MAX_SETTLED = 10_000
 
 
 class SinkRetry(Exception):
-    """Temporary failure (429, 5xx, connection); `retry_after_s` when the server said."""
+    """The batch was not (fully) written and is to be retried: 401/403/404, 429, 5xx or a
+    connection error. `retry_after_s` when the server said; `status` the HTTP status (None
+    for a connection error)."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, retry_after_s: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RejectedPoint:
+    """A record the server refused (400/422, or 413 alone), with the server's reason."""
+
+    record: TelemetryRecord
+    reason: str
+
+
+OnRejected = Callable[[Sequence[RejectedPoint]], None]
+
+
+class _Refused(Exception):
+    """A post answered 400/413/422: what the caller splits on."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
 
 
 class InfluxSink:
@@ -71,59 +90,188 @@ class InfluxSink:
         classes: Sequence[str],
         bucket_prefix: str = "hookflash-",
         timeout_s: float = 10.0,
+        *,
+        buckets: dict[str, str] | None = None,
+        batch_lines: int = 5000,
+        gzip_level: int = 1,
+        on_rejected: OnRejected | None = None,
     ) -> None:
-        self._client = InfluxDBClient(
-            url=url, token=token, org=org, enable_gzip=True, timeout=int(timeout_s * 1000)
-        )
-        self._write = self._client.write_api(write_options=SYNCHRONOUS)
+        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
+        self._writer = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
         self._org = org
+        self._token = token
         self._prefix = bucket_prefix
-        self._buckets = [self.bucket(name) for name in classes]
-        self.rejected = 0
+        self._buckets = {name: (buckets or {}).get(name) or f"{bucket_prefix}{name}" for name in classes}
+        self._batch_lines = max(1, batch_lines)
+        self._gzip_level = gzip_level
+        self._on_rejected = on_rejected
+        self._encoder = LineEncoder()
+        # Bodies settled (written, or rejected and reported) by a write that then failed: the
+        # retry of that batch skips them, so a partial failure does not write points twice.
+        self._settled: set[int] = set()
+        self._auth_logged_at = -_AUTH_LOG_EVERY_S
+        self.written = 0  # points the server accepted
+        self.rejected = 0  # points refused (400/422/413) and reported
+        self.auth_failures = 0  # posts refused with 401/403/404
+        self.posts = 0  # HTTP write requests made
+
+    @classmethod
+    def from_config(
+        cls, config: InfluxConfig, classes: Sequence[str], on_rejected: OnRejected | None = None
+    ) -> InfluxSink:
+        return cls(
+            config.url,
+            config.org,
+            config.token(),
+            classes,
+            config.bucket_prefix,
+            config.timeout_s,
+            buckets=config.bucket_names(classes),
+            batch_lines=config.batch_lines,
+            gzip_level=config.gzip_level,
+            on_rejected=on_rejected,
+        )
 
     def bucket(self, retention_class: str) -> str:
-        return f"{self._prefix}{retention_class}"
+        return self._buckets.get(retention_class) or f"{self._prefix}{retention_class}"
+
+    def healthy(self) -> bool:
+        """The server answers /ping (InfluxDB and VictoriaMetrics both do)."""
+        try:
+            return bool(self._client.ping())
+        except Exception:
+            return False
+
+    # -- writing ---------------------------------------------------------------------------
 
     def write(self, records: Sequence[TelemetryRecord]) -> int:
-        by_bucket: dict[str, list[str]] = defaultdict(list)
+        """Write every record to its class's bucket; return how many the server accepted.
+        Raises SinkRetry when the batch must be retried (what was written is not resent)."""
+        by_bucket: dict[str, tuple[list[str], list[TelemetryRecord]]] = {}
+        line = self._encoder.line
         for record in records:
-            by_bucket[self.bucket(record.retention_class)].append(line_protocol(record))
-        for bucket, lines in by_bucket.items():
+            bucket = self._buckets.get(record.retention_class) or self.bucket(record.retention_class)
+            group = by_bucket.get(bucket)
+            if group is None:
+                group = by_bucket[bucket] = ([], [])
+            group[0].append(line(record))
+            group[1].append(record)
+        rejected_before = self.rejected
+        step = self._batch_lines
+        for bucket, (lines, group_records) in by_bucket.items():
+            for start in range(0, len(lines), step):
+                self._deliver(bucket, lines[start : start + step], group_records[start : start + step])
+        self._settled.clear()
+        return len(records) - (self.rejected - rejected_before)
+
+    def _deliver(self, bucket: str, lines: list[str], records: list[TelemetryRecord]) -> None:
+        try:
             self._post(bucket, lines)
-        return len(records)
+        except _Refused as refused:
+            if refused.status == 413 and len(lines) > 1:
+                half = len(lines) // 2
+                self._deliver(bucket, lines[:half], records[:half])
+                self._deliver(bucket, lines[half:], records[half:])
+            elif refused.status == 413:
+                too_large = f"larger than the server accepts (HTTP 413): {refused.reason}"
+                self._reject(bucket, lines, records, too_large)
+            else:
+                self._isolate(bucket, lines, records, refused)
+
+    def _isolate(
+        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: _Refused
+    ) -> None:
+        """Bisect a refused post, breadth first, until each refused piece is one line; the
+        good pieces are written on the way. The number of extra posts is bounded
+        (`isolation_budget`): once it is spent, the pieces still refused are rejected whole,
+        so a post of only bad lines costs dozens of requests, not thousands."""
+        budget = isolation_budget(len(lines))
+        pending = [(0, len(lines), refused)]
+        while pending:
+            lo, hi, why = pending.pop(0)
+            if hi - lo == 1 or budget < 2:
+                reason = why.reason if hi - lo == 1 else f"{why.reason} (rejected with {hi - lo} lines)"
+                self._reject(bucket, lines[lo:hi], records[lo:hi], f"HTTP {why.status}: {reason}")
+                continue
+            mid = (lo + hi) // 2
+            for a, b in ((lo, mid), (mid, hi)):
+                budget -= 1
+                try:
+                    self._post(bucket, lines[a:b])
+                except _Refused as piece:
+                    if piece.status == 413:
+                        self._deliver(bucket, lines[a:b], records[a:b])
+                    else:
+                        pending.append((a, b, piece))
+
+    def _reject(self, bucket: str, lines: list[str], records: list[TelemetryRecord], reason: str) -> None:
+        key = hash((bucket, "\n".join(lines)))
+        if key in self._settled:
+            return
+        log.warning("%s: %d point(s) refused by the server for %s: %s", self.name, len(lines), bucket, reason)
+        if self._on_rejected is not None:
+            self._on_rejected([RejectedPoint(record, reason) for record in records])
+        self.rejected += len(records)
+        self._settle(key)
+
+    def _settle(self, key: int) -> None:
+        if len(self._settled) >= _MAX_SETTLED:  # only a run of failing writes gets here
+            self._settled.clear()
+        self._settled.add(key)
 
     def _post(self, bucket: str, lines: list[str]) -> None:
+        """One HTTP write. Raises _Refused (400/413/422) or SinkRetry (anything else)."""
+        text = "\n".join(lines)
+        key = hash((bucket, text))
+        if key in self._settled:
+            return
+        body = text.encode()
+        extra: dict[str, Any] = {}
+        if self._gzip_level:
+            body = gzip.compress(body, self._gzip_level)
+            extra["content_encoding"] = "gzip"
+        self.posts += 1
         try:
-            self._write.write(bucket=bucket, org=self._org, record=lines)
+            self._writer.post_write(  # type: ignore[no-untyped-call]
+                org=self._org,
+                bucket=bucket,
+                body=body,
+                precision="ns",
+                content_type="text/plain; charset=utf-8",
+                **extra,
+            )
         except ApiException as exc:
-            status = int(exc.status or 0)
-            if status == 413 and len(lines) > 1:
-                half = len(lines) // 2
-                self._post(bucket, lines[:half])
-                self._post(bucket, lines[half:])
-            elif status in (400, 422):
-                self.rejected += len(lines)
-                log.error(
-                    "%s rejected %d points for bucket %s: %s",
-                    self.name,
-                    len(lines),
-                    bucket,
-                    str(exc.body or exc.reason or "")[:300],
-                )
-            elif status in (401, 403):
-                raise SinkRetry(
-                    f"{self.name}: not authorized to write to bucket {bucket} (HTTP {status}); "
-                    "check the token"
-                ) from None
-            else:
-                headers: Any = exc.headers or {}
-                retry_after = str(headers.get("Retry-After") or "")
-                raise SinkRetry(
-                    f"{self.name}: HTTP {status} writing to {bucket}",
-                    float(retry_after) if retry_after.isdigit() else None,
-                ) from None
-        except OSError as exc:
+            self._failed(bucket, exc)
+        except _CONNECTION_ERRORS as exc:
             raise SinkRetry(f"{self.name}: cannot reach the server: {type(exc).__name__}") from None
+        self.written += len(lines)
+        self._settle(key)
+
+    def _failed(self, bucket: str, exc: ApiException) -> None:
+        status = int(exc.status or 0)
+        reason = server_message(exc.body or exc.reason, self._token)
+        if status in (400, 413, 422):
+            raise _Refused(status, reason)
+        if status in (401, 403, 404):
+            self.auth_failures += 1
+            what = "not authorized to write to" if status != 404 else "no such bucket or org for"
+            message = f"{self.name}: {what} bucket {bucket} (HTTP {status}); the batch is kept: {reason}"
+            now = time.monotonic()
+            if now - self._auth_logged_at >= _AUTH_LOG_EVERY_S:
+                self._auth_logged_at = now
+                log.error(
+                    "%s (%d such failures so far; check the token, the org and `hookflash influx "
+                    "ensure-buckets`)",
+                    message,
+                    self.auth_failures,
+                )
+            raise SinkRetry(message, status=status)
+        headers: Any = exc.headers or {}
+        raise SinkRetry(
+            f"{self.name}: HTTP {status} writing to {bucket}: {reason}",
+            retry_after_s(headers.get("Retry-After")),
+            status,
+        )
 
     # -- erasure by predicate (InfluxDB's delete API; VictoriaMetrics does not implement it) ----
 
@@ -131,8 +279,9 @@ class InfluxSink:
         try:
             self._client.delete_api().delete(start, _END_OF_TIME, predicate, bucket=bucket, org=self._org)
         except ApiException as exc:
-            raise SinkRetry(f"{self.name}: delete in {bucket} failed: HTTP {exc.status}") from None
-        except OSError as exc:
+            reason = server_message(exc.body or exc.reason, self._token)
+            raise SinkRetry(f"{self.name}: delete in {bucket} failed: HTTP {exc.status}: {reason}") from None
+        except _CONNECTION_ERRORS as exc:
             raise SinkRetry(f"{self.name}: cannot reach the server: {type(exc).__name__}") from None
 
     def erase_account(
@@ -142,13 +291,12 @@ class InfluxSink:
         embedded store, so here anonymize means delete too. The delete API reports no counts:
         -1 says "deleted, count unknown"."""
         for cls in classes:
-            self._delete(self.bucket(cls.name), _START_OF_TIME, f'account_id="{account_id}"')
+            self._delete(self.bucket(cls.name), _START_OF_TIME, predicate(account_id=account_id))
         return {cls.name: -1 for cls in classes}
 
     def purge_since(self, account_id: str, since: datetime, device_id: str | None = None) -> int:
-        predicate = f'account_id="{account_id}"' + (f' AND device_id="{device_id}"' if device_id else "")
-        for bucket in self._buckets:
-            self._delete(bucket, since, predicate)
+        for bucket in self._buckets.values():
+            self._delete(bucket, since, predicate(account_id=account_id, device_id=device_id))
         return 0
 
     def last_seen(self, account_id: str) -> dict[str, datetime]:
@@ -156,6 +304,16 @@ class InfluxSink:
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
+
+
+def predicate(*, account_id: str, device_id: str | None = None) -> str:
+    """A delete predicate on the tags (values quoted, `"` and `\\` escaped)."""
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    text = f"account_id={quoted(account_id)}"
+    return text + (f" AND device_id={quoted(device_id)}" if device_id else "")
 
 
 _START_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC)
