@@ -147,20 +147,20 @@ class InfluxSink:
     def write(self, records: Sequence[TelemetryRecord]) -> int:
         """Write every record to its class's bucket; return how many the server accepted.
         Raises SinkRetry when the batch must be retried (what was written is not resent)."""
-        by_bucket: dict[str, tuple[list[str], list[TelemetryRecord]]] = {}
-        line = self._encoder.line
+        by_bucket: dict[str, list[TelemetryRecord]] = {}
+        buckets = self._buckets
         for record in records:
-            bucket = self._buckets.get(record.retention_class) or self.bucket(record.retention_class)
+            bucket = buckets.get(record.retention_class) or self.bucket(record.retention_class)
             group = by_bucket.get(bucket)
             if group is None:
-                group = by_bucket[bucket] = ([], [])
-            group[0].append(line(record))
-            group[1].append(record)
+                group = by_bucket[bucket] = []
+            group.append(record)
         rejected_before = self.rejected
         step = self._batch_lines
-        for bucket, (lines, group_records) in by_bucket.items():
-            for start in range(0, len(lines), step):
-                self._deliver(bucket, lines[start : start + step], group_records[start : start + step])
+        for bucket, group in by_bucket.items():
+            for start in range(0, len(group), step):
+                chunk = group[start : start + step]
+                self._deliver(bucket, self._encoder.lines(chunk), chunk)
         self._settled.clear()
         return len(records) - (self.rejected - rejected_before)
 

@@ -16,7 +16,8 @@ from collector.records import FieldValue, Kind, TelemetryRecord
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
-_MAX_CACHED = 100_000  # series heads; about 20 MB at most, then the cache starts over
+_MAX_CACHED = 100_000  # entries per cache (about 20 MB at most), then it starts over
+_MAX_CACHED_TEXT = 64
 
 SeriesKey = tuple[Kind, str, str, str, str | None]
 
@@ -42,11 +43,13 @@ def _head(kind: Kind, account_id: str, device_id: str, model: str, firmware: str
 
 
 class LineEncoder:
-    """Turns records into lines; keeps a bounded cache of series heads and field keys."""
+    """Turns records into lines; keeps bounded caches of series heads, field keys and text
+    values (text fields are mostly small vocabularies: states, codecs, versions)."""
 
     def __init__(self) -> None:
         self._heads: dict[SeriesKey, str] = {}
         self._keys: dict[str, str] = {}
+        self._texts: dict[str, str] = {}
 
     def line(self, record: TelemetryRecord) -> str:
         key = (record.kind, record.account_id, record.device_id, record.model, record.firmware)
@@ -54,31 +57,40 @@ class LineEncoder:
         if head is None:
             if len(self._heads) >= _MAX_CACHED:
                 self._heads.clear()
-            head = self._heads[key] = _head(*key)
-        keys = self._keys
-        parts = []
+            head = self._heads[key] = _head(*key) + " "
+        keys, texts = self._keys, self._texts
+        parts: list[str] = []
+        add = parts.append
         for name, value in record.fields.items():
-            field = keys.get(name)
+            field = keys.get(name)  # "name="
             if field is None:
-                if len(keys) >= _MAX_CACHED:
-                    keys.clear()
-                field = keys[name] = name.translate(_KEY_ESCAPES)
+                field = self._cache(keys, name, name.translate(_KEY_ESCAPES) + "=")
             kind = type(value)
             if kind is float:
-                parts.append(f"{field}={value!r}")
+                add(field + repr(value))
             elif kind is int:
-                parts.append(f"{field}={value}i")
+                add(f"{field}{value}i")
             elif kind is str:
-                parts.append(f"{field}={_text(value)}")  # type: ignore[arg-type]
+                text = texts.get(value)  # type: ignore[arg-type]
+                if text is None:
+                    text = self._cache(texts, value, _text(value))  # type: ignore[arg-type]
+                add(field + text)
             else:
-                parts.append(f"{field}={_value(value)}")
+                add(field + _value(value))
         # Exact to the microsecond: a float holds ~2e15 µs without rounding to a wrong value.
-        stamp = round(record.observed_at.timestamp() * 1_000_000) * 1000
-        return f"{head} {','.join(parts)} {stamp}"
+        return f"{head}{','.join(parts)} {round(record.observed_at.timestamp() * 1_000_000) * 1000}"
 
     def lines(self, records: Iterable[TelemetryRecord]) -> list[str]:
         line = self.line
         return [line(r) for r in records]
+
+    @staticmethod
+    def _cache(cache: dict[str, str], key: str, value: str) -> str:
+        if len(key) <= _MAX_CACHED_TEXT:  # longer ones are rarely repeated
+            if len(cache) >= _MAX_CACHED:
+                cache.clear()
+            cache[key] = value
+        return value
 
 
 def line_protocol(record: TelemetryRecord) -> str:
