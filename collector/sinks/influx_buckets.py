@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import urllib3.exceptions
-from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 from influxdb_client.rest import ApiException
 
 from collector.retention import RetentionClass
