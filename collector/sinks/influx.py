@@ -106,9 +106,10 @@ class InfluxSink:
         self._gzip_level = gzip_level
         self._on_rejected = on_rejected
         self._encoder = LineEncoder()
-        # Bodies settled (written, or rejected and reported) by a write that then failed: the
-        # retry of that batch skips them, so a partial failure does not write points twice.
-        self._settled: set[int] = set()
+        # Posts settled (written: None, or refused and reported) by a write that then failed
+        # part way: its retry skips them, so points are neither written nor reported twice.
+        self._settled: dict[int, _Refused | None] = {}
+        self._refused_now = 0  # points refused in the current write
         self._auth_logged_at = -_AUTH_LOG_EVERY_S
         self.written = 0  # points the server accepted
         self.rejected = 0  # points refused (400/422/413) and reported
@@ -155,14 +156,14 @@ class InfluxSink:
             if group is None:
                 group = by_bucket[bucket] = []
             group.append(record)
-        rejected_before = self.rejected
+        self._refused_now = 0
         step = self._batch_lines
         for bucket, group in by_bucket.items():
             for start in range(0, len(group), step):
                 chunk = group[start : start + step]
                 self._deliver(bucket, self._encoder.lines(chunk), chunk)
         self._settled.clear()
-        return len(records) - (self.rejected - rejected_before)
+        return len(records) - self._refused_now
 
     def _deliver(self, bucket: str, lines: list[str], records: list[TelemetryRecord]) -> None:
         try:
@@ -173,7 +174,7 @@ class InfluxSink:
                 self._deliver(bucket, lines[:half], records[:half])
                 self._deliver(bucket, lines[half:], records[half:])
             elif refused.status == 413:
-                too_large = f"larger than the server accepts (HTTP 413): {refused.reason}"
+                too_large = _Refused(413, f"larger than the server accepts: {refused.reason}")
                 self._reject(bucket, lines, records, too_large)
             else:
                 self._isolate(bucket, lines, records, refused)
@@ -190,8 +191,9 @@ class InfluxSink:
         while pending:
             lo, hi, why = pending.pop(0)
             if hi - lo == 1 or budget < 2:
-                reason = why.reason if hi - lo == 1 else f"{why.reason} (rejected with {hi - lo} lines)"
-                self._reject(bucket, lines[lo:hi], records[lo:hi], f"HTTP {why.status}: {reason}")
+                if hi - lo > 1:
+                    why = _Refused(why.status, f"{why.reason} (refused with {hi - lo - 1} other line(s))")
+                self._reject(bucket, lines[lo:hi], records[lo:hi], why)
                 continue
             mid = (lo + hi) // 2
             for a, b in ((lo, mid), (mid, hi)):
@@ -204,27 +206,34 @@ class InfluxSink:
                     else:
                         pending.append((a, b, piece))
 
-    def _reject(self, bucket: str, lines: list[str], records: list[TelemetryRecord], reason: str) -> None:
+    def _reject(
+        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: _Refused
+    ) -> None:
+        self._refused_now += len(records)
         key = hash((bucket, "\n".join(lines)))
-        if key in self._settled:
-            return
+        if self._settled.get(key) is not None:
+            return  # reported before this batch was retried
+        reason = f"HTTP {refused.status}: {refused.reason}"
         log.warning("%s: %d point(s) refused by the server for %s: %s", self.name, len(lines), bucket, reason)
         if self._on_rejected is not None:
             self._on_rejected([RejectedPoint(record, reason) for record in records])
         self.rejected += len(records)
-        self._settle(key)
+        self._settle(key, refused)
 
-    def _settle(self, key: int) -> None:
+    def _settle(self, key: int, refused: _Refused | None) -> None:
         if len(self._settled) >= _MAX_SETTLED:  # only a run of failing writes gets here
             self._settled.clear()
-        self._settled.add(key)
+        self._settled[key] = refused
 
     def _post(self, bucket: str, lines: list[str]) -> None:
         """One HTTP write. Raises _Refused (400/413/422) or SinkRetry (anything else)."""
         text = "\n".join(lines)
         key = hash((bucket, text))
         if key in self._settled:
-            return
+            settled = self._settled[key]
+            if settled is None:
+                return
+            raise _Refused(settled.status, settled.reason)
         body = text.encode()
         extra: dict[str, Any] = {}
         if self._gzip_level:
@@ -245,7 +254,7 @@ class InfluxSink:
         except _CONNECTION_ERRORS as exc:
             raise SinkRetry(f"{self.name}: cannot reach the server: {type(exc).__name__}") from None
         self.written += len(lines)
-        self._settle(key)
+        self._settle(key, None)
 
     def _failed(self, bucket: str, exc: ApiException) -> None:
         status = int(exc.status or 0)
