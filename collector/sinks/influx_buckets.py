@@ -61,7 +61,7 @@ def retention_seconds(cls: RetentionClass) -> int:
 def describe_seconds(seconds: int) -> str:
     if seconds == 0:
         return "infinite"
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
