@@ -5,7 +5,9 @@
 The write path's cost is mostly here, so the parts that repeat from record to record are
 built once: a series' head (measurement and tags, keyed by the values it is made of) and
 each escaped field key. Text that line protocol cannot carry is made safe rather than left
-to break the line: a newline in a tag value becomes a space, and in a string field `\\n`.
+to break the line: in a tag value or field key a newline becomes a space and a trailing
+backslash (which would escape the separator after it) is dropped; in a string field a
+newline becomes `\\n`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 
 from collector.records import FieldValue, Kind, TelemetryRecord
 
-_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\ ", "\r": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _MAX_CACHED = 100_000  # entries per cache (about 20 MB at most), then it starts over
 _MAX_CACHED_TEXT = 64
@@ -36,9 +38,14 @@ def _value(value: FieldValue) -> str:
     return _text(str(value))
 
 
+def _key(text: str) -> str:
+    """A tag value or field key: `,`, `=` and space escaped."""
+    return text.rstrip("\\").translate(_KEY_ESCAPES)
+
+
 def _head(kind: Kind, account_id: str, device_id: str, model: str, firmware: str | None) -> str:
     tags = (("account_id", account_id), ("device_id", device_id), ("firmware", firmware), ("model", model))
-    tag_text = "".join(f",{k}={v.translate(_KEY_ESCAPES)}" for k, v in tags if v)
+    tag_text = "".join(f",{k}={_key(v)}" for k, v in tags if v)
     return kind.value.translate(_MEASUREMENT_ESCAPES) + tag_text
 
 
@@ -64,7 +71,7 @@ class LineEncoder:
         for name, value in record.fields.items():
             field = keys.get(name)  # "name="
             if field is None:
-                field = self._cache(keys, name, name.translate(_KEY_ESCAPES) + "=")
+                field = self._cache(keys, name, _key(name) + "=")
             kind = type(value)
             if kind is float:
                 add(field + repr(value))
