@@ -27,8 +27,12 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
-    body: bytes  # decompressed when it came gzip'ed
+    body: bytes  # decompressed when it came gzip'ed, de-chunked when streamed
     gzipped: bool
+
+    @property
+    def streamed(self) -> bool:
+        return self.headers.get("transfer-encoding", "").lower() == "chunked"
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -69,8 +73,16 @@ class Recorder(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, respond: Callable[[Request], Reply] = no_content) -> None:
+    def __init__(
+        self,
+        respond: Callable[[Request], Reply] = no_content,
+        early: Callable[[str, str], Reply | None] | None = None,
+    ) -> None:
+        """`early(method, path)`: a reply to send before reading the body (then the
+        connection is closed), as a server does that refuses a request on its headers."""
         self.respond = respond
+        self.early = early
+        self.early_answers = 0
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         recorder = self
@@ -78,8 +90,33 @@ class Recorder(ThreadingHTTPServer):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as the client expects
 
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+
             def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                early = recorder.early(self.command, self.path) if recorder.early else None
+                if early is not None:  # answer without reading the body, and hang up
+                    status, headers, payload = early
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    self.close_connection = True
+                    with recorder._lock:
+                        recorder.early_answers += 1
+                    return
+                body = self._body()
                 gzipped = self.headers.get("Content-Encoding") == "gzip"
                 if gzipped:
                     body = gzip.decompress(body)

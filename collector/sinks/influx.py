@@ -12,30 +12,27 @@ does; it keeps text fields as 0). Status handling, per the write API:
   failure logged at ERROR and counted in `auth_failures`;
 - 429 / 5xx and connection errors: `SinkRetry`, with the server's Retry-After.
 
-Posts are gzip'ed by hookflash itself (level 1 by default: ~11x smaller than the text at a
-third of the CPU of the client's level 9) and sent through the client's own API client, so
-TLS, timeouts and the token are configured in one place.
+A post's lines are built while it is being sent (influx_writer), and gzip'ed at level 1 by
+default: ~11x smaller than the text at a third of the CPU of level 9.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import urllib3.exceptions
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
-from influxdb_client.service.write_service import WriteService
 
 from collector.records import TelemetryRecord
 from collector.retention import RetentionClass
 from collector.sinks.influx_lines import LineEncoder, line_protocol
-from collector.sinks.influx_status import isolation_budget, retry_after_s, server_message
+from collector.sinks.influx_status import isolation_budget, server_message
+from collector.sinks.influx_writer import CONNECTION_ERRORS, Refused, SinkRetry, WriteClient
 
 if TYPE_CHECKING:
     from collector.config import InfluxConfig
@@ -43,20 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["InfluxSink", "RejectedPoint", "SinkRetry", "line_protocol"]
 
 log = logging.getLogger(__name__)
-_CONNECTION_ERRORS = (OSError, urllib3.exceptions.HTTPError)
 _AUTH_LOG_EVERY_S = 60.0
 _MAX_SETTLED = 10_000
-
-
-class SinkRetry(Exception):
-    """The batch was not (fully) written and is to be retried: 401/403/404, 429, 5xx or a
-    connection error. `retry_after_s` when the server said; `status` the HTTP status (None
-    for a connection error)."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -68,15 +53,6 @@ class RejectedPoint:
 
 
 OnRejected = Callable[[Sequence[RejectedPoint]], None]
-
-
-class _Refused(Exception):
-    """A post answered 400/413/422: what the caller splits on."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason
 
 
 class InfluxSink:
@@ -94,27 +70,27 @@ class InfluxSink:
         buckets: dict[str, str] | None = None,
         batch_lines: int = 5000,
         gzip_level: int = 1,
+        stream_slice_lines: int = 500,
         on_rejected: OnRejected | None = None,
     ) -> None:
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
-        self._writer = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
+        self._http = WriteClient(self._client, url, org, token, timeout_s, gzip_level)
         self._org = org
         self._token = token
         self._prefix = bucket_prefix
         self._buckets = {name: (buckets or {}).get(name) or f"{bucket_prefix}{name}" for name in classes}
         self._batch_lines = max(1, batch_lines)
-        self._gzip_level = gzip_level
+        self._slice = max(1, stream_slice_lines)
         self._on_rejected = on_rejected
         self._encoder = LineEncoder()
         # Posts settled (written: None, or refused and reported) by a write that then failed
         # part way: its retry skips them, so points are neither written nor reported twice.
-        self._settled: dict[int, _Refused | None] = {}
+        self._settled: dict[int, Refused | None] = {}
         self._refused_now = 0  # points refused in the current write
         self._auth_logged_at = -_AUTH_LOG_EVERY_S
         self.written = 0  # points the server accepted
         self.rejected = 0  # points refused (400/422/413) and reported
         self.auth_failures = 0  # posts refused with 401/403/404
-        self.posts = 0  # HTTP write requests made
 
     @classmethod
     def from_config(
@@ -132,6 +108,11 @@ class InfluxSink:
             gzip_level=config.gzip_level,
             on_rejected=on_rejected,
         )
+
+    @property
+    def posts(self) -> int:
+        """HTTP write requests made."""
+        return self._http.posts
 
     def bucket(self, retention_class: str) -> str:
         return self._buckets.get(retention_class) or f"{self._prefix}{retention_class}"
@@ -158,41 +139,71 @@ class InfluxSink:
             group.append(record)
         self._refused_now = 0
         step = self._batch_lines
-        for bucket, group in by_bucket.items():
-            for start in range(0, len(group), step):
-                chunk = group[start : start + step]
-                self._deliver(bucket, self._encoder.lines(chunk), chunk)
+        try:
+            for bucket, group in by_bucket.items():
+                for start in range(0, len(group), step):
+                    self._deliver_chunk(bucket, group[start : start + step])
+        except SinkRetry as exc:
+            if exc.status in (401, 403, 404):
+                self._auth_failed(exc)
+            raise SinkRetry(f"{self.name}: {exc}", exc.retry_after_s, exc.status) from None
         self._settled.clear()
         return len(records) - self._refused_now
+
+    def _deliver_chunk(self, bucket: str, records: list[TelemetryRecord]) -> None:
+        """First post of a chunk: streamed, its lines built as they are sent. After a failed
+        write (settled posts to skip), or for a chunk of one slice, built first instead."""
+        if self._settled or len(records) <= self._slice:
+            self._deliver(bucket, self._encoder.lines(records), records)
+            return
+        lines: list[str] = []
+
+        def slices() -> Iterator[list[str]]:
+            for start in range(0, len(records), self._slice):
+                part = self._encoder.lines(records[start : start + self._slice])
+                lines.extend(part)
+                yield part
+
+        try:
+            self._http.post_streamed(bucket, slices())
+        except Refused as refused:
+            self._handle(bucket, lines, records, refused)
+        else:
+            self._wrote(bucket, lines)
 
     def _deliver(self, bucket: str, lines: list[str], records: list[TelemetryRecord]) -> None:
         try:
             self._post(bucket, lines)
-        except _Refused as refused:
-            if refused.status == 413 and len(lines) > 1:
-                half = len(lines) // 2
-                self._deliver(bucket, lines[:half], records[:half])
-                self._deliver(bucket, lines[half:], records[half:])
-            elif refused.status == 413:
-                too_large = _Refused(413, f"larger than the server accepts: {refused.reason}")
-                self._reject(bucket, lines, records, too_large)
-            else:
-                self._isolate(bucket, lines, records, refused)
+        except Refused as refused:
+            self._handle(bucket, lines, records, refused)
+
+    def _handle(
+        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: Refused
+    ) -> None:
+        if refused.status == 413 and len(lines) > 1:
+            half = len(lines) // 2
+            self._deliver(bucket, lines[:half], records[:half])
+            self._deliver(bucket, lines[half:], records[half:])
+        elif refused.status == 413:
+            too_large = Refused(413, f"larger than the server accepts: {refused.reason}")
+            self._reject(bucket, lines, records, too_large)
+        else:
+            self._isolate(bucket, lines, records, refused)
 
     def _isolate(
-        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: _Refused
+        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: Refused
     ) -> None:
         """Bisect a refused post, breadth first, until each refused piece is one line; the
         good pieces are written on the way. The number of extra posts is bounded
         (`isolation_budget`): once it is spent, the pieces still refused are rejected whole,
-        so a post of only bad lines costs dozens of requests, not thousands."""
+        so a post of only bad lines costs about a hundred requests, not thousands."""
         budget = isolation_budget(len(lines))
         pending = [(0, len(lines), refused)]
         while pending:
             lo, hi, why = pending.pop(0)
             if hi - lo == 1 or budget < 2:
                 if hi - lo > 1:
-                    why = _Refused(why.status, f"{why.reason} (refused with {hi - lo - 1} other line(s))")
+                    why = Refused(why.status, f"{why.reason} (refused with {hi - lo - 1} other line(s))")
                 self._reject(bucket, lines[lo:hi], records[lo:hi], why)
                 continue
             mid = (lo + hi) // 2
@@ -200,14 +211,14 @@ class InfluxSink:
                 budget -= 1
                 try:
                     self._post(bucket, lines[a:b])
-                except _Refused as piece:
+                except Refused as piece:
                     if piece.status == 413:
                         self._deliver(bucket, lines[a:b], records[a:b])
                     else:
                         pending.append((a, b, piece))
 
     def _reject(
-        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: _Refused
+        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: Refused
     ) -> None:
         self._refused_now += len(records)
         key = hash((bucket, "\n".join(lines)))
@@ -220,67 +231,39 @@ class InfluxSink:
         self.rejected += len(records)
         self._settle(key, refused)
 
-    def _settle(self, key: int, refused: _Refused | None) -> None:
-        if len(self._settled) >= _MAX_SETTLED:  # only a run of failing writes gets here
-            self._settled.clear()
-        self._settled[key] = refused
-
     def _post(self, bucket: str, lines: list[str]) -> None:
-        """One HTTP write. Raises _Refused (400/413/422) or SinkRetry (anything else)."""
-        text = "\n".join(lines)
-        key = hash((bucket, text))
+        """One buffered post, unless settled by a previous try of this batch."""
+        key = hash((bucket, "\n".join(lines)))
         if key in self._settled:
             settled = self._settled[key]
             if settled is None:
                 return
-            raise _Refused(settled.status, settled.reason)
-        body = text.encode()
-        extra: dict[str, Any] = {}
-        if self._gzip_level:
-            body = gzip.compress(body, self._gzip_level)
-            extra["content_encoding"] = "gzip"
-        self.posts += 1
-        try:
-            self._writer.post_write(  # type: ignore[no-untyped-call]
-                org=self._org,
-                bucket=bucket,
-                body=body,
-                precision="ns",
-                content_type="text/plain; charset=utf-8",
-                **extra,
-            )
-        except ApiException as exc:
-            self._failed(bucket, exc)
-        except _CONNECTION_ERRORS as exc:
-            raise SinkRetry(f"{self.name}: cannot reach the server: {type(exc).__name__}") from None
+            raise Refused(settled.status, settled.reason)
+        self._http.post(bucket, lines)
         self.written += len(lines)
         self._settle(key, None)
 
-    def _failed(self, bucket: str, exc: ApiException) -> None:
-        status = int(exc.status or 0)
-        reason = server_message(exc.body or exc.reason, self._token)
-        if status in (400, 413, 422):
-            raise _Refused(status, reason)
-        if status in (401, 403, 404):
-            self.auth_failures += 1
-            what = "not authorized to write to" if status != 404 else "no such bucket or org for"
-            message = f"{self.name}: {what} bucket {bucket} (HTTP {status}); the batch is kept: {reason}"
-            now = time.monotonic()
-            if now - self._auth_logged_at >= _AUTH_LOG_EVERY_S:
-                self._auth_logged_at = now
-                log.error(
-                    "%s (%d such failures so far; check the token, the org and `hookflash influx "
-                    "ensure-buckets`)",
-                    message,
-                    self.auth_failures,
-                )
-            raise SinkRetry(message, status=status)
-        headers: Any = exc.headers or {}
-        raise SinkRetry(
-            f"{self.name}: HTTP {status} writing to {bucket}: {reason}",
-            retry_after_s(headers.get("Retry-After")),
-            status,
-        )
+    def _wrote(self, bucket: str, lines: list[str]) -> None:
+        self.written += len(lines)
+        self._settle(hash((bucket, "\n".join(lines))), None)
+
+    def _settle(self, key: int, refused: Refused | None) -> None:
+        if len(self._settled) >= _MAX_SETTLED:  # only a run of failing writes gets here
+            self._settled.clear()
+        self._settled[key] = refused
+
+    def _auth_failed(self, exc: SinkRetry) -> None:
+        self.auth_failures += 1
+        now = time.monotonic()
+        if now - self._auth_logged_at >= _AUTH_LOG_EVERY_S:  # loud, but once a minute at most
+            self._auth_logged_at = now
+            log.error(
+                "%s: %s (%d such failures so far; check the token, the org and "
+                "`hookflash influx ensure-buckets`)",
+                self.name,
+                exc,
+                self.auth_failures,
+            )
 
     # -- erasure by predicate (InfluxDB's delete API; VictoriaMetrics does not implement it) ----
 
@@ -290,7 +273,7 @@ class InfluxSink:
         except ApiException as exc:
             reason = server_message(exc.body or exc.reason, self._token)
             raise SinkRetry(f"{self.name}: delete in {bucket} failed: HTTP {exc.status}: {reason}") from None
-        except _CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             raise SinkRetry(f"{self.name}: cannot reach the server: {type(exc).__name__}") from None
 
     def erase_account(
