@@ -27,12 +27,8 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
-    body: bytes  # decompressed when it came gzip'ed, de-chunked when streamed
+    body: bytes  # decompressed when it came gzip'ed
     gzipped: bool
-
-    @property
-    def streamed(self) -> bool:
-        return self.headers.get("transfer-encoding", "").lower() == "chunked"
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -90,17 +86,6 @@ class Recorder(ThreadingHTTPServer):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as the client expects
 
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
-                    return self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                chunks = []
-                while size := int(self.rfile.readline().split(b";")[0], 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(chunks)
-
             def _handle(self) -> None:
                 early = recorder.early(self.command, self.path) if recorder.early else None
                 if early is not None:  # answer without reading the body, and hang up
@@ -116,7 +101,7 @@ class Recorder(ThreadingHTTPServer):
                     with recorder._lock:
                         recorder.early_answers += 1
                     return
-                body = self._body()
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 gzipped = self.headers.get("Content-Encoding") == "gzip"
                 if gzipped:
                     body = gzip.decompress(body)

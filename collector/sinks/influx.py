@@ -12,15 +12,15 @@ does; it keeps text fields as 0). Status handling, per the write API:
   failure logged at ERROR and counted in `auth_failures`;
 - 429 / 5xx and connection errors: `SinkRetry`, with the server's Retry-After.
 
-A post's lines are built while it is being sent (influx_writer), and gzip'ed at level 1 by
-default: ~11x smaller than the text at a third of the CPU of level 9.
+Lines are built by hookflash (influx_lines) and posts gzip'ed at level 1 by default: ~11x
+smaller than the text at a third of the CPU of level 9.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -70,7 +70,6 @@ class InfluxSink:
         buckets: dict[str, str] | None = None,
         batch_lines: int = 5000,
         gzip_level: int = 1,
-        stream_slice_lines: int = 500,
         on_rejected: OnRejected | None = None,
     ) -> None:
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
@@ -80,7 +79,6 @@ class InfluxSink:
         self._prefix = bucket_prefix
         self._buckets = {name: (buckets or {}).get(name) or f"{bucket_prefix}{name}" for name in classes}
         self._batch_lines = max(1, batch_lines)
-        self._slice = max(1, stream_slice_lines)
         self._on_rejected = on_rejected
         self._encoder = LineEncoder()
         # Posts settled (written: None, or refused and reported) by a write that then failed
@@ -142,34 +140,14 @@ class InfluxSink:
         try:
             for bucket, group in by_bucket.items():
                 for start in range(0, len(group), step):
-                    self._deliver_chunk(bucket, group[start : start + step])
+                    chunk = group[start : start + step]
+                    self._deliver(bucket, self._encoder.lines(chunk), chunk)
         except SinkRetry as exc:
             if exc.status in (401, 403, 404):
                 self._auth_failed(exc)
             raise SinkRetry(f"{self.name}: {exc}", exc.retry_after_s, exc.status) from None
         self._settled.clear()
         return len(records) - self._refused_now
-
-    def _deliver_chunk(self, bucket: str, records: list[TelemetryRecord]) -> None:
-        """First post of a chunk: streamed, its lines built as they are sent. After a failed
-        write (settled posts to skip), or for a chunk of one slice, built first instead."""
-        if self._settled or len(records) <= self._slice:
-            self._deliver(bucket, self._encoder.lines(records), records)
-            return
-        lines: list[str] = []
-
-        def slices() -> Iterator[list[str]]:
-            for start in range(0, len(records), self._slice):
-                part = self._encoder.lines(records[start : start + self._slice])
-                lines.extend(part)
-                yield part
-
-        try:
-            self._http.post_streamed(bucket, slices())
-        except Refused as refused:
-            self._handle(bucket, lines, records, refused)
-        else:
-            self._wrote(bucket, lines)
 
     def _deliver(self, bucket: str, lines: list[str], records: list[TelemetryRecord]) -> None:
         try:
@@ -242,10 +220,6 @@ class InfluxSink:
         self._http.post(bucket, lines)
         self.written += len(lines)
         self._settle(key, None)
-
-    def _wrote(self, bucket: str, lines: list[str]) -> None:
-        self.written += len(lines)
-        self._settle(hash((bucket, "\n".join(lines))), None)
 
     def _settle(self, key: int, refused: Refused | None) -> None:
         if len(self._settled) >= _MAX_SETTLED:  # only a run of failing writes gets here

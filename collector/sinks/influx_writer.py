@@ -1,21 +1,15 @@
 """HTTP posts to the InfluxDB v2 write API, and what their answers mean.
 
-A post goes out either buffered (the body built, then sent with a Content-Length) or
-streamed: line protocol is encoded slice by slice while earlier slices are already on the
-wire (chunked transfer encoding), so building lines overlaps with the network and the
-server's parsing instead of preceding them. VictoriaMetrics parses a stream as it arrives;
-InfluxDB reads it whole, so there the overlap is with the transfer only.
-
-Posts use the influxdb-client's own connection pool, so its TLS settings, proxy and pool
-apply; the token goes only into the Authorization header.
+Posts go through the influxdb-client's own connection pool (its TLS settings, proxy and
+pool size apply), gzip'ed by hookflash; the token goes only into the Authorization header.
+A server may answer before reading the body (401, 413) and hang up: urllib3 still reads
+that answer, so it is handled like any other.
 """
 
 from __future__ import annotations
 
 import gzip
 import urllib.parse
-import zlib
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import urllib3
@@ -67,45 +61,11 @@ class WriteClient:
         self.posts = 0
 
     def post(self, bucket: str, lines: list[str]) -> None:
-        """One buffered post. Raises Refused (400/413/422) or SinkRetry."""
+        """One post. Raises Refused (400/413/422) or SinkRetry."""
         body = "\n".join(lines).encode()
-        self._send(bucket, gzip.compress(body, self._gzip_level) if self._gzip_level else body, False)
+        self._send(bucket, gzip.compress(body, self._gzip_level) if self._gzip_level else body)
 
-    def post_streamed(self, bucket: str, slices: Iterable[list[str]]) -> None:
-        """One post whose lines come slice by slice (encoded by the caller as they are needed).
-        `slices` is always consumed to its end, so the caller has every line whatever the
-        outcome. If the connection breaks part way (a server may answer early and close:
-        401, 413), the post is repeated once, buffered, to learn the answer."""
-        parts = iter(slices)
-        sent: list[str] = []
-        started = False
-
-        def body() -> Iterator[bytes]:
-            nonlocal started
-            packer = zlib.compressobj(self._gzip_level, zlib.DEFLATED, 31) if self._gzip_level else None
-            for part in parts:
-                sent.extend(part)
-                data = ("\n".join(part) + "\n").encode()
-                data = packer.compress(data) if packer else data
-                if data:
-                    started = True
-                    yield data
-            if packer:
-                yield packer.flush()
-
-        try:
-            self._send(bucket, body(), True)
-        except SinkRetry as exc:
-            for part in parts:
-                sent.extend(part)
-            if exc.status is not None or not started:
-                raise
-            self.post(bucket, sent)
-        finally:
-            for part in parts:  # the server answered before reading everything
-                sent.extend(part)
-
-    def _send(self, bucket: str, body: bytes | Iterator[bytes], streamed: bool) -> None:
+    def _send(self, bucket: str, body: bytes) -> None:
         query = urllib.parse.urlencode({"org": self._org, "bucket": bucket, "precision": "ns"})
         self.posts += 1
         try:
@@ -114,7 +74,6 @@ class WriteClient:
                 self._base + query,
                 body=body,
                 headers=self._headers,
-                chunked=streamed,
                 retries=False,
                 timeout=self._timeout,
                 preload_content=True,

@@ -169,22 +169,8 @@ def test_posts_are_gzipped_to_the_class_bucket_in_batch_lines(recorder: Recorder
     assert [line for r in posts[:3] for line in r.lines] == [line_protocol(r) for r in batch[:12]]
 
 
-def test_a_post_is_streamed_while_its_lines_are_built(recorder: Recorder) -> None:
-    sink = sink_for(recorder, stream_slice_lines=2)
-    batch = devices(5)
-    try:
-        assert sink.write(batch) == 5
-        assert sink.write(batch[:2]) == 2  # one slice: nothing to overlap, sent buffered
-    finally:
-        sink.close()
-    streamed, buffered = recorder.writes()
-    assert streamed.streamed and streamed.gzipped
-    assert streamed.lines == [line_protocol(r) for r in batch]
-    assert not buffered.streamed and buffered.lines == streamed.lines[:2]
-
-
 @pytest.mark.parametrize("gzip_level", [0, 1])
-def test_a_server_refusing_a_streamed_post_on_its_headers(gzip_level: int) -> None:
+def test_a_server_refusing_a_post_on_its_headers(gzip_level: int) -> None:
     """401 or 413 sent before the body is read, then the connection closed (as servers do):
     the answer still reaches the sink, which keeps the batch (401) or splits it (413)."""
     early: list[Reply] = [influx_error(401, "unauthorized access"), influx_error(413, "too large")]
@@ -369,8 +355,7 @@ def _http_date(when: datetime) -> str:
     return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
-@pytest.mark.parametrize("stream_slice_lines", [1, 500])
-def test_a_retried_batch_does_not_resend_what_was_written_or_reported(stream_slice_lines: int) -> None:
+def test_a_retried_batch_does_not_resend_what_was_written_or_reported() -> None:
     """Post 1 written, post 2 had a refused point, post 3 failed with 503: the retry of the
     batch sends post 3 only, and the refused point is reported once."""
     respond, accepted = refuse_lines_with("BAD")
@@ -384,9 +369,7 @@ def test_a_retried_batch_does_not_resend_what_was_written_or_reported(stream_sli
 
     server = Recorder(flaky)
     quarantined: list[RejectedPoint] = []
-    sink = sink_for(
-        server, batch_lines=2, stream_slice_lines=stream_slice_lines, on_rejected=quarantined.extend
-    )
+    sink = sink_for(server, batch_lines=2, on_rejected=quarantined.extend)
     batch = devices(6)
     batch[2] = record(device_id=batch[2].device_id, fields={"codec": "BAD"})
     try:
