@@ -18,7 +18,8 @@ from collector.records import FieldValue, Kind, TelemetryRecord
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\ ", "\r": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
-_MAX_CACHED = 100_000  # entries per cache (about 20 MB at most), then it starts over
+_MAX_SERIES = 100_000  # cached series heads (about 20 MB at most), then the cache starts over
+_MAX_CACHED = 10_000  # cached field keys, and text values of at most _MAX_CACHED_TEXT characters
 _MAX_CACHED_TEXT = 64
 
 SeriesKey = tuple[Kind, str, str, str, str | None]
@@ -62,7 +63,7 @@ class LineEncoder:
         key = (record.kind, record.account_id, record.device_id, record.model, record.firmware)
         head = self._heads.get(key)
         if head is None:
-            if len(self._heads) >= _MAX_CACHED:
+            if len(self._heads) >= _MAX_SERIES:
                 self._heads.clear()
             head = self._heads[key] = _head(*key) + " "
         keys, texts = self._keys, self._texts
