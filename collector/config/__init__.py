@@ -168,7 +168,7 @@ class InfluxConfig(_Section):
     url: str = Field(default="http://127.0.0.1:8086", pattern=r"^https?://")
     org: str = Field(default="hookflash", min_length=1)
     token_env: str = "HOOKFLASH_INFLUX_TOKEN"
-    bucket_prefix: str = Field(default="hookflash-", pattern=r"^[A-Za-z0-9_\-]*$")
+    bucket_prefix: str = Field(default="hookflash-", pattern=r"^([A-Za-z0-9\-][A-Za-z0-9_\-]*)?$")
     buckets: dict[str, Annotated[str, Field(pattern=_BUCKET_NAME)]] = {}
     batch_lines: int = Field(default=5000, ge=1, le=100_000, description="lines per HTTP post, at most")
     gzip_level: int = Field(default=1, ge=0, le=9, description="0: posts are not compressed")
