@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import uvicorn
 from collector.api.app import create_app
 from collector.config import ServiceConfig
 from collector.deactivation import build_deactivator, webhook_dispatcher
+from collector.decode.mqtt import QuarantineEntry
 from collector.gate import Gate
 from collector.lifecycle import LifecycleWatcher
 from collector.observability import Observability
@@ -23,7 +24,7 @@ from collector.profiles import load_profiles
 from collector.retention import load_policy
 from collector.retention.sweeper import RetentionSweeper
 from collector.sinks.base import Sink
-from collector.sinks.influx import InfluxSink
+from collector.sinks.influx import InfluxSink, RejectedPoint, line_protocol
 from collector.sinks.spooled import SpooledSink
 from collector.sinks.sqlite_store import SqliteStore
 from collector.sources.mqtt import MqttSubscriber
@@ -57,17 +58,8 @@ class Service:
         self.stats = Stats()
         self.sinks: list[Sink] = [self.store]
         if config.influx.enabled:
-            influx = config.influx
-            self.sinks.append(
-                InfluxSink(
-                    influx.url,
-                    influx.org,
-                    influx.token(),
-                    list(self.policy.classes),
-                    influx.bucket_prefix,
-                    influx.timeout_s,
-                )
-            )
+            classes = list(self.policy.classes)
+            self.sinks.append(InfluxSink.from_config(config.influx, classes, self._quarantine_rejected))
         # Every remote sink gets its own disk spool and worker: a slow one blocks nobody.
         self.sinks = [self.store, *(self._spooled(sink) for sink in self.sinks[1:])]
         first_event = self.registry.last_event_id()  # before the gate reads the registry
@@ -88,7 +80,7 @@ class Service:
         )
         self.pipeline = Pipeline(self.gate, Tagger(self.policy, changes), self.sinks, self.store, self.stats)
         self.watcher = LifecycleWatcher(self.registry, self.pipeline, config.lifecycle_poll_s, first_event)
-        self.sweeper = RetentionSweeper(self.policy, self.store, self.registry)
+        self.sweeper = RetentionSweeper(self.policy, self.store, self.registry, remote=self.sinks[1:])
         self.poller = (
             SnmpPoller(self.pipeline, self.profiles, config.snmp, credentials)
             if config.snmp.enabled
@@ -113,12 +105,33 @@ class Service:
         self.api_port: int | None = None  # the bound port (config.api.port may be 0: any free port)
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _quarantine_rejected(self, points: Sequence[RejectedPoint]) -> None:
+        """Points the InfluxDB server refused (400/422) go to the quarantine, each with the
+        server's reason, and are counted there (from the sink's worker thread)."""
+        now = datetime.now(UTC)
+        entries = [
+            QuarantineEntry.of(
+                "influx",
+                f"{p.record.kind.value} ({p.record.retention_class})",
+                line_protocol(p.record).encode(),
+                p.reason,
+                now,
+                p.record.device_id,
+                p.record.account_id,
+            )
+            for p in points
+        ]
+        self.store.quarantine(entries)
+        self.stats.quarantined += len(entries)
+        log.error("the InfluxDB sink refused %d points; they are in the quarantine", len(entries))
+
     def _spooled(self, sink: Sink) -> SpooledSink:
         return SpooledSink(
             sink,
             self.config.data_dir / "spool" / sink.name,
             self.stats,
             max_bytes=self.config.spool.max_mb * 1024 * 1024,
+            erased=lambda record: self.gate.erased(record.device_id, record.account_id),
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -131,6 +144,9 @@ class Service:
         # registry, policy) lives as long as the service: freeze it out of every pass.
         gc.freeze()
         gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
+        for sink in self.sinks:
+            if isinstance(sink, SpooledSink):
+                sink.start()
         self.pipeline.start()
         self._spawn(self.watcher.run(), "lifecycle")
         self._spawn(self._sweep_forever(), "sweeper")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from collector.cli.demo import demo
+from collector.cli.influx_cmds import influx
 from collector.cli.privacy_cmds import privacy, receipts
 from collector.cli.query_cmds import audit, quarantine, query, sweep
 from collector.cli.registry_cmds import accounts, devices
@@ -20,6 +21,7 @@ def cli() -> None:
 
 for command in (demo, run, devices, accounts, query, quarantine, audit, sweep, privacy, receipts, rollout):
     cli.add_command(command)
+cli.add_command(influx)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,6 +33,7 @@ from provisioning.validation import describe
 __all__ = [
     "ApiConfig",
     "ConfigError",
+    "InfluxConfig",
     "MqttConfig",
     "ResolvedCredential",
     "ServiceConfig",
@@ -164,18 +166,43 @@ class ApiConfig(_Section):
         return from_env(self.token_env, "api.token_env")
 
 
+_BUCKET_NAME = r'^[^_"\x00-\x1f][^"\x00-\x1f]{0,254}$'  # InfluxDB: no leading "_", no '"'
+
+
 class InfluxConfig(_Section):
-    """InfluxDB v2 (or any server speaking its write API) as a second sink."""
+    """InfluxDB v2 (or any server speaking its write API) as a second sink: one bucket per
+    retention class, named `buckets[class]` or else `<bucket_prefix><class>`."""
 
     enabled: bool = False
     url: str = Field(default="http://127.0.0.1:8086", pattern=r"^https?://")
-    org: str = "hookflash"
+    org: str = Field(default="hookflash", min_length=1)
     token_env: str = "HOOKFLASH_INFLUX_TOKEN"
-    bucket_prefix: str = Field(default="hookflash-", pattern=r"^[A-Za-z0-9_\-]*$")
+    bucket_prefix: str = Field(default="hookflash-", pattern=r"^([A-Za-z0-9\-][A-Za-z0-9_\-]*)?$")
+    buckets: dict[str, Annotated[str, Field(pattern=_BUCKET_NAME)]] = {}
+    batch_lines: int = Field(default=5000, ge=1, le=100_000, description="lines per HTTP post, at most")
+    gzip_level: int = Field(default=1, ge=0, le=9, description="0: posts are not compressed")
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     def token(self) -> str:
         return from_env(self.token_env, "influx.token_env")
+
+    def bucket_names(self, classes: Sequence[str], policy: str = "the retention policy") -> dict[str, str]:
+        """The bucket of each retention class. Fails on a class in `buckets` that the policy
+        does not define, and on two classes sharing a bucket (their retention would clash)."""
+        unknown = sorted(set(self.buckets) - set(classes))
+        if unknown:
+            raise ConfigError(
+                f"influx.buckets names unknown retention class(es) {', '.join(map(repr, unknown))}; "
+                f"{policy} defines: {', '.join(classes)}"
+            )
+        names = {cls: self.buckets.get(cls) or f"{self.bucket_prefix}{cls}" for cls in classes}
+        shared = sorted({b for b in names.values() if list(names.values()).count(b) > 1})
+        if shared:
+            raise ConfigError(
+                f"influx.buckets: bucket(s) {', '.join(map(repr, shared))} would hold several retention "
+                "classes; each class needs a bucket of its own"
+            )
+        return names
 
 
 class ServiceConfig(_Section):

@@ -71,6 +71,15 @@ class Gate:
         device = self._devices.get(device_id)
         return device is not None and self.account_active(device.account_id)
 
+    def erased(self, device_id: str, account_id: str) -> bool:
+        """True when this device's data may no longer exist anywhere: the device was removed
+        (or moved to another account), or its account revoked. For what waits in a spool
+        while that happens (perhaps while hookflash was not even running)."""
+        device = self._devices.get(device_id)
+        if device is None or device.account_id != account_id:
+            return True
+        return self._status.get(account_id, AccountStatus.REVOKED) is AccountStatus.REVOKED
+
     def observed_while_active(self, account_id: str, observed_at: datetime) -> bool:
         """False for data timestamped before the account's current active period began:
         a device back-filling its buffer must not restore what an inactive period or a

@@ -3,20 +3,28 @@
 Duration classes end by age. "while-active" classes end when the account is revoked,
 or once it has been inactive for the policy's grace period. The clock is injected so
 tests can move time.
+
+Remote sinks (InfluxDB) end duration classes themselves (each class's bucket has its
+retention, see `hookflash influx ensure-buckets`); the sweeper tells them to end an
+account's data once per status it reaches (inactive past the grace period, revoked), and
+tries again at the next sweep if one of them fails.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from collector.retention.policy import RetentionPolicy
+from collector.retention.policy import RetentionClass, RetentionPolicy
+from collector.sinks.base import Sink
 from collector.sinks.sqlite_store import SqliteStore
 from provisioning.models import AccountStatus
 from provisioning.registry import Registry
 
 Clock = Callable[[], datetime]
+log = logging.getLogger(__name__)
 
 
 class RetentionSweeper:
@@ -26,11 +34,13 @@ class RetentionSweeper:
         store: SqliteStore,
         registry: Registry,
         clock: Clock = lambda: datetime.now(UTC),
+        remote: Sequence[Sink] = (),
     ) -> None:
         self._policy = policy
         self._store = store
         self._registry = registry
         self._clock = clock
+        self._remote = list(remote)
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns how many records each class ended."""
@@ -57,7 +67,34 @@ class RetentionSweeper:
             counts = self._store.erase_account(account.id, ending, texts)
             for cls in ending:
                 ended[cls.name] += counts[cls.name]
+            self._end_remote(account.id, account.status_changed_at, ending, texts)
         expired_quarantine = self._store.expire_quarantine(now - self._policy.quarantine_ttl)
         if sum(ended.values()) or expired_quarantine:
             self._registry.record_audit("retention.swept", {**ended, "quarantine": expired_quarantine})
         return dict(ended)
+
+    def _end_remote(
+        self, account_id: str, since: datetime, ending: list[RetentionClass], texts: frozenset[str]
+    ) -> None:
+        if not self._remote or self._store.remote_erased(account_id, since):
+            return
+        for sink in self._remote:
+            try:
+                sink.erase_account(account_id, ending, texts)
+            except Exception as exc:
+                log.error(
+                    "retention: ending %s's data in %s failed, next sweep retries: %s",
+                    account_id,
+                    sink.name,
+                    exc,
+                )
+                return
+        self._store.mark_remote_erased(account_id, since)
+        self._registry.record_audit(
+            "retention.remote_ended",
+            {
+                "account_id": account_id,
+                "sinks": [s.name for s in self._remote],
+                "classes": [c.name for c in ending],
+            },
+        )

@@ -8,7 +8,9 @@ skipped. When the spool reaches its bound, new batches for this sink are refused
 counted, with an error in the log; the embedded store, written first, still has them.
 
 Erasure runs on the worker thread, between sends, and first removes the account's records
-from the spool: nothing of an erased account is sent after its erasure.
+from the spool: nothing of an erased account is sent after its erasure. Records of a
+device or account erased while they waited (even while hookflash was stopped and another
+process carried out the revocation) are dropped at send time.
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ class SpooledSink:
         max_bytes: int,
         batch_records: int = 5000,
         max_backoff_s: float = 30.0,
+        erased: Callable[[TelemetryRecord], bool] = lambda _record: False,
     ) -> None:
+        """`erased(record)`: true when the record's device or account has been erased since
+        it was spooled; it is then dropped instead of sent."""
         self.inner = inner
+        self._erased = erased
         self.name = inner.name
         self._spool = Spool(directory, max_bytes)
         self._stats = stats
@@ -67,6 +73,9 @@ class SpooledSink:
                 self._spool.bytes,
             )
         self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
+
+    def start(self) -> None:
+        """Start sending (what an earlier run left in the spool first)."""
         self._thread.start()
 
     # -- what /metrics and the tests read ------------------------------------------------------
@@ -132,7 +141,8 @@ class SpooledSink:
             self._stopping = True
             self._flush_deadline = time.monotonic() + grace_s
             self._wake.notify()
-        self._thread.join(grace_s + 15.0)
+        if self._thread.is_alive():
+            self._thread.join(grace_s + 15.0)
         if self._spool.batches:
             log.warning(
                 "%s: %d batches (%d bytes) stay spooled; they are sent when hookflash starts again",
@@ -180,10 +190,12 @@ class SpooledSink:
             if taken is None:
                 self._wait(1.0)
                 continue
-            records, position, batches = taken
+            spooled, position, batches = taken
+            records = [r for r in spooled if not self._erased(r)]
             started = time.perf_counter()
             try:
-                self.inner.write(records)
+                if records:
+                    self.inner.write(records)
             except Exception as exc:
                 self._stats.sink_errors += 1
                 asked = getattr(exc, "retry_after_s", None)
@@ -197,7 +209,8 @@ class SpooledSink:
                 continue
             elapsed = time.perf_counter() - started
             self._spool.commit(position, batches)
-            self._stats.sink_wrote(self.name, Counter(r.retention_class for r in records), elapsed)
+            if records:
+                self._stats.sink_wrote(self.name, Counter(r.retention_class for r in records), elapsed)
             if self.down_since is not None:
                 log.warning(
                     "%s is back after %.0fs; %d spooled batches left to send",

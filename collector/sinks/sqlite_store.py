@@ -23,6 +23,10 @@ from collector.views.latest import ensure_latest
 from provisioning.db import open_db, transaction
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS remote_erasures (
+    account_id TEXT NOT NULL, status_changed_at TEXT NOT NULL,
+    PRIMARY KEY (account_id, status_changed_at)
+);
 CREATE TABLE IF NOT EXISTS telemetry (
     id INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL, account_id TEXT NOT NULL, kind TEXT NOT NULL,
@@ -246,6 +250,23 @@ class SqliteStore:
                 "DELETE FROM quarantine WHERE account_id = ?", (account_id,)
             ).rowcount
         return counts
+
+    def remote_erased(self, account_id: str, status_changed_at: datetime) -> bool:
+        """Whether the remote sinks were already told to end this account's data for the
+        status it took at `status_changed_at` (the sweeper asks them once per status)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM remote_erasures WHERE account_id = ? AND status_changed_at = ?",
+                (account_id, status_changed_at.isoformat()),
+            ).fetchone()
+        return row is not None
+
+    def mark_remote_erased(self, account_id: str, status_changed_at: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO remote_erasures VALUES (?, ?)",
+                (account_id, status_changed_at.isoformat()),
+            )
 
     def expire_quarantine(self, older_than: datetime) -> int:
         with self._tx() as db:

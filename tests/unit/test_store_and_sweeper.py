@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.decode.mqtt import QuarantineEntry
 from collector.lifecycle import end_account
 from collector.records import Kind
-from collector.retention import load_policy
+from collector.retention import RetentionClass, load_policy
 from collector.retention.sweeper import RetentionSweeper
 from collector.sinks.sqlite_store import SqliteStore
 from factories import T0, record, snmp_device
@@ -149,3 +150,46 @@ def test_quarantine_expires_and_masks_secrets(tmp_path: Path) -> None:
     clock = Clock(T0 + timedelta(days=8))
     RetentionSweeper(POLICY, store, registry, clock=clock).sweep()
     assert [q.at for q in store.quarantined()] != [] and all(q.at > T0 for q in store.quarantined())
+
+
+class RemoteSink:
+    """A remote sink (InfluxDB's role) that records the erasures it is asked for."""
+
+    name = "remote"
+
+    def __init__(self) -> None:
+        self.erased: list[tuple[str, list[str]]] = []
+        self.failing = False
+
+    def erase_account(
+        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
+    ) -> dict[str, int]:
+        if self.failing:
+            raise ConnectionError("server down")
+        self.erased.append((account_id, sorted(c.name for c in classes)))
+        return {}
+
+
+def test_sweeper_ends_an_inactive_accounts_data_in_remote_sinks_once(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    registry = Registry(tmp_path / "r.db", clock=clock)
+    registry.import_devices([snmp_device(1, "active"), snmp_device(2, "suspended")], source="t")
+    store = SqliteStore(tmp_path / "t.db")
+    remote = RemoteSink()
+    sweeper = RetentionSweeper(POLICY, store, registry, clock=clock, remote=[remote])  # type: ignore[list-item]
+    registry.set_status("suspended", AccountStatus.INACTIVE)
+    clock.now = T0 + timedelta(days=20)
+    sweeper.sweep()
+    assert remote.erased == []  # inside the grace period
+    clock.now = T0 + timedelta(days=31)
+    remote.failing = True
+    sweeper.sweep()  # fails: tried again next time
+    remote.failing = False
+    sweeper.sweep()
+    sweeper.sweep()
+    lifetime = sorted(c.name for c in POLICY.classes.values() if c.while_active)
+    assert remote.erased == [("suspended", lifetime)]  # once, after the failure
+    registry.set_status("suspended", AccountStatus.REVOKED)  # a new status: every class, once
+    sweeper.sweep()
+    sweeper.sweep()
+    assert remote.erased[1:] == [("suspended", sorted(POLICY.classes))]

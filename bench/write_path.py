@@ -1,0 +1,163 @@
+"""InfluxDB v2 write path: points/s through InfluxSink.write versus pre-built line protocol
+posted with http.client, in the same run, to a real VictoriaMetrics on loopback.
+
+Both paths write the same points (call-quality records of 1,000 devices in 250 accounts:
+4 tags, 5 fields of which one is text, timestamps within the last hour) in 5,000-line posts
+to the same bucket, over one keep-alive connection each:
+
+- sink: `InfluxSink.write` given 5,000 TelemetryRecords (built beforehand) per call; the
+  clock covers line-protocol building, gzip, the HTTP post and the status handling;
+- raw HTTP: the same points' lines, built beforehand, joined and posted with http.client;
+  the clock covers joining, compressing (when the sink compresses: same Content-Encoding,
+  same level, so both put the same bytes on the wire) and the post.
+
+A warm-up pass creates every series first (VictoriaMetrics is slower on new series), then
+the two paths alternate, `--rounds` times each, so drift in the machine's load hits both.
+The figures are total points over total time per path. Each round also reports the CPU
+spent per point by this process and by VictoriaMetrics (from /proc), which is where the
+difference between the paths goes.
+
+Usage: python bench/write_path.py [--quick] [--points N] [--rounds R] [--gzip-level L]
+(needs the Debian package victoria-metrics). The last line is
+`RESULT sink_points_per_s=… raw_http_points_per_s=… ratio=…`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import os
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from collector.records import Kind, TelemetryRecord  # noqa: E402
+from collector.sinks.influx import InfluxSink  # noqa: E402
+from collector.sinks.influx_lines import LineEncoder  # noqa: E402
+from services import VictoriaMetrics  # noqa: E402
+
+BATCH = 5000
+DEVICES = 1000
+ACCOUNTS = 250
+CLASS = "operational"
+BUCKET = f"hookflash-{CLASS}"
+
+
+def build_records(count: int) -> list[TelemetryRecord]:
+    start = datetime.now(UTC) - timedelta(hours=1)
+    return [
+        TelemetryRecord(
+            device_id=f"000b82{n % DEVICES:06x}",
+            account_id=f"acct-{n % DEVICES % ACCOUNTS:04d}",
+            kind=Kind.CALL_QUALITY,
+            observed_at=start + timedelta(microseconds=n * 500),
+            fields={
+                "mos": round(3.5 + (n % 97) / 100, 2),
+                "jitter_ms": n % 40,
+                "loss_pct": round((n % 13) / 10, 1),
+                "rtt_ms": 20 + n % 9,
+                "codec": ("G722", "PCMU", "OPUS")[n % 3],
+            },
+            retention_class=CLASS,
+            source="snmp",
+            model="HT812",
+            firmware=("1.0.47.4", "1.0.49.2")[n % 2],
+        )
+        for n in range(count)
+    ]
+
+
+def sink_pass(url: str, records: list[TelemetryRecord], gzip_level: int) -> float:
+    sink = InfluxSink(url, "hookflash", "bench-token", [CLASS], gzip_level=gzip_level, batch_lines=BATCH)
+    try:
+        started = time.perf_counter()
+        for i in range(0, len(records), BATCH):
+            sink.write(records[i : i + BATCH])
+        elapsed = time.perf_counter() - started
+        assert sink.written == len(records) and sink.rejected == 0, (sink.written, sink.rejected)
+        return elapsed
+    finally:
+        sink.close()
+
+
+def raw_pass(url: str, lines: list[str], gzip_level: int) -> float:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    query = urllib.parse.urlencode({"org": "hookflash", "bucket": BUCKET, "precision": "ns"})
+    headers = {"Authorization": "Token bench-token", "Content-Type": "text/plain; charset=utf-8"}
+    if gzip_level:
+        headers["Content-Encoding"] = "gzip"
+    try:
+        started = time.perf_counter()
+        for i in range(0, len(lines), BATCH):
+            body = "\n".join(lines[i : i + BATCH]).encode()
+            if gzip_level:
+                body = gzip.compress(body, gzip_level)
+            conn.request("POST", f"/api/v2/write?{query}", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 204:
+                raise RuntimeError(f"raw post answered HTTP {response.status}")
+        return time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+def cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) of a process, this one by default."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 points, 3 rounds (< 60 s)")
+    parser.add_argument("--points", type=int, help="points per pass (default 300,000; quick: 100,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes of each path")
+    parser.add_argument("--gzip-level", type=int, default=1, help="both paths; 0: uncompressed")
+    args = parser.parse_args()
+    count = args.points or (100_000 if args.quick else 300_000)
+    count -= count % BATCH
+    print(f"building {count:,} records and their lines ...", flush=True)
+    records = build_records(count)
+    lines = LineEncoder().lines(records)
+    with tempfile.TemporaryDirectory(prefix="hookflash-bench-") as tmp, VictoriaMetrics(Path(tmp)) as vm:
+        raw_pass(vm.url, lines, args.gzip_level)  # warm-up: creates every series
+        totals = {"sink": 0.0, "raw": 0.0}
+        passes: dict[str, Callable[[], float]] = {
+            "sink": lambda: sink_pass(vm.url, records, args.gzip_level),
+            "raw": lambda: raw_pass(vm.url, lines, args.gzip_level),
+        }
+        for round_ in range(1, args.rounds + 1):
+            for name, run in passes.items():
+                ours, theirs = cpu_s(), cpu_s(vm.pid)
+                elapsed = run()
+                ours, theirs = cpu_s() - ours, cpu_s(vm.pid) - theirs
+                totals[name] += elapsed
+                print(
+                    f"round {round_} {name:4s}: {count / elapsed:>9,.0f} points/s; CPU per point: "
+                    f"hookflash {ours / count * 1e6:.1f} µs, VictoriaMetrics {theirs / count * 1e6:.1f} µs",
+                    flush=True,
+                )
+        stored = sum(len(series["values"]) for series in vm.export('{__name__="call_quality_mos"}'))
+    sink_rate = count * args.rounds / totals["sink"]
+    raw_rate = count * args.rounds / totals["raw"]
+    print(f"call_quality_mos samples stored: {stored:,} ({(2 * args.rounds + 1) * count:,} posted)")
+    print(
+        f"RESULT sink_points_per_s={sink_rate:.0f} raw_http_points_per_s={raw_rate:.0f} "
+        f"ratio={sink_rate / raw_rate:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
