@@ -74,6 +74,19 @@ def publish_backlog(broker: Mosquitto, topics: list[str], count: int, qos: int) 
     client.loop_stop()
 
 
+def drop_session(broker: Mosquitto, client_id: str) -> None:
+    """Connect with a clean start and no expiry: the broker forgets the session, so later
+    backlogs are not also queued for a subscriber that has finished measuring."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.connect(broker.host, broker.port, clean_start=True, properties=props)
+    client.loop_start()
+    time.sleep(0.2)
+    client.disconnect()
+    client.loop_stop()
+
+
 def bare_paho(broker: Mosquitto, topics: list[str], count: int, qos: int) -> float:
     client_id = f"bare-q{qos}"
     done, received = threading.Event(), [0]
@@ -104,6 +117,7 @@ def bare_paho(broker: Mosquitto, topics: list[str], count: int, qos: int) -> flo
     elapsed = time.perf_counter() - started
     client.disconnect()
     client.loop_stop()
+    drop_session(broker, client_id)
     return count / elapsed
 
 
@@ -165,6 +179,7 @@ def hookflash(
         )
         elapsed = time.perf_counter() - started
         quarantined = running.stats.quarantined
+    drop_session(broker, f"hf-q{qos}-{sink}")
     if quarantined:
         raise RuntimeError(f"{quarantined} benchmark messages were quarantined")
     return count / elapsed
