@@ -32,6 +32,7 @@ from collector.sources.snmp import SnmpPoller
 from collector.stats import Stats
 from collector.tag import Tagger
 from collector.tag.changes import ChangeDetector, config_hash
+from provisioning.events import EventType, LifecycleEvent
 from provisioning.receipts import Receipt, ReceiptStatus
 from provisioning.registry import Registry
 
@@ -100,10 +101,12 @@ class Service:
             config, self.registry, self.pipeline, self.sinks, self.stats, self.gate
         )
         self.watcher.on_event(self.observability.on_event)
+        self.watcher.on_event(self._on_lifecycle)
         self.api_token = config.api.token() if config.api.enabled else None
         self.api_server: uvicorn.Server | None = None
         self.api_port: int | None = None  # the bound port (config.api.port may be 0: any free port)
         self._tasks: list[asyncio.Task[None]] = []
+        self._one_offs: set[asyncio.Task[None]] = set()
 
     def _quarantine_rejected(self, points: Sequence[RejectedPoint]) -> None:
         """Points the InfluxDB server refused (400/422) go to the quarantine, each with the
@@ -228,7 +231,21 @@ class Service:
                 sink.close()
         self.observability.close()
 
+    def _on_lifecycle(self, event: LifecycleEvent) -> None:
+        if event.type is EventType.ACCOUNT_REVOKED and len(self.sinks) > 1:
+            task = asyncio.create_task(self._end_remote(event.account_id))
+            self._one_offs.add(task)
+            task.add_done_callback(self._one_offs.discard)
+
+    async def _end_remote(self, account_id: str | None) -> None:
+        try:
+            await self.pipeline.run_in_writer(lambda: self.sweeper.end_remote(account_id))
+        except Exception:
+            log.exception("ending data in the remote sinks failed; the next sweep tries again")
+
     async def _sweep_forever(self) -> None:
+        if len(self.sinks) > 1:
+            await self._end_remote(None)  # what was revoked or ran out while we were stopped
         while True:
             await asyncio.sleep(self.config.sweep_interval_s)
             try:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from collector.retention.policy import RetentionClass, RetentionPolicy
 from collector.sinks.base import Sink
 from collector.sinks.sqlite_store import SqliteStore
-from provisioning.models import AccountStatus
+from provisioning.models import Account, AccountStatus
 from provisioning.registry import Registry
 
 Clock = Callable[[], datetime]
@@ -50,19 +50,9 @@ class RetentionSweeper:
         for cls in self._policy.classes.values():
             if cls.ttl is not None:
                 ended[cls.name] += self._store.expire(cls, now - cls.ttl, texts)
-        every = list(self._policy.classes.values())
-        lifetime = [c for c in every if c.while_active]
         for account in self._registry.accounts():
-            if account.status is AccountStatus.REVOKED:
-                # Revocation ends every class, whatever its TTL (normally done at once by the
-                # deactivation; repeated here so data written by any path cannot linger).
-                ending = every
-            elif (
-                account.status is AccountStatus.INACTIVE
-                and now - account.status_changed_at >= self._policy.inactive_grace
-            ):
-                ending = lifetime
-            else:
+            ending = self._ending(account, now)
+            if not ending:
                 continue
             counts = self._store.erase_account(account.id, ending, texts)
             for cls in ending:
@@ -72,6 +62,35 @@ class RetentionSweeper:
         if sum(ended.values()) or expired_quarantine:
             self._registry.record_audit("retention.swept", {**ended, "quarantine": expired_quarantine})
         return dict(ended)
+
+    def _ending(self, account: Account, now: datetime) -> list[RetentionClass]:
+        """The classes whose data of this account must be gone by now."""
+        every = list(self._policy.classes.values())
+        if account.status is AccountStatus.REVOKED:
+            # Revocation ends every class, whatever its TTL (normally done at once by the
+            # deactivation; repeated here so data written by any path cannot linger).
+            return every
+        if (
+            account.status is AccountStatus.INACTIVE
+            and now - account.status_changed_at >= self._policy.inactive_grace
+        ):
+            return [c for c in every if c.while_active]
+        return []
+
+    def end_remote(self, account_id: str | None = None) -> None:
+        """Tell the remote sinks now, instead of at the next sweep: for one account (just
+        revoked, perhaps by another process whose deactivation reached only the embedded
+        store), or for all (at start-up, for what happened while hookflash was stopped)."""
+        if not self._remote:
+            return
+        now = self._clock()
+        for account in self._registry.accounts():
+            if account_id is None or account.id == account_id:
+                ending = self._ending(account, now)
+                if ending:
+                    self._end_remote(
+                        account.id, account.status_changed_at, ending, self._policy.aggregate_text_fields
+                    )
 
     def _end_remote(
         self, account_id: str, since: datetime, ending: list[RetentionClass], texts: frozenset[str]

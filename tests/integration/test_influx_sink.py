@@ -5,6 +5,7 @@ handling are checked at the HTTP level against a small recording server (influx_
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from collector.sinks.influx_status import isolation_budget
 from collector.sinks.sqlite_store import SqliteStore
 from factories import HT812_AGENT, snmp_device
 from provisioning.registry import Registry
-from runner import RunningService, eventually
+from runner import RunningService, eventually, hookflash
 from services import SnmpdFactory, VictoriaMetrics, free_port
 
 POLICY = load_policy()
@@ -458,3 +459,34 @@ def test_a_failed_delete_is_a_retry_naming_the_bucket() -> None:
     finally:
         sink.close()
         server.close()
+
+
+def test_a_revocation_by_another_process_is_carried_to_the_remote_sink(
+    tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's deactivation reaches only the embedded store; the running service, on
+    seeing the revocation, ends the account's data in InfluxDB too (delete by predicate in
+    every class's bucket), and does it once."""
+    monkeypatch.setenv("TEST_INFLUX_TOKEN", "influx-token-not-to-leak")
+    cfg = ServiceConfig(
+        data_dir=tmp_path / "data",
+        snmp=SnmpConfig(enabled=False),
+        influx=InfluxConfig(enabled=True, url=recorder.url, token_env="TEST_INFLUX_TOKEN"),
+    )
+    Registry(cfg.data_dir / "registry.db").import_devices(
+        [snmp_device(1, "acct-a"), snmp_device(2, "acct-b")], source="test"
+    )
+
+    def deletes() -> list[str]:
+        """Erasures of all time (a stop's purge of stragglers starts at the stop instead)."""
+        requests = [r for r in recorder.requests if r.path == "/api/v2/delete"]
+        erasures = [r for r in requests if r.json()["start"].startswith("1970")]
+        return sorted(f"{r.arg('bucket')} {r.json()['predicate']}" for r in erasures)
+
+    with RunningService(cfg):
+        assert hookflash("accounts", "revoke", "acct-a", "--data-dir", cfg.data_dir).returncode == 0
+        expected = sorted(f"hookflash-{c} account_id=\"acct-a\"" for c in POLICY.classes)
+        eventually(lambda: deletes() == expected, what="the account's data deleted in every bucket")
+    with RunningService(cfg):  # a restart does not repeat it
+        time.sleep(0.5)
+    assert deletes() == expected
