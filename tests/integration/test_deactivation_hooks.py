@@ -138,6 +138,11 @@ def test_webhook_is_signed_retried_and_carries_the_receipt(
             assert result.returncode == 0, result.stderr
             assert "collection stopped, confirmed by 1 running collector(s)" in result.stdout
             eventually(lambda: len(receiver.deliveries) == 1, timeout=15, what="webhook delivered")
+            # Marked delivered once the receiver's answer is in (a stop before that would
+            # deliver it again at the next start: at least once).
+            eventually(
+                lambda: "hook.delivered" in _audit_actions(cfg.data_dir, "acct-a"), what="delivery recorded"
+            )
         delivery = receiver.deliveries[0]
         assert receiver.attempts == 3  # two 503s, then success
         headers = {k.lower(): v for k, v in delivery.headers.items()}
@@ -184,8 +189,16 @@ def test_outbox_survives_a_restart_while_the_receiver_is_down(tmp_path: Path) ->
     assert len(pending) == 2 and all(e["attempts"] >= 1 for e in pending)
     with WebhookReceiver(port=port) as receiver, RunningService(cfg):
         eventually(lambda: len(receiver.deliveries) == 2, timeout=15, what="both delivered after restart")
+        eventually(
+            lambda: {e["status"] for e in _outbox(registry_db) if e["webhook"] == "crm"} == {"delivered"},
+            what="both recorded as delivered",
+        )
     assert sorted(d.json()["account_id"] for d in receiver.deliveries) == ["acct-a", "acct-b"]
     assert {e["status"] for e in _outbox(registry_db) if e["webhook"] == "crm"} == {"delivered"}
+
+
+def _audit_actions(data_dir: Path, account_id: str) -> list[str]:
+    return [str(a["action"]) for a in Registry(data_dir / "registry.db").audit_entries(account_id)]
 
 
 def _outbox(registry_db: Path) -> list[dict[str, object]]:
