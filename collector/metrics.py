@@ -8,7 +8,7 @@ CollectorRegistry: several services in one process (the tests) do not clash.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -21,9 +21,21 @@ from collector.stats import LATENCY_BUCKETS, Stats
 __all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics", "exposition"]
 
 
-def _counter(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> CounterMetricFamily:
-    metric = CounterMetricFamily(name, doc, labels=list(labels or {}))
-    metric.add_metric(list((labels or {}).values()), value)
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _per(
+    family: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    doc: str,
+    label: str,
+    values: Iterable[tuple[str, float]],
+) -> Metric:
+    """A metric with one label, one sample per (label value, value)."""
+    metric = family(name, doc, labels=[label])
+    for key, value in values:
+        metric.add_metric([key], value)
     return metric
 
 
@@ -61,17 +73,18 @@ class ServiceMetrics(Collector):
         )
         yield _counter("hookflash_messages_received", "MQTT messages received.", s.messages_received)
         yield _counter("hookflash_messages_quarantined", "Payloads quarantined as malformed.", s.quarantined)
-        dropped = CounterMetricFamily(
-            "hookflash_records_dropped", "Records not stored, by reason.", labels=["reason"]
+        yield _per(
+            CounterMetricFamily,
+            "hookflash_records_dropped",
+            "Records not stored, by reason.",
+            "reason",
+            [
+                ("not_provisioned", s.dropped_not_provisioned),
+                ("account_inactive", s.dropped_inactive),
+                ("in_flight_at_stop", s.dropped_in_flight),
+                ("queue_full", s.queue_overflow),
+            ],
         )
-        for reason, value in (
-            ("not_provisioned", s.dropped_not_provisioned),
-            ("account_inactive", s.dropped_inactive),
-            ("in_flight_at_stop", s.dropped_in_flight),
-            ("queue_full", s.queue_overflow),
-        ):
-            dropped.add_metric([reason], value)
-        yield dropped
         stored = CounterMetricFamily(
             "hookflash_records_stored",
             "Records written, per sink and retention class.",
@@ -91,53 +104,62 @@ class ServiceMetrics(Collector):
                 buckets.append((bound, cumulative))
             latency.add_metric([sink], buckets, histogram.total_s)
         yield latency
-        stops = CounterMetricFamily(
+        yield _per(
+            CounterMetricFamily,
             "hookflash_collection_stops",
             "Stop events applied (AccountRevoked is a revocation).",
-            labels=["event"],
+            "event",
+            sorted(s.collection_stops.items()),
         )
-        for event, value in sorted(s.collection_stops.items()):
-            stops.add_metric([event], value)
-        yield stops
-        queue = GaugeMetricFamily("hookflash_queue_depth", "Records waiting for the sinks.", labels=["queue"])
-        queue.add_metric(["pipeline"], self._queue_depth())
-        yield queue
+        yield _per(
+            GaugeMetricFamily,
+            "hookflash_queue_depth",
+            "Records waiting for the sinks.",
+            "queue",
+            [("pipeline", self._queue_depth())],
+        )
         yield GaugeMetricFamily(
             "hookflash_queue_capacity", "Size of the pipeline queue.", value=self._queue_capacity
         )
-        spool_bytes = GaugeMetricFamily(
-            "hookflash_spool_bytes", "Bytes held in a sink's disk spool.", labels=["sink"]
+        spooled = [sink for sink in self._sinks if hasattr(sink, "spool_bytes")]  # remote sinks
+        yield _per(
+            GaugeMetricFamily,
+            "hookflash_spool_bytes",
+            "Bytes held in a sink's disk spool.",
+            "sink",
+            [(sink.name, sink.spool_bytes) for sink in spooled],
         )
-        spool_batches = GaugeMetricFamily(
-            "hookflash_spool_batches", "Batches held in a sink's disk spool.", labels=["sink"]
+        yield _per(
+            GaugeMetricFamily,
+            "hookflash_spool_batches",
+            "Batches held in a sink's disk spool.",
+            "sink",
+            [(sink.name, sink.spool_batches) for sink in spooled],
         )
-        for sink in self._sinks:
-            for family, attribute in ((spool_bytes, "spool_bytes"), (spool_batches, "spool_batches")):
-                found = getattr(sink, attribute, None)
-                spooled = found() if callable(found) else found
-                if isinstance(spooled, int | float):
-                    family.add_metric([sink.name], spooled)
-        yield spool_bytes
-        yield spool_batches
-        refused = CounterMetricFamily(
+        yield _per(
+            CounterMetricFamily,
             "hookflash_spool_refused",
             "Records a sink's full spool refused (the embedded store still has them).",
-            labels=["sink"],
+            "sink",
+            sorted(s.spool_refused.items()),
         )
-        for sink_name, value in sorted(s.spool_refused.items()):
-            refused.add_metric([sink_name], value)
-        yield refused
         yield GaugeMetricFamily(
             "hookflash_devices_seen", "Devices that sent data since start.", value=len(s.devices_seen)
         )
-        accounts = GaugeMetricFamily("hookflash_accounts", "Accounts per status.", labels=["status"])
-        for status, value in sorted(self._accounts().items()):
-            accounts.add_metric([status], value)
-        yield accounts
-        alerts = GaugeMetricFamily("hookflash_alerts_firing", "Alerts firing, per rule.", labels=["rule"])
-        for rule, value in sorted(self._alerts().items()):
-            alerts.add_metric([rule], value)
-        yield alerts
+        yield _per(
+            GaugeMetricFamily,
+            "hookflash_accounts",
+            "Accounts per status.",
+            "status",
+            sorted(self._accounts().items()),
+        )
+        yield _per(
+            GaugeMetricFamily,
+            "hookflash_alerts_firing",
+            "Alerts firing, per rule.",
+            "rule",
+            sorted(self._alerts().items()),
+        )
 
 
 def exposition(metrics: ServiceMetrics) -> bytes:
