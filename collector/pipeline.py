@@ -257,16 +257,15 @@ class Pipeline:
 
     async def _retry(self, what: str, count: int, job: Callable[[], T]) -> T:
         """Run a write in the writer thread until it succeeds: a failing store keeps its batch
-        (and, with MQTT QoS 1, the broker keeps the unacknowledged messages)."""
+        (and, with MQTT QoS 1, the broker keeps the unacknowledged messages). Only local
+        writes get here (SQLite, a spool's append); a remote server's failures and its
+        Retry-After are the spooled sink's worker's business."""
         delay = 0.1
         while True:
             try:
                 return await self.run_in_writer(job)
             except Exception as exc:
                 self.stats.sink_errors += 1
-                asked = getattr(exc, "retry_after_s", None)  # the server's Retry-After
-                if isinstance(asked, int | float) and asked > 0:
-                    delay = min(float(asked), 60.0)
                 log.error("%s failed to write %d items, retrying in %.1fs: %s", what, count, delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -45,7 +45,7 @@ class _BufferedClient(mqtt.Client):
     """paho reads every packet with three or more small recv() calls (type byte, each length
     byte, body): one system call each. This reads the socket in large chunks and serves
     paho's small reads from memory. What it holds is invisible to the selector, so the
-    reader drains it completely (`buffered`) before going back to the event loop."""
+    subscriber's reader comes back for it (`buffered`) on the loop's next turn."""
 
     _CHUNK = 256 * 1024
 
