@@ -58,6 +58,18 @@ def data_dir_option(func: F) -> F:
     )(func)
 
 
+def config_option(help: str, *, required: bool = False) -> Callable[[F], F]:
+    """`-c/--config FILE`: a service config (TOML), passed to the command as `config_path`."""
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        required=required,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=help,
+    )
+
+
 def format_option(func: F) -> F:
     return click.option(
         "--format",

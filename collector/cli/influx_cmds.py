@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
-from collector.cli.common import emit, err_console, fail_cleanly, format_option, print_error
+from collector.cli.common import config_option, emit, err_console, fail_cleanly, format_option, print_error
 from collector.config import load_config
 from collector.retention import load_policy
 from collector.sinks.influx_buckets import BucketAdmin, BucketError, ensure_buckets
@@ -22,14 +22,7 @@ def influx() -> None:
 
 
 @influx.command("ensure-buckets")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="TOML config file (its [influx] section and retention policy).",
-)
+@config_option("TOML config file (its [influx] section and retention policy).", required=True)
 @click.option("--dry-run", is_flag=True, help="Only report: create and change nothing.")
 @click.option("--fix", is_flag=True, help="Also set the policy's retention on buckets that differ from it.")
 @format_option

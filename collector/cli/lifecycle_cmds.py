@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from collector.cli.common import (
+    config_option,
     console,
     data_dir_option,
     err_console,
@@ -27,15 +28,7 @@ from collector.retention import load_policy
 from provisioning.models import AccountStatus, check_account_id, normalize_mac
 from provisioning.receipts import Action, Receipt, ReceiptStatus
 
-
-def config_option(func: Callable[..., object]) -> Callable[..., object]:
-    return click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Service config: its webhooks are notified and its retention policy applied.",
-    )(func)
+_CONFIG_HELP = "Service config: its webhooks are notified and its retention policy applied."
 
 
 def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
@@ -135,7 +128,7 @@ def _lifecycle_command(action: Action, help_text: str) -> click.Command:
     @click.option("--reason", default="", help="Recorded in the receipt and the audit log.")
     @click.option("--request-id", help="Idempotency key: repeating it returns the first receipt.")
     @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-    @config_option
+    @config_option(_CONFIG_HELP)
     @data_dir_option
     @fail_cleanly
     def command(
@@ -169,7 +162,7 @@ reactivate = _lifecycle_command(Action.REACTIVATE, "Set accounts active again; n
 @click.argument("account_id")
 @click.argument("status", type=click.Choice([s.value for s in AccountStatus]))
 @click.option("--reason", default="", help="Recorded in the receipt and the audit log.")
-@config_option
+@config_option(_CONFIG_HELP)
 @data_dir_option
 @fail_cleanly
 def set_status(account_id: str, status: str, reason: str, config_path: Path | None, data_dir: Path) -> None:
@@ -183,7 +176,7 @@ def set_status(account_id: str, status: str, reason: str, config_path: Path | No
 @click.command("remove")
 @click.argument("device_ids", nargs=-1, required=True)
 @click.option("--reason", default="")
-@config_option
+@config_option(_CONFIG_HELP)
 @data_dir_option
 @fail_cleanly
 def remove_device(device_ids: tuple[str, ...], reason: str, config_path: Path | None, data_dir: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from collector.cli.common import (
+    config_option,
     console,
     data_dir_option,
     emit,
@@ -30,13 +31,7 @@ def devices() -> None:
 
 @devices.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Service config: profiles in its profile_dirs are accepted besides the bundled ones.",
-)
+@config_option("Service config: profiles in its profile_dirs are accepted besides the bundled ones.")
 @data_dir_option
 @fail_cleanly
 def import_devices(file: Path, config_path: Path | None, data_dir: Path) -> None:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import click
 
-from collector.cli.common import check_data_dir, console, fail_cleanly, open_registry, open_store
+from collector.cli.common import (
+    check_data_dir,
+    config_option,
+    console,
+    fail_cleanly,
+    open_registry,
+    open_store,
+)
 from collector.config import load_config
 from collector.service import Service
 
@@ -33,14 +40,7 @@ async def serve(service: Service) -> None:
 
 
 @click.command()
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="TOML config file.",
-)
+@config_option("TOML config file.", required=True)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
