@@ -17,8 +17,11 @@ The figures are total points over total time per path. Each round also reports t
 spent per point by this process and by VictoriaMetrics (from /proc), which is where the
 difference between the paths goes.
 
+The sink builds its lines with the encoder's C loop when it was built (the default install
+builds it); `--python-loop` measures the Python loop instead.
+
 Usage: python bench/write_path.py [--quick] [--points N] [--rounds R] [--gzip-level L]
-(needs the Debian package victoria-metrics). The last line is
+[--python-loop] (needs the Debian package victoria-metrics). The last line is
 `RESULT sink_points_per_s=… raw_http_points_per_s=… ratio=…`.
 """
 
@@ -40,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from collector.records import Kind, TelemetryRecord  # noqa: E402
+from collector.sinks import influx_lines  # noqa: E402
 from collector.sinks.influx import InfluxSink  # noqa: E402
 from collector.sinks.influx_lines import LineEncoder  # noqa: E402
 from services import VictoriaMetrics  # noqa: E402
@@ -125,7 +129,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, help="points per pass (default 300,000; quick: 100,000)")
     parser.add_argument("--rounds", type=int, default=3, help="timed passes of each path")
     parser.add_argument("--gzip-level", type=int, default=1, help="both paths; 0: uncompressed")
+    parser.add_argument("--python-loop", action="store_true", help="the sink encodes without the C loop")
     args = parser.parse_args()
+    if args.python_loop:
+        influx_lines.NATIVE = False  # what LineEncoder() looks at
+    print(f"line encoder: {'the C loop' if influx_lines.NATIVE else 'the Python loop'}", flush=True)
     count = args.points or (100_000 if args.quick else 300_000)
     count -= count % BATCH
     print(f"building {count:,} records and their lines ...", flush=True)

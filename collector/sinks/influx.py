@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -30,7 +31,7 @@ from influxdb_client.rest import ApiException
 
 from collector.records import TelemetryRecord
 from collector.retention import RetentionClass
-from collector.sinks.influx_lines import LineEncoder, line_protocol
+from collector.sinks.influx_lines import LineEncoder, join_lines, line_protocol
 from collector.sinks.influx_status import isolation_budget, server_message
 from collector.sinks.influx_writer import CONNECTION_ERRORS, Refused, SinkRetry, WriteClient
 
@@ -42,6 +43,7 @@ __all__ = ["InfluxSink", "RejectedPoint", "SinkRetry", "line_protocol"]
 log = logging.getLogger(__name__)
 _AUTH_LOG_EVERY_S = 60.0
 _MAX_SETTLED = 10_000
+_RETENTION_CLASS = attrgetter("retention_class")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class InfluxSink:
         # part way: its retry skips them, so points are neither written nor reported twice.
         self._settled: dict[int, Refused | None] = {}
         self._refused_now = 0  # points refused in the current write
+        self._posted_now: list[tuple[str, bytes]] = []  # posts the current write made
         self._auth_logged_at = -_AUTH_LOG_EVERY_S
         self.written = 0  # points the server accepted
         self.rejected = 0  # points refused (400/422/413) and reported
@@ -127,41 +130,56 @@ class InfluxSink:
     def write(self, records: Sequence[TelemetryRecord]) -> int:
         """Write every record to its class's bucket; return how many the server accepted.
         Raises SinkRetry when the batch must be retried (what was written is not resent)."""
-        by_bucket: dict[str, list[TelemetryRecord]] = {}
-        buckets = self._buckets
-        for record in records:
-            bucket = buckets.get(record.retention_class) or self.bucket(record.retention_class)
-            group = by_bucket.get(bucket)
-            if group is None:
-                group = by_bucket[bucket] = []
-            group.append(record)
         self._refused_now = 0
+        self._posted_now.clear()
         step = self._batch_lines
         try:
-            for bucket, group in by_bucket.items():
+            for bucket, group in self._by_bucket(records):
                 for start in range(0, len(group), step):
-                    chunk = group[start : start + step]
-                    self._deliver(bucket, self._encoder.lines(chunk), chunk)
+                    self._deliver(bucket, group[start : start + step])
         except SinkRetry as exc:
+            for bucket, body in self._posted_now:  # the retry of this batch skips them
+                self._settle(hash((bucket, body)), None)
             if exc.status in (401, 403, 404):
                 self._auth_failed(exc)
             raise SinkRetry(f"{self.name}: {exc}", exc.retry_after_s, exc.status) from None
+        finally:
+            self._posted_now.clear()
         self._settled.clear()
         return len(records) - self._refused_now
 
-    def _deliver(self, bucket: str, lines: list[str], records: list[TelemetryRecord]) -> None:
+    def _by_bucket(self, records: Sequence[TelemetryRecord]) -> list[tuple[str, Sequence[TelemetryRecord]]]:
+        classes = list(map(_RETENTION_CLASS, records))
+        if not classes:
+            return []
+        if classes.count(classes[0]) == len(classes):  # the usual batch: one class
+            return [(self.bucket(classes[0]), records)]
+        groups: dict[str, list[TelemetryRecord]] = {}
+        for retention_class, record in zip(classes, records, strict=True):
+            group = groups.get(retention_class)
+            if group is None:
+                group = groups[retention_class] = []
+            group.append(record)
+        return [(self.bucket(name), group) for name, group in groups.items()]
+
+    def _deliver(
+        self, bucket: str, records: Sequence[TelemetryRecord], lines: list[str] | None = None
+    ) -> None:
+        """One post of the records (whose lines are known when a refused post is split); the
+        body is built straight from the records, and lines only for a post refused."""
+        body = self._encoder.body(records) if lines is None else join_lines(lines)
         try:
-            self._post(bucket, lines)
+            self._post(bucket, body, len(records))
         except Refused as refused:
-            self._handle(bucket, lines, records, refused)
+            self._handle(bucket, lines or self._encoder.lines(records), records, refused)
 
     def _handle(
-        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: Refused
+        self, bucket: str, lines: list[str], records: Sequence[TelemetryRecord], refused: Refused
     ) -> None:
         if refused.status == 413 and len(lines) > 1:
             half = len(lines) // 2
-            self._deliver(bucket, lines[:half], records[:half])
-            self._deliver(bucket, lines[half:], records[half:])
+            self._deliver(bucket, records[:half], lines[:half])
+            self._deliver(bucket, records[half:], lines[half:])
         elif refused.status == 413:
             too_large = Refused(413, f"larger than the server accepts: {refused.reason}")
             self._reject(bucket, lines, records, too_large)
@@ -169,7 +187,7 @@ class InfluxSink:
             self._isolate(bucket, lines, records, refused)
 
     def _isolate(
-        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: Refused
+        self, bucket: str, lines: list[str], records: Sequence[TelemetryRecord], refused: Refused
     ) -> None:
         """Bisect a refused post, breadth first, until each refused piece is one line; the
         good pieces are written on the way. The number of extra posts is bounded
@@ -188,18 +206,18 @@ class InfluxSink:
             for a, b in ((lo, mid), (mid, hi)):
                 budget -= 1
                 try:
-                    self._post(bucket, lines[a:b])
+                    self._post(bucket, join_lines(lines[a:b]), b - a)
                 except Refused as piece:
                     if piece.status == 413:
-                        self._deliver(bucket, lines[a:b], records[a:b])
+                        self._deliver(bucket, records[a:b], lines[a:b])
                     else:
                         pending.append((a, b, piece))
 
     def _reject(
-        self, bucket: str, lines: list[str], records: list[TelemetryRecord], refused: Refused
+        self, bucket: str, lines: list[str], records: Sequence[TelemetryRecord], refused: Refused
     ) -> None:
         self._refused_now += len(records)
-        key = hash((bucket, "\n".join(lines)))
+        key = hash((bucket, join_lines(lines)))
         if self._settled.get(key) is not None:
             return  # reported before this batch was retried
         reason = f"HTTP {refused.status}: {refused.reason}"
@@ -209,17 +227,18 @@ class InfluxSink:
         self.rejected += len(records)
         self._settle(key, refused)
 
-    def _post(self, bucket: str, lines: list[str]) -> None:
-        """One buffered post, unless settled by a previous try of this batch."""
-        key = hash((bucket, "\n".join(lines)))
-        if key in self._settled:
-            settled = self._settled[key]
-            if settled is None:
-                return
-            raise Refused(settled.status, settled.reason)
-        self._http.post(bucket, lines)
-        self.written += len(lines)
-        self._settle(key, None)
+    def _post(self, bucket: str, body: bytes, points: int) -> None:
+        """One post, unless settled by a previous try of this batch."""
+        if self._settled:  # only after a write that failed part way
+            key = hash((bucket, body))
+            if key in self._settled:
+                settled = self._settled[key]
+                if settled is None:
+                    return
+                raise Refused(settled.status, settled.reason)
+        self._http.post(bucket, body)
+        self.written += points
+        self._posted_now.append((bucket, body))
 
     def _settle(self, key: int, refused: Refused | None) -> None:
         if len(self._settled) >= _MAX_SETTLED:  # only a run of failing writes gets here

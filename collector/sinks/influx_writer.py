@@ -60,9 +60,8 @@ class WriteClient:
             self._headers["Content-Encoding"] = "gzip"
         self.posts = 0
 
-    def post(self, bucket: str, lines: list[str]) -> None:
-        """One post. Raises Refused (400/413/422) or SinkRetry."""
-        body = "\n".join(lines).encode()
+    def post(self, bucket: str, body: bytes) -> None:
+        """One post of line-protocol text (UTF-8). Raises Refused (400/413/422) or SinkRetry."""
         self._send(bucket, gzip.compress(body, self._gzip_level) if self._gzip_level else body)
 
     def _send(self, bucket: str, body: bytes) -> None:
