@@ -106,7 +106,7 @@ static PyObject *cached(PyObject *cache, PyObject *key, PyObject *encoder, PyObj
     }
     if (PyErr_Occurred()) return NULL;
     PyObject *made = PyObject_CallMethodOneArg(encoder, method, key);
-    if (made != NULL && !PyUnicode_CheckExact(made)) {
+    if (made != NULL && !PyUnicode_Check(made)) {
         Py_DECREF(made);
         PyErr_SetString(PyExc_TypeError, "the line encoder's cache must hold str");
         return NULL;
@@ -126,7 +126,7 @@ static long long days_since_epoch(long long year, int month, int day) {
 
 /* Nanoseconds since the epoch of an aware datetime. 1: done; 0: not handled here; -1: error. */
 static int nanoseconds(PyObject *moment, long long *out) {
-    if (!PyDateTime_Check(moment)) return 0;
+    if (!PyDateTime_CheckExact(moment)) return 0; /* a subclass may compute its own offset */
     PyObject *tz = PyDateTime_DATE_GET_TZINFO(moment);
     long long offset_us = 0;
     if (tz == Py_None) return 0; /* naive: local time, the Python path decides */
@@ -183,79 +183,75 @@ static int put_value(Buffer *b, PyObject *value, PyObject *texts, PyObject *enco
     return 0;
 }
 
+/* The record's line into b, after the head. 1: done; 0: not handled here; -1: error.
+ * Every object used while Python code may run (the callbacks) is held by a reference of
+ * this function's own: a callback could change the record or its fields. */
+static int put_fields(Buffer *b, PyObject *fields, PyObject *encoder, PyObject *keys, PyObject *texts) {
+    Py_ssize_t pos = 0, size = PyDict_GET_SIZE(fields);
+    PyObject *name, *value;
+    int result = 1, first = 1;
+    while (result == 1 && PyDict_Next(fields, &pos, &name, &value)) {
+        if (!PyUnicode_CheckExact(name)) return 0;
+        if (!first && put(b, ",", 1)) return -1;
+        first = 0;
+        Py_INCREF(name);
+        Py_INCREF(value);
+        PyObject *key = cached(keys, name, encoder, s_field_key);
+        result = key == NULL ? -1 : (put_str(b, key) ? -1 : 1);
+        Py_XDECREF(key);
+        if (result == 1) result = put_value(b, value, texts, encoder);
+        Py_DECREF(name);
+        Py_DECREF(value);
+        if (result == 1 && PyDict_GET_SIZE(fields) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            return -1;
+        }
+    }
+    return result;
+}
+
+enum { KIND, ACCOUNT, DEVICE, MODEL, FIRMWARE, FIELDS, MOMENT, PARTS };
+
 /* A record's line into b. 1: done; 0: not handled here (b is to be discarded); -1: error. */
 static int encode_one(Buffer *b, PyObject *record, PyObject *encoder, PyObject *heads, PyObject *keys,
                       PyObject *texts) {
+    PyObject *const names[PARTS] = {s_kind, s_account_id, s_device_id, s_model, s_firmware, s_fields, s_observed_at};
+    PyObject *part[PARTS] = {NULL};
     int result = 0;
     PyObject *attrs = PyObject_GetAttr(record, s_dict);
     if (attrs == NULL) {
         PyErr_Clear();
         return 0;
     }
-    PyObject *kind = PyDict_GetItemWithError(attrs, s_kind);
-    PyObject *account = PyDict_GetItemWithError(attrs, s_account_id);
-    PyObject *device = PyDict_GetItemWithError(attrs, s_device_id);
-    PyObject *model = PyDict_GetItemWithError(attrs, s_model);
-    PyObject *firmware = PyDict_GetItemWithError(attrs, s_firmware);
-    PyObject *fields = PyDict_GetItemWithError(attrs, s_fields);
-    PyObject *moment = PyDict_GetItemWithError(attrs, s_observed_at);
-    if (PyErr_Occurred()) {
-        result = -1;
-        goto done;
+    for (int i = 0; i < PARTS; i++) {
+        part[i] = PyDict_GetItemWithError(attrs, names[i]);
+        if (part[i] == NULL) {
+            result = PyErr_Occurred() ? -1 : 0;
+            goto done;
+        }
+        Py_INCREF(part[i]);
     }
-    if (!kind || !account || !device || !model || !firmware || !fields || !moment || !PyDict_CheckExact(fields))
-        goto done;
     long long stamp;
-    result = nanoseconds(moment, &stamp);
+    if (!PyDict_CheckExact(part[FIELDS])) goto done;
+    result = nanoseconds(part[MOMENT], &stamp);
     if (result != 1) goto done;
 
-    PyObject *kind_value = PyObject_GetAttr(kind, s_value);
+    PyObject *kind_value = PyObject_GetAttr(part[KIND], s_value);
     if (kind_value == NULL) {
         PyErr_Clear();
         result = 0;
         goto done;
     }
-    PyObject *series = PyTuple_Pack(5, kind_value, account, device, model, firmware);
+    PyObject *series = PyTuple_Pack(5, kind_value, part[ACCOUNT], part[DEVICE], part[MODEL], part[FIRMWARE]);
     Py_DECREF(kind_value);
-    if (series == NULL) {
-        result = -1;
-        goto done;
-    }
-    PyObject *head = cached(heads, series, encoder, s_head_for);
-    Py_DECREF(series);
-    if (head == NULL) {
-        result = -1;
-        goto done;
-    }
-    result = put_str(b, head) ? -1 : 1;
-    Py_DECREF(head);
-
-    Py_ssize_t pos = 0;
-    PyObject *name, *value;
-    int first = 1;
-    while (result == 1 && PyDict_Next(fields, &pos, &name, &value)) {
-        if (!PyUnicode_CheckExact(name)) {
-            result = 0;
-            break;
-        }
-        if (!first && put(b, ",", 1)) {
-            result = -1;
-            break;
-        }
-        first = 0;
-        PyObject *key = cached(keys, name, encoder, s_field_key);
-        if (key == NULL) {
-            result = -1;
-            break;
-        }
-        result = put_str(b, key) ? -1 : 1;
-        Py_DECREF(key);
-        if (result == 1) result = put_value(b, value, texts, encoder);
-    }
-    if (result == 1) {
-        if (put(b, " ", 1) || put_integer(b, stamp, 0)) result = -1;
-    }
+    PyObject *head = series == NULL ? NULL : cached(heads, series, encoder, s_head_for);
+    Py_XDECREF(series);
+    result = head == NULL ? -1 : (put_str(b, head) ? -1 : 1);
+    Py_XDECREF(head);
+    if (result == 1) result = put_fields(b, part[FIELDS], encoder, keys, texts);
+    if (result == 1 && (put(b, " ", 1) || put_integer(b, stamp, 0))) result = -1;
 done:
+    for (int i = 0; i < PARTS; i++) Py_XDECREF(part[i]);
     Py_DECREF(attrs);
     return result;
 }
@@ -269,21 +265,25 @@ static PyObject *make_line(Buffer *b) {
 
 /* The records' lines: a list of str (as_body 0), or one UTF-8 body, lines joined by "\n". */
 static PyObject *encode_records(PyObject *encoder, PyObject *sequence, int as_body) {
-    PyObject *records = PySequence_Fast(sequence, "records must be a sequence");
+    if (!PySequence_Check(sequence)) {
+        PyErr_SetString(PyExc_TypeError, "records must be a sequence");
+        return NULL;
+    }
+    /* A tuple of its own: the callbacks cannot shorten it under the loop. */
+    PyObject *records = PySequence_Tuple(sequence);
     if (records == NULL) return NULL;
-    PyObject *heads = PyObject_GetAttr(encoder, s_heads);
-    PyObject *keys = PyObject_GetAttr(encoder, s_keys);
-    PyObject *texts = PyObject_GetAttr(encoder, s_texts);
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(records);
-    PyObject *result = as_body ? NULL : PyList_New(count);
+    PyObject *heads = NULL, *keys = NULL, *texts = NULL, *result = NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(records);
     Buffer b = {NULL, 0, 0, 1};
-    if (!heads || !keys || !texts || !(as_body || result)) goto failed;
+    if (!(heads = PyObject_GetAttr(encoder, s_heads)) || !(keys = PyObject_GetAttr(encoder, s_keys))
+        || !(texts = PyObject_GetAttr(encoder, s_texts)) || !(as_body || (result = PyList_New(count))))
+        goto failed;
     if (!PyDict_CheckExact(heads) || !PyDict_CheckExact(keys) || !PyDict_CheckExact(texts)) {
         PyErr_SetString(PyExc_TypeError, "the line encoder's caches must be dicts");
         goto failed;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *record = PySequence_Fast_GET_ITEM(records, i);
+        PyObject *record = PyTuple_GET_ITEM(records, i);
         if (as_body && i > 0 && put(&b, "\n", 1)) goto failed;
         Py_ssize_t start = as_body ? b.len : 0;
         b.len = start;

@@ -9,6 +9,11 @@ compact rows), and `cursor.json`, the position of the oldest batch not yet sent.
 appended whole under the lock and flushed, so a killed process leaves at most a torn last
 line, which is cut off when the spool is opened again (that batch was never acknowledged to
 its source). Consumed segments are deleted.
+
+The batches appended by this process are also kept in memory, up to `memory_records`, so
+that while the server keeps up the worker sends them without reading and decoding them
+back from disk; the files stay the truth (for a restart, or when the memory is full because
+the server is down). Nothing else differs: the same batches, in the same order.
 """
 
 from __future__ import annotations
@@ -66,11 +71,21 @@ def _record(row: list[Any]) -> TelemetryRecord:
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_bytes: int = 16 * 1024 * 1024,
+        memory_records: int = 50_000,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._lock = threading.Lock()
+        # Batches appended by this process, by where their line starts: (records, line length).
+        self._memory: dict[Position, tuple[Sequence[TelemetryRecord], int]] = {}
+        self._memory_records = 0
+        self._memory_limit = memory_records
         directory.mkdir(parents=True, exist_ok=True)
         self._cursor = self._load_cursor()
         segments = self._segments()
@@ -129,10 +144,14 @@ class Spool:
                     self._appender.close()
                     self._tail += 1
                 self._appender = self._path(self._tail).open("ab")
+            start = Position(self._tail, self._appender.tell())
             self._appender.write(line)
             self._appender.flush()  # in the OS now: survives the process being killed
             self.bytes += len(line)
             self.batches += 1
+            if self._memory_records + len(records) <= self._memory_limit:
+                self._memory[start] = (records, len(line))
+                self._memory_records += len(records)
         return True
 
     # -- reading ---------------------------------------------------------------------------------
@@ -144,19 +163,21 @@ class Spool:
             records: list[TelemetryRecord] = []
             position, taken = self._cursor, 0
             while self.batches - taken > 0 and (not records or len(records) < max_records):
-                path = self._path(position.segment)
-                with path.open("rb") as f:
-                    f.seek(position.offset)
-                    line = f.readline()
-                if not line:  # the end of a segment that was rolled over
+                batch, length = self._memory.get(position) or self._read(position)
+                if not length:  # the end of a segment that was rolled over
                     position = Position(position.segment + 1, 0)
                     continue
-                batch = [_record(row) for row in json.loads(line)]
                 if records and len(records) + len(batch) > max_records:
                     break
                 records.extend(batch)
-                position, taken = Position(position.segment, position.offset + len(line)), taken + 1
+                position, taken = Position(position.segment, position.offset + length), taken + 1
             return (records, position, taken) if taken else None
+
+    def _read(self, position: Position) -> tuple[Sequence[TelemetryRecord], int]:
+        with self._path(position.segment).open("rb") as f:
+            f.seek(position.offset)
+            line = f.readline()
+        return ([_record(row) for row in json.loads(line)] if line else []), len(line)
 
     def commit(self, position: Position, batches: int) -> None:
         """Everything before `position` was delivered: forget it."""
@@ -165,6 +186,8 @@ class Spool:
             self.bytes -= self._distance(old, position)
             self.batches -= batches
             self._cursor = position
+            for start in [p for p in self._memory if p < position]:
+                self._memory_records -= len(self._memory.pop(start)[0])
             tmp = self.directory / "cursor.json.tmp"
             tmp.write_text(json.dumps({"segment": position.segment, "offset": position.offset}))
             os.replace(tmp, self.directory / "cursor.json")
@@ -186,6 +209,8 @@ class Spool:
         segments; returns how many were removed."""
         removed = 0
         with self._lock:
+            self._memory.clear()  # the lines move: read them back from the files
+            self._memory_records = 0
             if self._appender is not None:
                 self._appender.close()
                 self._appender = None

@@ -115,16 +115,49 @@ def test_values_the_c_loop_leaves_to_python_are_handed_over() -> None:
     class Label(str):
         pass
 
+    class Moment(datetime):  # may compute its own offset: only the Python loop asks it
+        def utcoffset(self) -> timedelta:
+            return timedelta(hours=1)
+
+    labelled = record().model_dump()
+    labelled["fields"] = {"label": Label("x y"), "n": 1}
     odd = [
         record(fields={"big": 2**64, "small": -(2**63)}),
-        record(fields={"label": Label("x y")}),
+        TelemetryRecord.model_construct(**labelled),  # pydantic would make the label a str
         record(observed_at=datetime(2300, 1, 1, tzinfo=UTC)),  # beyond int64 nanoseconds
+        record(observed_at=Moment(2026, 1, 1, tzinfo=timezone(timedelta(hours=2)))),
     ]
+    assert type(odd[1].fields["label"]) is Label and type(odd[3].observed_at) is Moment
     native, python = both(odd)
     assert native == python
     assert LineEncoder().body(odd + odd) == "\n".join(python + python).encode()
     assert native[0].endswith(f"big={2**64}i,small={-(2**63)}i {native[0].rsplit(' ', 1)[1]}")
+    assert 'label="x y"' in native[1]
     assert int(native[2].rsplit(" ", 1)[1]) > 2**63
+    assert native[3].endswith(" 1767218400000000000")  # the zone's 2 hours, as datetime arithmetic has it
+
+
+def test_callbacks_that_change_the_batch_or_a_record_cannot_break_the_loop() -> None:
+    records = [record(fields={"a": f"t{n}", "b": n}) for n in range(50)]
+    batch = list(records)
+
+    class Meddling(LineEncoder):
+        def _field_text(self, value: str) -> str:
+            batch.clear()  # the caller's list shrinks under the loop
+            return super()._field_text(value)
+
+    assert Meddling().lines(batch) == LineEncoder(native=False).lines(records)
+
+    fields = {"a": "x", "b": 1}
+    changing = TelemetryRecord.model_construct(**{**record().model_dump(), "fields": fields})
+
+    class Growing(LineEncoder):
+        def _field_key(self, name: str) -> str:
+            fields[f"more{len(fields)}"] = 1
+            return super()._field_key(name)
+
+    with pytest.raises(RuntimeError, match="changed size during iteration"):
+        Growing().lines([changing])
 
 
 def test_caches_fill_and_start_over_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,8 +48,12 @@ def drain(spool: Spool, max_records: int = 1000) -> list[int]:
     return out
 
 
-def test_batches_come_back_in_order_merged_up_to_the_limit(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=10**6, segment_bytes=2000)  # small segments: several files
+# 0: every batch is read back from the files; 25: the first two in memory, the rest read
+# back; 50,000 (the default): all of them in memory.
+@pytest.mark.parametrize("memory_records", [0, 25, 50_000])
+def test_batches_come_back_in_order_merged_up_to_the_limit(tmp_path: Path, memory_records: int) -> None:
+    # small segments: several files
+    spool = Spool(tmp_path, max_bytes=10**6, segment_bytes=2000, memory_records=memory_records)
     for start in range(0, 100, 10):
         assert spool.append([rec(n) for n in range(start, start + 10)])
     assert spool.batches == 10 and len(list(tmp_path.glob("*.jsonl"))) > 1
@@ -94,6 +98,19 @@ def test_a_reopened_spool_resumes_at_its_cursor_and_cuts_a_torn_write(tmp_path: 
     assert reopened.batches == 4
     reopened.append([rec(6)])
     assert drain(reopened) == [2, 3, 4, 5, 6]
+
+
+def test_batches_kept_in_memory_are_the_batches_on_disk(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10**6, segment_bytes=2000)
+    for start in range(0, 60, 6):
+        spool.append([rec(n, "acct-a" if n % 3 else "acct-b") for n in range(start, start + 6)])
+    on_disk = Spool(tmp_path, max_bytes=10**6, memory_records=0)  # reads the same files
+    from_memory, from_files = spool.peek(10**6), on_disk.peek(10**6)
+    assert from_memory is not None and from_files is not None
+    assert from_memory[1:] == from_files[1:]  # same position after them, same batch count
+    assert [r.model_dump() for r in from_memory[0]] == [r.model_dump() for r in from_files[0]]
+    spool.drop(lambda r: r.account_id == "acct-b")  # moves the lines: memory is let go
+    assert numbers(spool.peek(10**6)[0]) == [n for n in range(60) if n % 3]  # type: ignore[index]
 
 
 def test_drop_removes_an_accounts_records_and_keeps_the_rest_in_order(tmp_path: Path) -> None:
