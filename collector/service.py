@@ -48,6 +48,15 @@ def store_path(data_dir: Path) -> Path:
     return data_dir / "telemetry.db"
 
 
+def tune_gc() -> None:
+    """Ingest allocates and frees many small objects per message; the collector's default
+    (a young-generation pass every 700 allocations, rescanning everything alive in the
+    queue) costs a tenth of the loop's time at full rate. What exists now (profiles,
+    registry, policy) lives as long as the service: freeze it out of every pass."""
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
+
+
 class Service:
     def __init__(self, config: ServiceConfig, registry: Registry | None = None) -> None:
         self.config = config
@@ -141,12 +150,7 @@ class Service:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def start(self) -> None:
-        # Ingest allocates and frees many small objects per message; the collector's default
-        # (a young-generation pass every 700 allocations, rescanning everything alive in
-        # the queue) costs a tenth of the loop's time at full rate. What exists now (profiles,
-        # registry, policy) lives as long as the service: freeze it out of every pass.
-        gc.freeze()
-        gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
+        tune_gc()
         for sink in self.sinks:
             if isinstance(sink, SpooledSink):
                 sink.start()

@@ -76,7 +76,7 @@ class Spool:
         directory: Path,
         max_bytes: int,
         segment_bytes: int = 16 * 1024 * 1024,
-        memory_records: int = 50_000,
+        memory_records: int = 20_000,  # about 30 MB of records at most
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes

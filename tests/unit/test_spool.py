@@ -49,8 +49,8 @@ def drain(spool: Spool, max_records: int = 1000) -> list[int]:
 
 
 # 0: every batch is read back from the files; 25: the first two in memory, the rest read
-# back; 50,000 (the default): all of them in memory.
-@pytest.mark.parametrize("memory_records", [0, 25, 50_000])
+# back; 20,000 (the default): all of them in memory.
+@pytest.mark.parametrize("memory_records", [0, 25, 20_000])
 def test_batches_come_back_in_order_merged_up_to_the_limit(tmp_path: Path, memory_records: int) -> None:
     # small segments: several files
     spool = Spool(tmp_path, max_bytes=10**6, segment_bytes=2000, memory_records=memory_records)
