@@ -10,9 +10,9 @@ backslash (which would escape the separator after it) is dropped; in a string fi
 newline becomes `\\n`; a lone surrogate (valid in a Python str, not in UTF-8) becomes `?`.
 
 The loop over the records runs in C (`_lines.c`, built at install) when it could be built:
-about a tenth of the Python loop's CPU per point. It asks this class for heads, keys and
-quoted text (so the caches and the escaping rules live here alone) and hands back to
-`_py_line` any record it does not handle. Without a C compiler the Python loop does it all,
+about a fifth of the Python loop's CPU per point (0.47 against 2.5 µs). It asks this class
+for heads, keys and quoted text (so the caches and the escaping rules live here alone) and
+hands back to `_py_line` any record it does not handle. Without a C compiler the Python loop does it all,
 with the same output.
 """
 
