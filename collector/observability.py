@@ -14,6 +14,7 @@ from collector.gate import Gate
 from collector.metrics import ServiceMetrics
 from collector.pipeline import Pipeline
 from collector.sinks.base import Sink
+from collector.sinks.spooled import SpooledSink
 from collector.stats import Stats
 from collector.views.db import ViewsDb
 from collector.views.fleet import FleetViews
@@ -66,7 +67,13 @@ class Observability:
         self.views = FleetViews(ViewsDb(data / "telemetry.db", registry.path), config.views)
         self.rollouts = ReportCache(ROLLOUT_CACHE_S)
         self.alerts = (
-            AlertEngine(config.alerts, self.views.db, data / "alerts.db", gate.allows)
+            AlertEngine(
+                config.alerts,
+                self.views.db,
+                data / "alerts.db",
+                gate.allows,
+                sinks=lambda: [s.health() for s in sinks if isinstance(s, SpooledSink)],
+            )
             if config.alerts.enabled
             else None
         )

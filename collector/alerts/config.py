@@ -52,8 +52,29 @@ class FirmwareRegressedRule(_Rule):
     type: Literal["firmware_regressed"]
 
 
+class SinkUnauthorizedRule(_Rule):
+    """A remote sink's writes are refused as unauthorized (401 / 403) or for an unknown bucket
+    or org (404): they will not heal by themselves. Fires at once; clears on a write taken."""
+
+    type: Literal["sink_unauthorized"]
+
+
+class SinkDownRule(_Rule):
+    """A remote sink's writes have failed, for any reason, for `minutes` (the spool holds
+    what it could not send)."""
+
+    type: Literal["sink_down"]
+    minutes: float = Field(default=5, gt=0)
+
+
 Rule = Annotated[
-    OfflineRule | MosBelowRule | RegistrationLostRule | FirmwareRegressedRule, Field(discriminator="type")
+    OfflineRule
+    | MosBelowRule
+    | RegistrationLostRule
+    | FirmwareRegressedRule
+    | SinkUnauthorizedRule
+    | SinkDownRule,
+    Field(discriminator="type"),
 ]
 
 

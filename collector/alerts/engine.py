@@ -8,7 +8,8 @@ dispatchers never take each other's entries.
 
 Privacy: only devices of active accounts are evaluated. When an account stops being
 active its alerts are dropped without a notice, and its state and queued or sent notices
-are deleted (`forget`), so nothing about it is sent or kept afterwards.
+are deleted (`forget`), so nothing about it is sent or kept afterwards. Alerts about
+hookflash's own remote sinks (`sink_unauthorized`, `sink_down`) concern no account.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +33,11 @@ from collector.alerts.config import (
     OfflineRule,
     RegistrationLostRule,
     Rule,
+    SinkDownRule,
+    SinkUnauthorizedRule,
 )
 from collector.config.snmp import from_env
+from collector.sinks.spooled import SinkHealth
 from collector.views.db import ViewsDb
 from provisioning.db import open_db, transaction
 from provisioning.outbox import Outbox, WebhookDispatcher, WebhookTarget
@@ -56,6 +60,13 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+def _subject(key: str, account_id: str, model: str) -> dict[str, str | None]:
+    """What an alert is about: a device (of an account) or one of hookflash's sinks."""
+    if key.startswith(R.SINK):
+        return {"device_id": None, "account_id": None, "model": None, "sink": key[len(R.SINK) :]}
+    return {"device_id": key, "account_id": account_id, "model": model, "sink": None}
+
+
 @dataclass(frozen=True)
 class Notice:
     event: str
@@ -71,9 +82,12 @@ class AlertEngine:
         path: Path,
         allows: Callable[[str], bool],
         clock: Callable[[], float] = time.time,
+        sinks: Callable[[], Sequence[SinkHealth]] = tuple,
     ) -> None:
-        """`allows(device_id)`: is the device provisioned, with an active account (the gate)."""
+        """`allows(device_id)`: is the device provisioned, with an active account (the gate).
+        `sinks()`: how each remote sink's sending goes."""
         self.config = config
+        self._sinks = sinks
         self._views = views
         self._allows = allows
         self._clock = clock
@@ -97,7 +111,15 @@ class AlertEngine:
             return R.registration_lost(self._views, rule)
         if isinstance(rule, FirmwareRegressedRule):
             return R.firmware_regressed(self._views, rule)
+        if isinstance(rule, SinkUnauthorizedRule):
+            return R.sink_unauthorized(self._sinks())
+        if isinstance(rule, SinkDownRule):
+            return R.sink_down(self._sinks(), rule)
         return self._mos[rule.name].evaluate(self._views)
+
+    def _allowed(self, subject: str) -> bool:
+        """A sink, or a device of an active account: what may be alerted on."""
+        return subject.startswith(R.SINK) or self._allows(subject)
 
     def evaluate(self) -> list[Notice]:
         """One round: compare what holds now with what was firing; send the differences."""
@@ -123,15 +145,15 @@ class AlertEngine:
                 if (
                     rule is not None
                     and row["state"] == "firing"
-                    and device_id in active
-                    and self._allows(device_id)
+                    and (device_id in active or device_id.startswith(R.SINK))
+                    and self._allowed(device_id)
                 ):
                     notices.append(self._notice(RESOLVED, rule, device_id, row, now))
             for name, devices in hits.items():
                 rule = rules[name]
                 for device_id, firing in devices.items():
                     row = known.get((name, device_id))
-                    if not self._allows(device_id):
+                    if not self._allowed(device_id):
                         continue
                     if row is None:
                         state = "firing" if rule.hold_s <= 0 else "pending"
@@ -173,9 +195,7 @@ class AlertEngine:
             "alert_id": f"{rule.name}:{device_id}:{since:.3f}",
             "rule": rule.name,
             "type": rule.type,
-            "device_id": device_id,
-            "account_id": account,
-            "model": firing.model if firing else row["model"],
+            **_subject(device_id, account, firing.model if firing else row["model"]),
             "since": _iso(since),
             "at": _iso(now),
             "detail": firing.detail if firing else json.loads(row["detail"]),
@@ -186,7 +206,14 @@ class AlertEngine:
 
     def _send(self, notice: Notice) -> None:
         p = notice.payload
-        if notice.event == FIRING:
+        if p["sink"] is not None:
+            if notice.event == FIRING:
+                log.error("alert %s FIRING for sink %s: %s", p["rule"], p["sink"], json.dumps(p["detail"]))
+            else:
+                log.warning(
+                    "alert %s RESOLVED for sink %s after %.0fs", p["rule"], p["sink"], p["duration_s"]
+                )
+        elif notice.event == FIRING:
             log.warning(
                 "alert %s FIRING for device %s (%s, account %s): %s",
                 p["rule"],
@@ -215,14 +242,12 @@ class AlertEngine:
             {
                 "rule": r["rule"],
                 "type": types.get(r["rule"], "unknown"),
-                "device_id": r["device_id"],
-                "account_id": r["account_id"],
-                "model": r["model"],
+                **_subject(r["device_id"], r["account_id"], r["model"]),
                 "since": _iso(r["since"]),
                 "detail": json.loads(r["detail"]),
             }
             for r in rows
-            if self._allows(r["device_id"])
+            if self._allowed(r["device_id"])
         ]
 
     def firing_counts(self) -> dict[str, int]:

@@ -1,6 +1,8 @@
-"""Which devices each rule holds true for, right now: queries over the views' index.
+"""Which devices each rule holds true for, right now: queries over the views' index; and,
+for the rules about hookflash's own remote sinks, which sinks.
 
-Each function returns {device_id: Firing} for devices of active accounts only. The MOS
+Each device function returns {device_id: Firing} for devices of active accounts only; the
+sink functions {"sink:<name>": Firing} with no account. The MOS
 rule is incremental: it re-reads the last K calls only of devices with new call-quality
 records since the previous round (and of those firing), so a round stays cheap at
 100,000 devices.
@@ -9,11 +11,21 @@ records since the previous round (and of those firing), so a round stays cheap a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.alerts.config import FirmwareRegressedRule, MosBelowRule, OfflineRule, RegistrationLostRule
+from collector.alerts.config import (
+    FirmwareRegressedRule,
+    MosBelowRule,
+    OfflineRule,
+    RegistrationLostRule,
+    SinkDownRule,
+)
+from collector.sinks.spooled import SinkHealth
 from collector.views.db import ACTIVE_DEVICES, ViewsDb, at
+
+SINK = "sink:"  # the subject of an alert about a sink, where a device's id stands otherwise (a MAC)
 
 
 def still_active(db: ViewsDb, device_ids: set[str]) -> set[str]:
@@ -93,6 +105,33 @@ def firmware_regressed(db: ViewsDb, rule: FirmwareRegressedRule) -> dict[str, Fi
             },
         )
     return out
+
+
+def _sink_firing(h: SinkHealth) -> Firing:
+    return Firing(
+        "",
+        "",
+        {
+            "sink": h.name,
+            "status": h.status,
+            "reason": h.reason,
+            "down_for_s": round(h.down_for_s or 0.0, 1),
+            "spooled_batches": h.spool_batches,
+            "spooled_bytes": h.spool_bytes,
+        },
+    )
+
+
+def sink_unauthorized(health: Sequence[SinkHealth]) -> dict[str, Firing]:
+    return {SINK + h.name: _sink_firing(h) for h in health if h.status in (401, 403, 404)}
+
+
+def sink_down(health: Sequence[SinkHealth], rule: SinkDownRule) -> dict[str, Firing]:
+    return {
+        SINK + h.name: _sink_firing(h)
+        for h in health
+        if h.down_for_s is not None and h.down_for_s >= rule.minutes * 60
+    }
 
 
 @dataclass

@@ -21,6 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +35,18 @@ from collector.stats import Stats
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _REPORT_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class SinkHealth:
+    """How a remote sink's sending goes, for the alert rules about sinks."""
+
+    name: str
+    down_for_s: float | None  # since the first failure of the current run of them; None: up
+    status: int | None  # the last failure's HTTP status (None: a connection error, or up)
+    reason: str  # the last failure, as logged (no token)
+    spool_batches: int
+    spool_bytes: int
 
 
 class SpooledSink:
@@ -63,6 +76,7 @@ class SpooledSink:
         self._flush_deadline = 0.0
         self.refused = 0  # records refused because the spool was full
         self.down_since: float | None = None
+        self._last_failure: tuple[int | None, str] = (None, "")
         self._last_full_report = 0.0
         self._last_down_report = 0.0
         if self._spool.batches:
@@ -87,6 +101,18 @@ class SpooledSink:
     @property
     def spool_batches(self) -> int:
         return self._spool.batches
+
+    def health(self) -> SinkHealth:
+        down_since = self.down_since
+        status, reason = self._last_failure if down_since is not None else (None, "")
+        return SinkHealth(
+            self.name,
+            None if down_since is None else time.monotonic() - down_since,
+            status,
+            reason,
+            self._spool.batches,
+            self._spool.bytes,
+        )
 
     # -- the Sink interface ----------------------------------------------------------------------
 
@@ -222,6 +248,8 @@ class SpooledSink:
             delay = 0.5
 
     def _report_failure(self, exc: Exception, count: int, wait: float) -> None:
+        status = getattr(exc, "status", None)
+        self._last_failure = (status if isinstance(status, int) else None, str(exc))
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = self._last_down_report = now
