@@ -88,7 +88,7 @@ static int put_short_float(Buffer *b, double value) {
     return 0;
 }
 
-/* An exact str made by the Python encoder (already safe for UTF-8). */
+/* A str made by the Python encoder (already safe for UTF-8). */
 static int put_str(Buffer *b, PyObject *text) {
     Py_ssize_t n;
     const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
