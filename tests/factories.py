@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from collector.records import FieldValue, Kind, TelemetryRecord
 from collector.retention import RetentionPolicy
@@ -55,6 +56,22 @@ def record(
         model=device.model,
         firmware=firmware,
     )
+
+
+def telemetry_record(**changes: Any) -> TelemetryRecord:
+    """One call-quality record of an HT812 with a fixed time; `changes` replace any field."""
+    base: dict[str, Any] = dict(
+        device_id="000b82000001",
+        account_id="acct-a",
+        kind=Kind.CALL_QUALITY,
+        observed_at=datetime(2026, 11, 27, 8, 30, 1, 123456, tzinfo=UTC),
+        fields={"mos": 4.12},
+        retention_class="operational",
+        source="snmp",
+        model="HT812",
+        firmware="1.0.47.4",
+    )
+    return TelemetryRecord(**{**base, **changes})
 
 
 GS = "1.3.6.1.4.1.42397"

@@ -20,7 +20,7 @@ from collector.retention import load_policy
 from collector.sinks.influx import InfluxSink, RejectedPoint, SinkRetry, line_protocol
 from collector.sinks.influx_status import isolation_budget
 from collector.sinks.sqlite_store import SqliteStore
-from factories import HT812_AGENT, snmp_device
+from factories import HT812_AGENT, snmp_device, telemetry_record
 from provisioning.registry import Registry
 from runner import RunningService, eventually, hookflash
 from services import SnmpdFactory, VictoriaMetrics, free_port
@@ -35,18 +35,8 @@ def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
 
 
 def record(**changes: Any) -> TelemetryRecord:
-    base: dict[str, Any] = dict(
-        device_id="000b82000001",
-        account_id="acct-a",
-        kind=Kind.CALL_QUALITY,
-        observed_at=datetime.now(UTC),
-        fields={"mos": 4.12, "jitter_ms": 9, "codec": 'G7"22', "ok": True},
-        retention_class="operational",
-        source="snmp",
-        model="HT 812",
-        firmware="1.0.47.4",
-    )
-    return TelemetryRecord(**{**base, **changes})
+    escapes = {"fields": {"mos": 4.12, "jitter_ms": 9, "codec": 'G7"22', "ok": True}, "model": "HT 812"}
+    return telemetry_record(**{"observed_at": datetime.now(UTC), **escapes, **changes})
 
 
 def test_line_protocol_escapes_and_types() -> None:

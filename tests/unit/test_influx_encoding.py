@@ -12,26 +12,13 @@ from hypothesis import strategies as st
 
 from collector.config import InfluxConfig, config_from_dict
 from collector.config.snmp import ConfigError
-from collector.records import Kind, TelemetryRecord
 from collector.sinks.influx_lines import LineEncoder, line_protocol
 from collector.sinks.influx_status import isolation_budget, retry_after_s, server_message
+from factories import telemetry_record as record
 
 CLASSES = ["account_lifetime", "identifying", "operational", "troubleshooting"]
 
 
-def record(**changes: Any) -> TelemetryRecord:
-    base: dict[str, Any] = dict(
-        device_id="000b82000001",
-        account_id="acct-a",
-        kind=Kind.CALL_QUALITY,
-        observed_at=datetime(2026, 11, 27, 8, 30, 1, 123456, tzinfo=UTC),
-        fields={"mos": 4.12},
-        retention_class="operational",
-        source="snmp",
-        model="HT812",
-        firmware="1.0.47.4",
-    )
-    return TelemetryRecord(**{**base, **changes})
 
 
 def test_types_tags_and_nanosecond_timestamp() -> None:

@@ -17,21 +17,13 @@ from hypothesis import strategies as st
 from collector.records import Kind, TelemetryRecord
 from collector.sinks import influx_lines
 from collector.sinks.influx_lines import LineEncoder
+from factories import telemetry_record
+
+FIELDS = {"mos": 4.12, "jitter_ms": 3, "codec": "G722", "ok": True}
 
 
 def record(**changes: Any) -> TelemetryRecord:
-    base: dict[str, Any] = dict(
-        device_id="000b82000001",
-        account_id="acct-a",
-        kind=Kind.CALL_QUALITY,
-        observed_at=datetime(2026, 11, 27, 8, 30, 1, 123456, tzinfo=UTC),
-        fields={"mos": 4.12, "jitter_ms": 3, "codec": "G722", "ok": True},
-        retention_class="operational",
-        source="snmp",
-        model="HT812",
-        firmware="1.0.47.4",
-    )
-    return TelemetryRecord(**{**base, **changes})
+    return telemetry_record(**{"fields": FIELDS, **changes})
 
 
 def both(records: list[TelemetryRecord]) -> tuple[list[str], list[str]]:
