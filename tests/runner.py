@@ -4,6 +4,7 @@ call other processes (snmpget, the CLI) while collection goes on."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -58,6 +59,18 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "co
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_demo(data_dir: Path, devices: int, duration: float, period: float) -> subprocess.Popen[str]:
+    """`hookflash demo` in another process, its output unbuffered and piped, as a user runs it."""
+    options = {"--devices": devices, "--duration": duration, "--period": period, "--data-dir": data_dir}
+    return subprocess.Popen(
+        [sys.executable, "-m", "collector.cli.main", "demo", *(str(x) for kv in options.items() for x in kv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def hookflash(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -3,37 +3,15 @@ page and its data answer while the demo runs."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
-from runner import eventually
+from runner import eventually, start_demo
 
 
 def test_demo_prints_the_dashboard_url_and_serves_it(tmp_path: Path) -> None:
-    demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collector.cli.main",
-            "demo",
-            "--devices",
-            "12",
-            "--duration",
-            "12",
-            "--period",
-            "0.5",
-            "--data-dir",
-            str(tmp_path / "demo"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    demo = start_demo(tmp_path / "demo", devices=12, duration=12, period=0.5)
     try:
         assert demo.stdout is not None
         first = demo.stdout.readline()

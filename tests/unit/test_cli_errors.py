@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from collector.cli.demo import INACTIVE_ACCOUNT, REVOKED_ACCOUNT, status_summary
 from collector.cli.main import cli
 from collector.config import ConfigError, MqttConfig, load_config
+from runner import start_demo
 
 HEADER = "device_id,account_id,vendor,model,profile,transport,address,credentials\n"
 NO_DATA = 'registry.db not found); run "hookflash devices import FILE" or "hookflash demo" first'
@@ -273,25 +274,7 @@ def test_demo_summary_before_halfway_says_the_changes_did_not_happen() -> None:
 
 @pytest.mark.slow
 def test_demo_interrupted_before_halfway(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collector.cli.main",
-            "demo",
-            "--devices",
-            "4",
-            "--duration",
-            "120",
-            "--period",
-            "0.5",
-            "--data-dir",
-            str(tmp_path / "demo"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_demo(tmp_path / "demo", devices=4, duration=120, period=0.5)
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
     for line in proc.stdout:  # the first progress line comes once the service runs
