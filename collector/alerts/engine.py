@@ -132,7 +132,7 @@ class AlertEngine:
         with self._lock:
             held = {(r[0], r[1]) for r in self._db.execute("SELECT rule, device_id FROM alert_state")}
         cleared = {d for name, d in held if name not in hits or d not in hits[name]}
-        active = R.still_active(self._views, cleared)
+        active = R.still_active(self._views, {d for d in cleared if not d.startswith(R.SINK)})
         with transaction(self._db, self._lock) as db:
             known = {(r["rule"], r["device_id"]): r for r in db.execute("SELECT * FROM alert_state")}
             for (name, device_id), row in known.items():
@@ -145,8 +145,7 @@ class AlertEngine:
                 if (
                     rule is not None
                     and row["state"] == "firing"
-                    and (device_id in active or device_id.startswith(R.SINK))
-                    and self._allowed(device_id)
+                    and (device_id.startswith(R.SINK) or (device_id in active and self._allows(device_id)))
                 ):
                     notices.append(self._notice(RESOLVED, rule, device_id, row, now))
             for name, devices in hits.items():
