@@ -9,13 +9,14 @@ CollectorRegistry: several services in one process (the tests) do not clash.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from collector.sinks.base import Sink
+from collector.sinks.spooled import SpooledSink
 from collector.stats import LATENCY_BUCKETS, Stats
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics", "exposition"]
@@ -46,7 +47,7 @@ class ServiceMetrics(Collector):
         *,
         queue_depth: Callable[[], int],
         queue_capacity: int,
-        sinks: Sequence[Any],
+        sinks: Sequence[Sink],
         accounts: Callable[[], dict[str, int]],
         alerts: Callable[[], dict[str, int]] = dict,
     ) -> None:
@@ -121,7 +122,7 @@ class ServiceMetrics(Collector):
         yield GaugeMetricFamily(
             "hookflash_queue_capacity", "Size of the pipeline queue.", value=self._queue_capacity
         )
-        spooled = [sink for sink in self._sinks if hasattr(sink, "spool_bytes")]  # remote sinks
+        spooled = [sink for sink in self._sinks if isinstance(sink, SpooledSink)]  # remote sinks
         yield _per(
             GaugeMetricFamily,
             "hookflash_spool_bytes",
