@@ -20,7 +20,9 @@ stops when the server has taken the last point:
   back and sent.
 
 A warm-up pass creates every series first (VictoriaMetrics is slower on new series), then
-the two paths alternate, `--rounds` times each, so drift in the machine's load hits both.
+the two paths alternate, `--rounds` times each, taking turns at going first (a pass that
+follows another pays for VictoriaMetrics merging what that one wrote), so drift in the
+machine's load hits both alike; the spool and replay passes come after them.
 The figures are total points over total time per path. Each round also reports the CPU
 spent per point by this process and by VictoriaMetrics (from /proc), which is where the
 difference between the paths goes.
@@ -181,9 +183,9 @@ def cpu_s(pid: int | None = None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 points, 3 rounds (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="100,000 points a pass (< 60 s)")
     parser.add_argument("--points", type=int, help="points per pass (default 300,000; quick: 100,000)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed passes of each path")
+    parser.add_argument("--rounds", type=int, default=4, help="timed passes of each path")
     parser.add_argument("--gzip-level", type=int, default=1, help="both paths; 0: uncompressed")
     parser.add_argument("--python-loop", action="store_true", help="the sink encodes without the C loop")
     args = parser.parse_args()
@@ -205,17 +207,19 @@ def main() -> None:
             "spool": lambda: spooled_pass(vm.url, records, args.gzip_level, Path(tmp) / "spool"),
             "replay": lambda: replay_pass(vm.url, records, args.gzip_level, Path(tmp) / "replay"),
         }
-        for round_ in range(1, args.rounds + 1):
-            for name, run in passes.items():
-                ours, theirs = cpu_s(), cpu_s(vm.pid)
-                elapsed = run()
-                ours, theirs = cpu_s() - ours, cpu_s(vm.pid) - theirs
-                totals[name] += elapsed
-                print(
-                    f"round {round_} {name:6s}: {count / elapsed:>9,.0f} points/s; CPU per point: "
-                    f"hookflash {ours / count * 1e6:.1f} µs, VictoriaMetrics {theirs / count * 1e6:.1f} µs",
-                    flush=True,
-                )
+        pairs = [("sink", "raw") if n % 2 else ("raw", "sink") for n in range(1, args.rounds + 1)]
+        order = [(n, name) for n, pair in enumerate(pairs, 1) for name in pair]
+        order += [(n, name) for name in ("spool", "replay") for n in range(1, args.rounds + 1)]
+        for round_, name in order:
+            ours, theirs = cpu_s(), cpu_s(vm.pid)
+            elapsed = passes[name]()
+            ours, theirs = cpu_s() - ours, cpu_s(vm.pid) - theirs
+            totals[name] += elapsed
+            print(
+                f"round {round_} {name:6s}: {count / elapsed:>9,.0f} points/s; CPU per point: "
+                f"hookflash {ours / count * 1e6:.1f} µs, VictoriaMetrics {theirs / count * 1e6:.1f} µs",
+                flush=True,
+            )
         stored = sum(len(series["values"]) for series in vm.export('{__name__="call_quality_mos"}'))
     sink_rate = count * args.rounds / totals["sink"]
     raw_rate = count * args.rounds / totals["raw"]
