@@ -86,10 +86,11 @@ class WriteClient:
         reason = server_message(data, self._token)
         if status in (400, 413, 422):
             return Refused(status, reason)
+        said = f": {reason}" if reason else " (the server gave no reason)"
         if status in (401, 403, 404):
             what = "not authorized to write to" if status != 404 else "no such bucket or org for"
-            message = f"{what} bucket {bucket} (HTTP {status}); the batch is kept: {reason}"
+            message = f"{what} bucket {bucket} (HTTP {status}); the batch is kept{said}"
             return SinkRetry(message, status=status)
         return SinkRetry(
-            f"HTTP {status} writing to {bucket}: {reason}", retry_after_s(headers.get("Retry-After")), status
+            f"HTTP {status} writing to {bucket}{said}", retry_after_s(headers.get("Retry-After")), status
         )
