@@ -2,7 +2,7 @@
 
 Every payload must either decode to an observation whose fields are exactly the profile's
 declared fields with finite values of the declared types, or be rejected with
-PayloadRejected carrying a reason. Anything else (another exception, a NaN, an
+Rejected carrying a reason. Anything else (another exception, a NaN, an
 undeclared field, a hang) is a failure. Payloads: random bytes, invalid UTF-8, JSON with
 wrong types, NaN/Infinity, huge numbers, deep nesting, oversized bodies, timestamps far
 in the future or past, contradicting device ids, and mutations of valid payloads.
@@ -20,7 +20,8 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from collector.decode.mqtt import PayloadRejected, decode_mqtt
+from collector.core.errors import Rejected
+from collector.decode.mqtt import decode_mqtt
 from collector.profiles import load_profiles
 
 PROFILE = load_profiles().get("yealink-t5x")
@@ -99,7 +100,7 @@ def payload(rng: random.Random, kind: str, now: float) -> bytes:
 def check(kind: str, body: bytes, received: datetime) -> str:
     try:
         obs = decode_mqtt(PROFILE, DEVICE, kind, body, received)
-    except PayloadRejected as exc:
+    except Rejected as exc:
         assert exc.reason, "rejection without a reason"
         return "rejected"
     declared = {s.field: s for s in PROFILE.mqtt if s.kind.value == kind}

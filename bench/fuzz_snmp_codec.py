@@ -1,4 +1,4 @@
-"""Differential fuzzing of collector.sources.snmp_codec against pysnmp/pyasn1, plus timings.
+"""Differential fuzzing of collector.sources.snmp.codec against pysnmp/pyasn1, plus timings.
 
 Every generated packet goes through ``decode_response`` and through pyasn1's BER decoder with
 pysnmp's v2c Message spec and pysnmp's ``api.v2c`` accessors, and the two verdicts are compared
@@ -50,8 +50,8 @@ from test_snmp_codec import (  # noqa: E402
     random_response,
 )
 
-from collector.sources import snmp_codec  # noqa: E402
-from collector.sources.snmp_codec import GetRequestTemplate, decode_response  # noqa: E402
+from collector.sources.snmp import codec as snmp_codec  # noqa: E402
+from collector.sources.snmp.codec import GetRequestTemplate, decode_response  # noqa: E402
 
 KINDS = ("identical", "rejected-both", "codec-only", "mismatch", "crash")
 POOL = 1000  # valid packets to mutate; each is also checked unmutated

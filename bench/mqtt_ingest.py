@@ -36,8 +36,8 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from collector.config import MqttConfig, ServiceConfig, SnmpConfig  # noqa: E402
-from collector.records import TelemetryRecord  # noqa: E402
-from collector.service import Service  # noqa: E402
+from collector.core.records import TelemetryRecord  # noqa: E402
+from collector.runtime.service import Service  # noqa: E402
 from factories import mqtt_device  # noqa: E402
 from provisioning.registry import Registry  # noqa: E402
 from runner import RunningService, eventually  # noqa: E402

@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential  # noqa: E402
-from collector.deactivation import build_deactivator  # noqa: E402
 from collector.retention import load_policy  # noqa: E402
-from collector.sinks.sqlite_store import SqliteStore  # noqa: E402
+from collector.runtime.deactivation import build_deactivator  # noqa: E402
+from collector.sinks.sqlite import EmbeddedStore  # noqa: E402
 from factories import mqtt_device, snmp_device  # noqa: E402
 from provisioning.receipts import Action  # noqa: E402
 from provisioning.registry import Registry  # noqa: E402
@@ -94,9 +94,8 @@ def main() -> None:
                 what="every SNMP device polled once",
             )
             other = Registry(cfg.data_dir / "registry.db")  # another connection: the cross-process path
-            outside = build_deactivator(
-                cfg, other, [SqliteStore(cfg.data_dir / "telemetry.db")], load_policy()
-            )
+            store = EmbeddedStore.open(cfg.data_dir / "telemetry.db")
+            outside = build_deactivator(cfg, other, [store.sink, store.quarantine], load_policy())
             rng = random.Random(1)
             for i in range(runs):
                 time.sleep(rng.uniform(0, 0.25))  # land anywhere in the collector's poll cycle
@@ -129,7 +128,7 @@ def main() -> None:
 
 
 async def _revoke_inside(service: object, account: str) -> float:
-    from collector.service import Service
+    from collector.runtime.service import Service
 
     assert isinstance(service, Service)
     started = time.perf_counter()

@@ -22,9 +22,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from collector.records import Kind, TelemetryRecord  # noqa: E402
+from collector.core.records import Kind, TelemetryRecord  # noqa: E402
 from collector.retention import load_policy  # noqa: E402
-from collector.sinks.sqlite_store import SqliteStore  # noqa: E402
+from collector.sinks.sqlite import EmbeddedStore  # noqa: E402
 from collector.views.db import ViewsDb  # noqa: E402
 from collector.views.fleet import FleetViews  # noqa: E402
 from collector.views.rollout import rollout_status  # noqa: E402
@@ -133,12 +133,12 @@ def timed(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, Any]:
 
 
 def write_rate(path: Path, batch: list[TelemetryRecord], triggers: bool) -> float:
-    store = SqliteStore(path)
+    store = EmbeddedStore.open(path)
     if not triggers:
-        store._db.executescript("DROP TRIGGER latest_on_insert; DROP TRIGGER latest_on_delete;")
+        store.db.connection.executescript("DROP TRIGGER latest_on_insert; DROP TRIGGER latest_on_delete;")
     started = time.perf_counter()
     for i in range(0, len(batch), 5000):
-        store.write(batch[i : i + 5000])
+        store.sink.write(batch[i : i + 5000])
     rate = len(batch) / (time.perf_counter() - started)
     store.close()
     return rate
@@ -165,10 +165,10 @@ def main() -> None:
         f"{without:,.0f}/s without the latest triggers, {with_latest:,.0f}/s with them "
         f"({with_latest / without:.2f}x)"
     )
-    store = SqliteStore(work / "telemetry.db")
+    store = EmbeddedStore.open(work / "telemetry.db")
     started = time.perf_counter()
     for i in range(0, len(batch), 5000):
-        store.write(batch[i : i + 5000])
+        store.sink.write(batch[i : i + 5000])
     print(f"store: {len(batch):,} records in {time.perf_counter() - started:.1f}s")
     views = FleetViews(ViewsDb(work / "telemetry.db", work / "registry.db"))
     results = []

@@ -52,14 +52,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from collector.records import Kind, TelemetryRecord  # noqa: E402
-from collector.service import tune_gc  # noqa: E402
-from collector.sinks import influx_lines  # noqa: E402
+from collector.core.records import Kind, TelemetryRecord  # noqa: E402
+from collector.core.stats import Stats  # noqa: E402
+from collector.runtime.service import tune_gc  # noqa: E402
+from collector.runtime.spool import Spool  # noqa: E402
+from collector.runtime.spooled import SpooledSink  # noqa: E402
 from collector.sinks.influx import InfluxSink  # noqa: E402
-from collector.sinks.influx_lines import LineEncoder  # noqa: E402
-from collector.sinks.spool import Spool  # noqa: E402
-from collector.sinks.spooled import SpooledSink  # noqa: E402
-from collector.stats import Stats  # noqa: E402
+from collector.sinks.influx import lines as influx_lines  # noqa: E402
+from collector.sinks.influx.lines import LineEncoder  # noqa: E402
 from services import VictoriaMetrics  # noqa: E402
 
 BATCH = 5000

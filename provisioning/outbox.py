@@ -1,19 +1,13 @@
-"""Outbound deactivation webhooks: a persistent outbox, HMAC-SHA256 signatures, and a
-dispatcher that delivers at least once with capped exponential backoff.
+"""The webhook outbox: notices waiting to be delivered, persistent so that a receiver
+outage or a restart of hookflash loses nothing (collector.webhooks delivers them).
 
-Entries live in the registry database, so a receiver outage or a restart of hookflash
-loses nothing: the next dispatcher to run picks up whatever is still pending. Each
-delivery carries a stable `X-Hookflash-Delivery` id so receivers can drop duplicates.
+Entries live in the registry database (deactivation notices) or in alerts.db (alert
+notices); whoever opens an outbox names the file's schema, which holds the outbox tables.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import json
-import logging
-import random
 import threading
 import time
 import uuid
@@ -22,59 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+from provisioning.db import Schema, open_db, transaction
+from provisioning.schema import REGISTRY
 
-from provisioning.db import open_db, transaction
-
-log = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id TEXT PRIMARY KEY, webhook TEXT NOT NULL, event TEXT NOT NULL, account_id TEXT,
-    payload TEXT NOT NULL, created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL, claimed_until REAL NOT NULL DEFAULT 0,
-    status TEXT NOT NULL DEFAULT 'pending', delivered_at REAL, last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
-"""
 ALL_WEBHOOKS = "*"  # fanned out by the dispatcher to every webhook in its config
-SIGNATURE_HEADER = "X-Hookflash-Signature"
-TIMESTAMP_HEADER = "X-Hookflash-Timestamp"
-
-
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """`sha256=<hex>` over `<timestamp>.<body>`; the timestamp stops replays of old bodies."""
-    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def verify(
-    secret: bytes,
-    timestamp: str,
-    body: bytes,
-    signature: str,
-    tolerance_s: float = 300,
-    now: float | None = None,
-) -> bool:
-    """What a receiver runs: constant-time compare, and reject stale timestamps."""
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        return False
-    if abs((now if now is not None else time.time()) - ts) > tolerance_s:
-        return False
-    return hmac.compare_digest(sign(secret, ts, body), signature)
-
-
-@dataclass(frozen=True)
-class WebhookTarget:
-    name: str
-    url: str
-    secret: bytes  # never logged: only the name and URL appear in messages
-    timeout_s: float = 5.0
-
-    def __repr__(self) -> str:
-        return f"WebhookTarget(name={self.name!r}, url={self.url!r}, secret=<hidden>)"
 
 
 @dataclass(frozen=True)
@@ -88,10 +33,12 @@ class OutboxEntry:
 
 
 class Outbox:
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, schema: Schema = REGISTRY, clock: Callable[[], float] = time.time
+    ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = open_db(path, _SCHEMA)
+        self._db = open_db(path, schema)
 
     def enqueue(self, webhook: str, event: str, payload: Mapping[str, Any], account_id: str | None) -> str:
         entry_id = f"dlv_{uuid.uuid4().hex}"
@@ -165,96 +112,3 @@ class Outbox:
             sql, args = sql + " WHERE account_id = ?", (account_id,)
         with self._lock:
             return [dict(r) for r in self._db.execute(sql + " ORDER BY created_at", args)]
-
-
-def backoff_s(attempts: int, base_s: float = 1.0, cap_s: float = 300.0) -> float:
-    """Capped exponential backoff with ±20% jitter so receivers coming back are not stampeded."""
-    return float(min(cap_s, base_s * 2 ** min(attempts, 20)) * random.uniform(0.8, 1.2))
-
-
-AuditFn = Callable[[str, dict[str, Any], str | None], None]
-
-
-class WebhookDispatcher:
-    def __init__(
-        self,
-        outbox: Outbox,
-        targets: Mapping[str, WebhookTarget],
-        audit: AuditFn,
-        poll_s: float = 0.5,
-        base_backoff_s: float = 1.0,
-        max_backoff_s: float = 300.0,
-    ) -> None:
-        self._outbox = outbox
-        self._targets = dict(targets)
-        self._audit = audit
-        self._poll_s = poll_s
-        self._base = base_backoff_s
-        self._cap = max_backoff_s
-
-    async def run(self) -> None:
-        async with httpx.AsyncClient() as client:
-            while True:
-                await self.deliver_due(client)
-                await asyncio.sleep(self._poll_s)
-
-    async def deliver_due(self, client: httpx.AsyncClient) -> int:
-        entries = await asyncio.to_thread(self._outbox.claim_due)
-        if any(e.webhook == ALL_WEBHOOKS for e in entries):
-            for entry in entries:
-                if entry.webhook == ALL_WEBHOOKS:
-                    await asyncio.to_thread(self._outbox.fan_out, entry, sorted(self._targets))
-            entries = await asyncio.to_thread(self._outbox.claim_due)
-        results = await asyncio.gather(*(self._deliver(client, e) for e in entries), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):  # e.g. the registry was locked: retried next round
-                log.error("webhook delivery round failed: %s", result)
-        return sum(1 for r in results if r is True)
-
-    async def _deliver(self, client: httpx.AsyncClient, entry: OutboxEntry) -> bool:
-        target = self._targets.get(entry.webhook)
-        if target is None:
-            await asyncio.to_thread(
-                self._outbox.failed, entry.id, f"no webhook named {entry.webhook!r} in config", self._cap
-            )
-            return False
-        body = entry.payload.encode()
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "hookflash-webhook/1",
-            "X-Hookflash-Event": entry.event,
-            "X-Hookflash-Delivery": entry.id,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(target.secret, timestamp, body),
-        }
-        try:
-            response = await client.post(target.url, content=body, headers=headers, timeout=target.timeout_s)
-            error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if error is None:
-            await asyncio.to_thread(self._outbox.delivered, entry.id)
-            await asyncio.to_thread(
-                self._audit,
-                "hook.delivered",
-                {
-                    "webhook": entry.webhook,
-                    "event": entry.event,
-                    "delivery": entry.id,
-                    "attempts": entry.attempts + 1,
-                },
-                entry.account_id,
-            )
-            return True
-        retry = backoff_s(entry.attempts, self._base, self._cap)
-        log.warning(
-            "webhook %s (%s) delivery %s failed (%s); retry in %.1fs",
-            entry.webhook,
-            target.url,
-            entry.id,
-            error,
-            retry,
-        )
-        await asyncio.to_thread(self._outbox.failed, entry.id, error, retry)
-        return False

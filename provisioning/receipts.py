@@ -19,15 +19,7 @@ from pydantic import BaseModel
 
 from provisioning.db import open_db, transaction
 from provisioning.registry import Clock, utcnow
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS receipts (
-    id TEXT PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL,
-    device_id TEXT, action TEXT NOT NULL, reason TEXT NOT NULL, requested_at TEXT NOT NULL,
-    status TEXT NOT NULL, completed_at TEXT, result TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS receipts_account ON receipts(account_id);
-"""
+from provisioning.schema import REGISTRY
 
 
 class Action(StrEnum):
@@ -68,7 +60,7 @@ class ReceiptBook:
     def __init__(self, path: Path, clock: Clock = utcnow) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = open_db(path, _SCHEMA)
+        self._db = open_db(path, REGISTRY)
 
     def open(
         self,

@@ -18,44 +18,11 @@ from typing import Any
 from provisioning.db import open_db, transaction
 from provisioning.events import EventType, LifecycleEvent, event_for_transition
 from provisioning.models import Account, AccountStatus, Device, Transport, check_account_id
+from provisioning.schema import REGISTRY
 
 Clock = Callable[[], datetime]
 Listener = Callable[[LifecycleEvent], None]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
-    status_changed_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY,
-    account_id TEXT NOT NULL REFERENCES accounts(id),
-    vendor TEXT NOT NULL, model TEXT NOT NULL, profile TEXT NOT NULL,
-    transport TEXT NOT NULL, address TEXT NOT NULL, credentials TEXT NOT NULL,
-    debug_until TEXT
-);
-CREATE INDEX IF NOT EXISTS devices_account ON devices(account_id);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL, account_id TEXT, device_id TEXT, action TEXT NOT NULL, detail TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL, type TEXT NOT NULL, account_id TEXT NOT NULL, device_id TEXT
-);
-CREATE TABLE IF NOT EXISTS collectors (
-    id TEXT PRIMARY KEY, pid INTEGER NOT NULL, started_at TEXT NOT NULL, heartbeat_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS event_acks (
-    event_id INTEGER NOT NULL, collector_id TEXT NOT NULL, acked_at TEXT NOT NULL,
-    PRIMARY KEY (event_id, collector_id)
-);
-"""
 
 
 class DuplicateTopic(ValueError):
@@ -86,7 +53,7 @@ class Registry:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
-        self._db = open_db(path, _SCHEMA, "foreign_keys=ON")
+        self._db = open_db(path, REGISTRY, "foreign_keys=ON")
         self._listeners: list[Listener] = []
 
     def close(self) -> None:

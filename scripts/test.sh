@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs (Debian packages for the real services the
-# tests start, the package with its test extras), then run ruff, mypy and pytest.
+# tests start, the package with its test extras), then run ruff, mypy, the architecture's
+# import contracts (lint-imports, contracts in pyproject.toml) and pytest.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k mqtt`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +23,5 @@ fi
 python3 -m pip install -q -e '.[test]'
 echo "== ruff";  python3 -m ruff check .
 echo "== mypy";  python3 -m mypy
+echo "== lint-imports"; lint-imports --no-cache
 echo "== pytest"; python3 -m pytest -q "$@"

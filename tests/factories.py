@@ -5,8 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from collector.records import FieldValue, Kind, TelemetryRecord
+from collector.core.records import FieldValue, Kind, TelemetryRecord
+from collector.core.stats import Stats
+from collector.decode import Codec, MqttJsonCodec, SnmpCodec
+from collector.gate import Gate
+from collector.profiles import ProfileResolver, load_profiles
 from collector.retention import RetentionPolicy
+from collector.runtime.intake import Intake
+from collector.runtime.pipeline import Pipeline
+from collector.sinks.sqlite import EmbeddedStore
+from collector.tag import Tagger
 from provisioning.models import Device, Transport
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -91,3 +99,15 @@ HT812_AGENT: dict[str, tuple[str, str | int]] = {
     f"{GS}.1.3.1.3.0": ("gauge", 25),
     f"{GS}.1.3.1.4.0": ("counter", 17),
 }
+
+
+def intake_for(
+    gate: Gate, store: EmbeddedStore, policy: RetentionPolicy, **pipeline_options: Any
+) -> tuple[Intake, Pipeline]:
+    """The runtime's real intake and pipeline in front of an embedded store, for tests that
+    hand it observations (`intake.derived`) or items (`intake.receive`) directly."""
+    stats = Stats()
+    pipeline = Pipeline(gate, [store.sink], store.quarantine, stats, **pipeline_options)
+    codecs: dict[str, Codec] = {"mqtt": MqttJsonCodec(), "snmp": SnmpCodec()}
+    profiles = ProfileResolver(load_profiles())
+    return Intake(gate, profiles, codecs, Tagger(policy), pipeline, stats), pipeline

@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from collector.core.interfaces import Verdict
+from collector.core.records import FieldValue, Kind, Observation
 from collector.gate import Gate
-from collector.pipeline import Pipeline
-from collector.records import FieldValue, Kind, Observation
 from collector.retention import load_policy
-from collector.sinks.sqlite_store import SqliteStore
-from collector.stats import Stats
-from collector.tag import Tagger
+from collector.sinks.sqlite import EmbeddedStore
+from factories import intake_for
 from provisioning.models import AccountStatus, Device, Transport
 from provisioning.registry import Registry
 
@@ -132,14 +131,13 @@ def write_fleet(data_dir: Path, t: Times) -> None:
     I1's account."""
     registry = Registry(data_dir / "registry.db", clock=lambda: t.base)
     registry.import_devices(DEVICES.values(), source="rollout fleet")
-    store = SqliteStore(data_dir / "telemetry.db")
-    gate = Gate(registry)
-    pipeline = Pipeline(gate, Tagger(load_policy()), [store], store, Stats(), flush_interval=0.01)
+    store = EmbeddedStore.open(data_dir / "telemetry.db")
+    intake, pipeline = intake_for(Gate(registry), store, load_policy(), flush_interval=0.01)
 
     async def run() -> None:
         pipeline.start()
         for observation in observations(t):
-            assert pipeline.submit(observation), observation
+            assert intake.derived(observation) is Verdict.QUEUED, observation
         await pipeline.stop()
 
     asyncio.run(run())

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Self
 
 from collector.config import ServiceConfig
-from collector.service import Service
+from collector.runtime.service import Service
 
 
 class RunningService:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.alerts import rules as R
-from collector.alerts.config import (
+from collector.config.alerts import (
     AlertsConfig,
     FirmwareRegressedRule,
     MosBelowRule,
@@ -37,10 +37,12 @@ from collector.alerts.config import (
     SinkUnauthorizedRule,
 )
 from collector.config.snmp import from_env
-from collector.sinks.spooled import SinkHealth
+from collector.core.interfaces import SinkHealth
 from collector.views.db import ViewsDb
-from provisioning.db import open_db, transaction
-from provisioning.outbox import Outbox, WebhookDispatcher, WebhookTarget
+from collector.webhooks import WebhookDispatcher, WebhookTarget
+from provisioning.db import Schema, open_db, transaction
+from provisioning.outbox import Outbox
+from provisioning.schema import OUTBOX_TABLES
 
 log = logging.getLogger(__name__)
 FIRING, RESOLVED = "alert.firing", "alert.resolved"
@@ -54,6 +56,8 @@ CREATE TABLE IF NOT EXISTS alert_state (
 );
 CREATE INDEX IF NOT EXISTS alert_state_account ON alert_state(account_id);
 """
+# alerts.db: the alerts' state and the outbox of their notices. Version 1 is release 0.1.0's.
+ALERTS = Schema("alerts", (_SCHEMA + OUTBOX_TABLES,))
 
 
 def _iso(ts: float) -> str:
@@ -92,8 +96,8 @@ class AlertEngine:
         self._allows = allows
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = open_db(path, _SCHEMA)
-        self.outbox = Outbox(path)
+        self._db = open_db(path, ALERTS)
+        self.outbox = Outbox(path, ALERTS)
         self._mos = {r.name: R.MosTracker(r) for r in config.rules if isinstance(r, MosBelowRule)}
         self.notices_sent = 0
         self.rounds = 0  # evaluations completed (tests wait for rounds, not for time)
@@ -301,11 +305,11 @@ def held_for_account(path: Path, account_id: str) -> dict[str, list[dict[str, An
     """What alerts.db holds about an account, for a privacy export (P6)."""
     if not path.exists():
         return {"alerts": [], "notices": []}
-    db = open_db(path, _SCHEMA)
+    db = open_db(path, ALERTS)
     try:
         alerts = [
             dict(r) for r in db.execute("SELECT * FROM alert_state WHERE account_id = ?", (account_id,))
         ]
     finally:
         db.close()
-    return {"alerts": alerts, "notices": Outbox(path).entries(account_id)}
+    return {"alerts": alerts, "notices": Outbox(path, ALERTS).entries(account_id)}

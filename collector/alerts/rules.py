@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.alerts.config import (
+from collector.config.alerts import (
     FirmwareRegressedRule,
     MosBelowRule,
     OfflineRule,
     RegistrationLostRule,
     SinkDownRule,
 )
-from collector.sinks.spooled import SinkHealth
+from collector.core.interfaces import SinkHealth
 from collector.views.db import ACTIVE_DEVICES, ViewsDb, at
 
 SINK = "sink:"  # the subject of an alert about a sink, where a device's id stands otherwise (a MAC)

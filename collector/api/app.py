@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from collector.api.dashboard import mount_dashboard
 from collector.api.fleet_routes import fleet_router
-from collector.deactivation import Deactivator, UnknownDevice
-from collector.observability import Observability
+from collector.api.ports import Deactivations, Noc
+from collector.core.errors import UnknownDevice
 from provisioning.models import normalize_mac
 from provisioning.receipts import Action, ConflictingRequest, Receipt
 from provisioning.registry import UnknownAccount
@@ -48,7 +48,7 @@ class Accepted(BaseModel):
     receipt_url: str
 
 
-def create_app(deactivator: Deactivator, token: str, noc: Observability | None = None) -> FastAPI:
+def create_app(deactivator: Deactivations, token: str, noc: Noc | None = None) -> FastAPI:
     app = FastAPI(
         title="hookflash",
         version="1",

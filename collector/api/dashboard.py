@@ -10,14 +10,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from collector.metrics import CONTENT_TYPE_LATEST, exposition
-from collector.observability import Observability
+from collector.api.ports import Noc
 
 STATIC = Path(str(resources.files("collector.api").joinpath("static")))
 
 
-def mount_dashboard(app: FastAPI, noc: Observability) -> None:
+def mount_dashboard(app: FastAPI, noc: Noc) -> None:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
@@ -37,7 +37,7 @@ def mount_dashboard(app: FastAPI, noc: Observability) -> None:
 
     @router.get("/metrics")
     def metrics() -> Response:
-        return Response(exposition(noc.metrics), media_type=CONTENT_TYPE_LATEST)
+        return Response(noc.metrics_exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

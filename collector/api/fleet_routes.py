@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from collector.observability import Observability
-from collector.records import Kind
+from collector.api.ports import Noc
+from collector.core.records import Kind
 from collector.views.fleet import MAX_PAGE
 from collector.views.models import (
     DeviceDetail,
@@ -43,7 +43,7 @@ def _device_id(raw: str) -> str:
         raise HTTPException(422, f"device_id: {exc}") from None
 
 
-def fleet_router(noc: Observability) -> APIRouter:
+def fleet_router(noc: Noc) -> APIRouter:
     views = noc.views
     router = APIRouter(prefix="/v1")
 

@@ -15,8 +15,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from collector.service import registry_path, store_path
-from collector.sinks.sqlite_store import SqliteStore
+from collector.core.errors import HookflashError
+from collector.runtime.service import registry_path, store_path
+from collector.sinks.sqlite import EmbeddedStore
+from provisioning.db import SchemaTooNew
 from provisioning.receipts import ReceiptBook
 from provisioning.registry import Registry
 
@@ -124,9 +126,9 @@ def open_registry(data_dir: Path, *, existing: bool = False) -> Registry:
     return _open(data_dir, existing, registry_path(data_dir), Registry)
 
 
-def open_store(data_dir: Path, *, existing: bool = False) -> SqliteStore:
+def open_store(data_dir: Path, *, existing: bool = False) -> EmbeddedStore:
     """The telemetry store in data_dir; with `existing`, fail unless data_dir holds a registry."""
-    return _open(data_dir, existing, store_path(data_dir), SqliteStore)
+    return _open(data_dir, existing, store_path(data_dir), EmbeddedStore.open)
 
 
 def open_receipts(data_dir: Path, *, existing: bool = False) -> ReceiptBook:
@@ -163,13 +165,9 @@ def fail_cleanly(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from collector.config import ConfigError
-        from collector.profiles import ProfileError
-        from collector.retention import PolicyError
-
         try:
             return func(*args, **kwargs)
-        except (ConfigError, ProfileError, PolicyError, LookupError, ValueError) as exc:
+        except (HookflashError, SchemaTooNew, LookupError, ValueError) as exc:
             message = str(exc)
         except sqlite3.DatabaseError as exc:
             message = f"database error: {exc}"

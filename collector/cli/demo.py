@@ -17,14 +17,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from collector.alerts.config import AlertsConfig, FirmwareRegressedRule, MosBelowRule, RegistrationLostRule
 from collector.cli.common import check_data_dir, console, data_dir_option, fail_cleanly
 from collector.config import ApiConfig, MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
-from collector.service import Service, registry_path, store_path
+from collector.config.alerts import AlertsConfig, FirmwareRegressedRule, MosBelowRule, RegistrationLostRule
+from collector.config.views import ViewsConfig
+from collector.core.stats import Stats
+from collector.runtime.service import Service, registry_path, store_path
 from collector.sim.broker import EmbeddedBroker
 from collector.sim.fleet import COMMUNITY, SimulatedFleet, build_fleet
-from collector.stats import Stats
-from collector.views.config import ViewsConfig
 from provisioning.receipts import Action, ReceiptStatus
 from provisioning.registry import Registry
 

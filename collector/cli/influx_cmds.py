@@ -11,7 +11,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from collector.cli.common import config_option, emit, err_console, fail_cleanly, format_option, print_error
 from collector.config import load_config
 from collector.retention import load_policy
-from collector.sinks.influx_buckets import BucketAdmin, BucketError, ensure_buckets
+from collector.sinks.influx.buckets import BucketAdmin, BucketError, ensure_buckets
 
 COLUMNS = ["class", "bucket", "policy", "server", "action"]
 

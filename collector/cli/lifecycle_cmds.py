@@ -23,8 +23,8 @@ from collector.cli.common import (
     open_store,
 )
 from collector.config import ServiceConfig, load_config
-from collector.deactivation import Deactivator, action_for_status, build_deactivator
 from collector.retention import load_policy
+from collector.runtime.deactivation import Deactivator, action_for_status, build_deactivator
 from provisioning.models import AccountStatus, check_account_id, normalize_mac
 from provisioning.receipts import Action, Receipt, ReceiptStatus
 
@@ -34,7 +34,9 @@ _CONFIG_HELP = "Service config: its webhooks are notified and its retention poli
 def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
     config = load_config(config_path) if config_path else ServiceConfig()
     registry = open_registry(data_dir)
-    return build_deactivator(config, registry, [open_store(data_dir)], load_policy(config.retention_policy))
+    store = open_store(data_dir)
+    policy = load_policy(config.retention_policy)
+    return build_deactivator(config, registry, [store.sink, store.quarantine], policy)
 
 
 def describe(receipt: Receipt) -> str:

@@ -17,7 +17,7 @@ from collector.cli.common import (
     open_registry,
     open_store,
 )
-from collector.privacy import export_account
+from collector.runtime.export import export_account
 
 
 @click.group()
@@ -38,7 +38,7 @@ def privacy() -> None:
 def export(account_id: str, output: Path | None, data_dir: Path) -> None:
     """Everything held about ACCOUNT_ID as JSON: registry rows, telemetry, audit, receipts."""
     registry = open_registry(data_dir, existing=True)
-    document = export_account(registry, [open_store(data_dir)], account_id)
+    document = export_account(registry, [open_store(data_dir).queries], account_id)
     text = json.dumps(document, indent=2, sort_keys=True, default=str)
     if output is None:
         click.echo(text)

@@ -17,9 +17,9 @@ from collector.cli.common import (
     open_registry,
     open_store,
 )
-from collector.records import Kind
+from collector.core.records import Kind
 from collector.retention import load_policy
-from collector.retention.sweeper import RetentionSweeper
+from collector.runtime.sweeper import RetentionSweeper
 from provisioning.models import normalize_mac
 
 
@@ -41,7 +41,7 @@ def query(
 ) -> None:
     """Print stored telemetry records, oldest first."""
     store = open_store(data_dir, existing=True)
-    records = store.query(
+    records = store.queries.query(
         device_id=normalize_mac(device) if device else None,
         account_id=account,
         kind=kind,
@@ -67,7 +67,7 @@ def query(
 @fail_cleanly
 def quarantine(limit: int, data_dir: Path, fmt: str) -> None:
     """Show quarantined payloads (newest first): reason, topic, size, first bytes."""
-    rows = [vars(q) for q in open_store(data_dir, existing=True).quarantined(limit)]
+    rows = [vars(q) for q in open_store(data_dir, existing=True).queries.quarantined(limit)]
     emit(rows, fmt, ["at", "topic", "size", "reason", "head"])
 
 

@@ -20,7 +20,7 @@ from collector.cli.common import (
     open_store,
 )
 from collector.config import load_config
-from collector.service import Service
+from collector.runtime.service import Service
 
 
 async def serve(service: Service) -> None:

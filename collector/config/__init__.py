@@ -19,15 +19,15 @@ from pydantic import (
     model_validator,
 )
 
-from collector.alerts.config import AlertsConfig
+from collector.config.alerts import AlertsConfig
 from collector.config.snmp import (
-    ConfigError,
     ResolvedCredential,
     SnmpConfig,
     SnmpCredential,
     from_env,
 )
-from collector.views.config import ViewsConfig
+from collector.config.views import ViewsConfig
+from collector.core.errors import ConfigError
 from provisioning.validation import describe
 
 __all__ = [

@@ -9,14 +9,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from collector.records import Kind
+from collector.core.errors import ConfigError
+from collector.core.records import Kind
 
 AuthProtocol = Literal["SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512", "MD5"]
 PrivProtocol = Literal["AES-128", "AES-192", "AES-256", "DES"]
-
-
-class ConfigError(ValueError):
-    """The config file is invalid; the message names the file and the key."""
 
 
 def from_env(variable: str, what: str) -> str:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import math
 import re
 
+from collector.core.errors import ConversionError
+from collector.core.records import FieldValue, RawValue
 from collector.profiles.model import FieldSpec
-from collector.records import FieldValue
 
-RawValue = int | float | str | bytes | bool
+__all__ = ["ConversionError", "RawValue", "convert"]
 MAX_STRING = 1024
 # Tuples, not `int | float`: a union is built anew each time the expression runs.
 _NUMBER = (int, float)
 _TEXT = (bytes, str)
-
-
-class ConversionError(ValueError):
-    """A raw value does not fit its field spec; the message says which field and why."""
 
 
 def _text(raw: RawValue) -> str:
@@ -96,5 +93,5 @@ def convert(spec: FieldSpec, raw: RawValue) -> FieldValue:
             return round(whole * spec.scale) if spec.scale is not None else whole
         number = _number(raw) * (spec.scale if spec.scale is not None else 1.0)
         return round(number, 6)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConversionError(f"{spec.kind.value}.{spec.field}: {exc}") from None

@@ -1,22 +1,26 @@
-"""MQTT JSON payloads → Observations. Every payload is hostile until it has passed here."""
+"""MQTT JSON payloads → Observations. Every payload is hostile until it has passed here.
+
+`MqttJsonCodec` is what the intake asks: which device a message is from (by its topic, one
+level of it, or the payload's own `device_id`), and the fields the device's profile reads
+from it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from collector.decode.convert import ConversionError, RawValue, convert
+from collector.core.errors import ConversionError, Rejected
+from collector.core.records import FieldValue, Kind, Observation, RawValue, Received
+from collector.decode.base import Decoded, Located
+from collector.decode.convert import convert
 from collector.profiles.model import DeviceProfile, MqttFieldSpec
-from collector.records import FieldValue, Kind, Observation
+from provisioning.models import Transport, normalize_mac
 
 MAX_DEPTH = 16
 FUTURE_SKEW = timedelta(minutes=5)
 MAX_AGE = timedelta(days=7)
-HEAD_BYTES = 48
 _FUTURE_SKEW_S = FUTURE_SKEW.total_seconds()
 _MAX_AGE_S = MAX_AGE.total_seconds()
 _KINDS = {k.value: k for k in Kind}
@@ -26,64 +30,8 @@ _CONTAINER = (dict, list)
 _SCALAR = (bool, int, float, str)
 
 
-class PayloadRejected(ValueError):
-    """The payload cannot become a record; `reason` says why, for the quarantine."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# A JSON key that looks like it holds a secret, and its value (complete or cut off).
-_SECRET_VALUE = re.compile(
-    rb'("[^"]*(?:pass|secret|token|key|community|auth|cred)[^"]*"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]]*)',
-    re.IGNORECASE,
-)
-
-
-def redacted_head(payload: bytes) -> str:
-    """The first bytes of a payload for the quarantine, with secret-looking values masked
-    (P7) and escaped so control bytes and invalid UTF-8 are shown, never interpreted."""
-    masked = _SECRET_VALUE.sub(rb'\1"***"', payload[: HEAD_BYTES * 4])
-    return repr(masked[:HEAD_BYTES])[2:-1]
-
-
-@dataclass(frozen=True)
-class QuarantineEntry:
-    at: datetime
-    source: str
-    topic: str
-    size: int
-    head: str
-    reason: str
-    device_id: str | None = None
-    account_id: str | None = None
-
-    @classmethod
-    def of(
-        cls,
-        source: str,
-        topic: str,
-        payload: bytes,
-        reason: str,
-        at: datetime,
-        device_id: str | None = None,
-        account_id: str | None = None,
-    ) -> QuarantineEntry:
-        return cls(
-            at=at,
-            source=source,
-            topic=topic[:256],
-            size=len(payload),
-            head=redacted_head(payload),
-            reason=reason,
-            device_id=device_id,
-            account_id=account_id,
-        )
-
-
 def _reject_constant(name: str) -> Any:
-    raise PayloadRejected(f"JSON constant {name} is not allowed")
+    raise Rejected(f"JSON constant {name} is not allowed")
 
 
 # One decoder for all payloads: json.loads with an option builds a new one on every call.
@@ -114,22 +62,26 @@ def _lookup(document: dict[str, Any], parts: tuple[str, ...]) -> Any:
 
 def parse_payload(payload: bytes, max_bytes: int) -> dict[str, Any]:
     if len(payload) > max_bytes:
-        raise PayloadRejected(f"payload of {len(payload)} bytes exceeds the {max_bytes}-byte limit")
+        raise Rejected(f"payload of {len(payload)} bytes exceeds the {max_bytes}-byte limit")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PayloadRejected(f"invalid UTF-8 at byte {exc.start}") from None
+        raise Rejected(f"invalid UTF-8 at byte {exc.start}") from None
     try:
         document = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
-        raise PayloadRejected(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise Rejected(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise PayloadRejected(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        raise Rejected(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except Rejected:
+        raise
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (4,300)
+        raise Rejected(f"invalid JSON: {str(exc)[:120]}") from None
     if not isinstance(document, dict):
-        raise PayloadRejected(f"payload must be a JSON object, got {type(document).__name__}")
+        raise Rejected(f"payload must be a JSON object, got {type(document).__name__}")
     # Nesting deeper than MAX_DEPTH needs more than MAX_DEPTH brackets: count before walking.
     if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH and _depth(document, MAX_DEPTH) > MAX_DEPTH:
-        raise PayloadRejected(f"JSON nested deeper than {MAX_DEPTH} levels")
+        raise Rejected(f"JSON nested deeper than {MAX_DEPTH} levels")
     return document
 
 
@@ -138,12 +90,12 @@ def _observed_at(document: dict[str, Any], received_at: datetime) -> datetime:
     if ts is None:
         return received_at
     if isinstance(ts, bool) or not isinstance(ts, _NUMBER):
-        raise PayloadRejected(f"ts must be Unix seconds, got {type(ts).__name__}")
+        raise Rejected(f"ts must be Unix seconds, got {type(ts).__name__}")
     received = received_at.timestamp()  # NaN and Infinity never get here (parse_payload)
     if ts > received + _FUTURE_SKEW_S:
-        raise PayloadRejected(f"ts {_when(ts)} is in the future")
+        raise Rejected(f"ts {_when(ts)} is in the future")
     if ts < received - _MAX_AGE_S:
-        raise PayloadRejected(f"ts {_when(ts)} is older than {MAX_AGE.days} days")
+        raise Rejected(f"ts {_when(ts)} is older than {MAX_AGE.days} days")
     return datetime.fromtimestamp(ts, UTC)
 
 
@@ -166,15 +118,15 @@ def decode_mqtt(
     """`document`: the payload already parsed (when the device id was read from it)."""
     kind = _KINDS.get(kind_name)
     if kind is None:
-        raise PayloadRejected(f"unknown record kind {kind_name!r} in topic") from None
+        raise Rejected(f"unknown record kind {kind_name!r} in topic") from None
     specs = _specs(profile, kind)
     if not specs:
-        raise PayloadRejected(f"profile {profile.name} declares no {kind.value} fields")
+        raise Rejected(f"profile {profile.name} declares no {kind.value} fields")
     if document is None:
         document = parse_payload(payload, max_bytes)
     claimed = document.get("device_id")
     if claimed is not None and _plain_mac(claimed) != device_id:
-        raise PayloadRejected(f"payload device_id {str(claimed)[:32]!r} contradicts topic device {device_id}")
+        raise Rejected(f"payload device_id {str(claimed)[:32]!r} contradicts topic device {device_id}")
     observed_at = _observed_at(document, received_at)
     fields: dict[str, FieldValue] = {}
     for spec, parts in specs:
@@ -182,13 +134,13 @@ def decode_mqtt(
         if raw is None:
             continue
         if isinstance(raw, _CONTAINER):
-            raise PayloadRejected(f"{spec.path}: expected a value, got a {type(raw).__name__}")
+            raise Rejected(f"{spec.path}: expected a value, got a {type(raw).__name__}")
         try:
             fields[spec.field] = convert(spec, _as_raw(raw))
         except ConversionError as exc:
-            raise PayloadRejected(f"{spec.path}: {exc}") from None
+            raise Rejected(f"{spec.path}: {exc}") from None
     if not fields:
-        raise PayloadRejected(f"no {kind.value} field of profile {profile.name} in payload")
+        raise Rejected(f"no {kind.value} field of profile {profile.name} in payload")
     # A payload with its own timestamp identifies itself: a redelivered copy (QoS 1 after a
     # crash between store and acknowledgement) gets the same key and is stored once.
     dedupe_key = (
@@ -225,4 +177,56 @@ def _plain_mac(value: object) -> str:
 def _as_raw(value: Any) -> RawValue:
     if isinstance(value, _SCALAR):
         return value
-    raise PayloadRejected(f"unsupported JSON value {type(value).__name__}")
+    raise Rejected(f"unsupported JSON value {type(value).__name__}")
+
+
+def _device_by_mac(raw: object) -> str | None:
+    try:
+        return normalize_mac(str(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+class MqttJsonCodec:
+    """Where a message is from, per `device_id_from`, and what its JSON holds."""
+
+    transport = Transport.MQTT
+
+    def __init__(
+        self,
+        device_id_from: Literal["topic-root", "topic-level", "payload"] = "topic-root",
+        device_id_level: int = 1,
+        max_payload_bytes: int = 65536,
+    ) -> None:
+        self._mode = device_id_from
+        self._level = device_id_level
+        self._max_bytes = max_payload_bytes
+
+    def locate(self, item: Received) -> Located:
+        """The device's topic root (`<root>/<kind>`), a MAC at one level of the topic, or the
+        payload's `device_id` and `kind` (then the payload is parsed here, once)."""
+        topic = item.origin
+        if self._mode == "topic-root":
+            root, _, kind = topic.rpartition("/")
+            return Located(None, root, kind)
+        if self._mode == "topic-level":
+            levels = topic.split("/")
+            raw = levels[self._level] if self._level < len(levels) - 1 else ""
+            return Located(_device_by_mac(raw), None, levels[-1])
+        payload = item.payload
+        assert isinstance(payload, bytes)
+        document = parse_payload(payload, self._max_bytes)
+        named = document.get("kind")
+        return Located(
+            _device_by_mac(document.get("device_id")), None, named if isinstance(named, str) else "", document
+        )
+
+    def decode(
+        self, profile: DeviceProfile, device_id: str, item: Received, located: Located | None
+    ) -> Decoded:
+        payload = item.payload
+        assert isinstance(payload, bytes) and located is not None
+        observation = decode_mqtt(
+            profile, device_id, located.kind, payload, item.received_at, self._max_bytes, located.document
+        )
+        return [observation], ()

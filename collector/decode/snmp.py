@@ -1,4 +1,7 @@
-"""SNMP varbinds → Observations, one per record kind present in the response."""
+"""SNMP varbinds → Observations, one per record kind present in the response.
+
+`SnmpCodec` is what the intake asks about a poll's answer: the poller names the device it
+asked, so there is nothing to locate."""
 
 from __future__ import annotations
 
@@ -6,9 +9,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from collector.decode.convert import ConversionError, RawValue, convert
+from collector.core.errors import ConversionError, Rejected
+from collector.core.records import FieldValue, Kind, Observation, RawValue, Received, Varbinds
+from collector.decode.base import Decoded, Located
+from collector.decode.convert import convert
 from collector.profiles.model import DeviceProfile, TableSpec
-from collector.records import FieldValue, Kind, Observation
+from provisioning.models import Transport
 
 
 def decode_snmp(
@@ -75,3 +81,25 @@ def decode_table(
             )
         )
     return observations, problems
+
+
+class SnmpCodec:
+    transport = Transport.SNMP
+
+    def locate(self, item: Received) -> Located:
+        raise Rejected(f"an SNMP answer from {item.origin} does not name the device asked")
+
+    def decode(
+        self, profile: DeviceProfile, device_id: str, item: Received, located: Located | None
+    ) -> Decoded:
+        answer = item.payload
+        if not isinstance(answer, Varbinds):
+            raise Rejected(f"expected SNMP varbinds, got {type(answer).__name__}")
+        observations, problems = decode_snmp(profile, device_id, answer.scalars, item.received_at)
+        for table in profile.tables:
+            rows = answer.walks.get(table.oid)
+            if rows is not None and table.kind in answer.kinds:
+                found, table_problems = decode_table(table, device_id, rows, item.received_at)
+                observations += found
+                problems += table_problems
+        return observations, problems

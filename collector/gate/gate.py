@@ -1,9 +1,10 @@
 """The gate: an in-memory view of the registry, updated by lifecycle events.
 
-Checked before a poll is sent (so no request reaches a device of a stopped account),
-when a record is submitted, and again right before a sink write (so records in flight
-are dropped). Device events update one entry, so a bulk import of thousands of devices
-costs one registry read per device, not a reload per device.
+Asked only by the runtime: before a poll is sent (so no request reaches a device of a
+stopped account), at the intake, and again right before a sink write (so records in
+flight are dropped). It also finds the device an item came from (by id, or by the address
+it is provisioned at). Device events update one entry, so a bulk import of thousands of
+devices costs one registry read per device, not a reload per device.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from collector.records import Kind
+from collector.core.records import Kind
 from provisioning.events import EventType, LifecycleEvent
-from provisioning.models import AccountStatus, Device
+from provisioning.models import AccountStatus, Device, Transport
 from provisioning.registry import Registry
 
 Clock = Callable[[], datetime]
@@ -31,6 +32,7 @@ class Gate:
         self._registry = registry
         self._clock = clock
         self._devices: dict[str, Device] = {}
+        self._by_address: dict[Transport, dict[str, Device]] = {t: {} for t in Transport}
         self._status: dict[str, AccountStatus] = {}
         self._active_since: dict[str, datetime] = {}
         self.reload()
@@ -40,14 +42,19 @@ class Gate:
         self._status = {a.id: a.status for a in accounts}
         self._active_since = {a.id: a.status_changed_at for a in accounts}
         self._devices = {d.id: d for d in self._registry.devices()}
+        self._by_address = {t: {} for t in Transport}
+        for device in self._devices.values():
+            self._by_address[device.transport][device.address] = device
 
     def apply(self, event: LifecycleEvent) -> None:
         if event.device_id is not None:
             device = self._registry.device(event.device_id)
-            if device is None:
-                self._devices.pop(event.device_id, None)
-            else:
+            old = self._devices.pop(event.device_id, None)
+            if old is not None and self._by_address[old.transport].get(old.address) is old:
+                del self._by_address[old.transport][old.address]
+            if device is not None:
                 self._devices[device.id] = device
+                self._by_address[device.transport][device.address] = device
             if device is not None and device.account_id not in self._status:
                 self.reload()  # an account this gate has not seen yet
             return
@@ -61,8 +68,14 @@ class Gate:
         """The provisioned device, or None when it is not in the registry (P1)."""
         return self._devices.get(device_id)
 
-    def devices(self) -> list[Device]:
-        return list(self._devices.values())
+    def by_address(self, transport: Transport, address: str) -> Device | None:
+        """The device provisioned at this address (an MQTT device's topic root), or None."""
+        return self._by_address[transport].get(address)
+
+    def devices(self, transport: Transport | None = None) -> list[Device]:
+        if transport is None:
+            return list(self._devices.values())
+        return [d for d in self._devices.values() if d.transport is transport]
 
     def account_active(self, account_id: str) -> bool:
         return self._status.get(account_id) is AccountStatus.ACTIVE
@@ -86,6 +99,10 @@ class Gate:
         revocation ended ("nothing erased comes back")."""
         since = self._active_since.get(account_id)
         return since is None or observed_at >= since
+
+    def admits(self, device: Device, kind: Kind, observed_at: datetime) -> bool:
+        """Whether a record of this kind and time may be kept for an allowed device."""
+        return self.allows_kind(device, kind) and self.observed_while_active(device.account_id, observed_at)
 
     def allows_kind(self, device: Device, kind: Kind) -> bool:
         """Diagnostic data only inside an open troubleshooting window (P8)."""

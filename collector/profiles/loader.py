@@ -10,6 +10,8 @@ from typing import Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from collector.core.errors import ProfileError
+from collector.core.records import Kind
 from collector.profiles.model import (
     DeviceProfile,
     MqttFieldSpec,
@@ -17,7 +19,6 @@ from collector.profiles.model import (
     SnmpFieldSpec,
     TableSpec,
 )
-from collector.records import Kind
 from provisioning.validation import describe
 
 GENERIC = "generic"
@@ -29,10 +30,6 @@ class _Keyed(Protocol):
 
 
 _Spec = TypeVar("_Spec", bound=_Keyed)
-
-
-class ProfileError(ValueError):
-    """A profile file is invalid; the message names the file and the offending key."""
 
 
 def _read(name: str, text: str, origin: str) -> ProfileFile:

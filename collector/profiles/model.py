@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from collector.records import Kind
+from collector.core.records import Kind
 
 _NUMERIC_OID = re.compile(r"^1(\.\d+){3,127}$")
 _PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")

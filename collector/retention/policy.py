@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import tomllib
 from datetime import timedelta
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from collector.records import Kind
+from collector.core.errors import PolicyError
+from collector.core.records import EndAction, Kind, RetentionClass
 from provisioning.validation import describe
 
 WHILE_ACTIVE = "while-active"
@@ -20,33 +20,11 @@ _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class PolicyError(ValueError):
-    """The policy file is invalid; the message names the file and what is wrong."""
-
-
-class EndAction(StrEnum):
-    DELETE = "delete"
-    ANONYMIZE = "anonymize"
-
-
 def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if not match:
         raise ValueError(f"bad duration {text!r}: use a number and s, m, h, d or w, e.g. '30d'")
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
-class RetentionClass(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    ttl: timedelta | None = Field(description="None: kept while the account is active")
-    end_action: EndAction
-    description: str = ""
-
-    @property
-    def while_active(self) -> bool:
-        return self.ttl is None
 
 
 class _ClassSpec(BaseModel):

@@ -9,14 +9,10 @@ import json
 import re
 from collections.abc import Mapping
 
-from collector.records import FieldValue, Kind, Observation
+from collector.core.records import FieldValue, Kind, Observation
+from collector.core.versions import version_key
 
 _SECRET_NAME = re.compile(r"pass|secret|token|key|community|auth|cred", re.IGNORECASE)
-
-
-def version_key(version: str) -> tuple[int, ...] | None:
-    parts = re.findall(r"\d+", version)
-    return tuple(int(p) for p in parts) if parts else None
 
 
 def config_hash(fields: Mapping[str, FieldValue]) -> str:

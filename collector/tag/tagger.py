@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.records import Observation, TelemetryRecord
+from collector.core.records import Observation, TelemetryRecord
 from collector.retention import RetentionPolicy
 from collector.tag.changes import ChangeDetector
 from provisioning.models import Device

@@ -2,7 +2,7 @@
 distribution, one device's latest state and history.
 
 Everything is aggregated and paginated in SQL over `latest` (one row per device and kind,
-see collector.views.latest), so a page costs O(devices), never O(history). Only devices
+see collector.sinks.sqlite.latest), so a page costs O(devices), never O(history). Only devices
 of active accounts are shown.
 """
 
@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collector.tag.changes import version_key
-from collector.views.config import ViewsConfig
+from collector.config.views import ViewsConfig
+from collector.core.versions import version_key
 from collector.views.db import ACTIVE_DEVICES, ViewsDb, iso
 from collector.views.models import (
     DeviceDetail,

@@ -40,9 +40,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from collector.tag.changes import version_key
+from collector.core.versions import version_key
+from collector.sinks.sqlite.latest import registration_state
 from collector.views.db import ACTIVE_DEVICES, ViewsDb, iso
-from collector.views.latest import registration_state
 
 State = Literal["regressed", "on_target", "ahead", "straggler", "failed", "pending"]
 STATES: tuple[State, ...] = ("on_target", "ahead", "pending", "failed", "regressed", "straggler")

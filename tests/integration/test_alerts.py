@@ -16,14 +16,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.alerts.config import (
-    AlertsConfig,
-    AlertWebhook,
-    FirmwareRegressedRule,
-    MosBelowRule,
-    OfflineRule,
-    RegistrationLostRule,
-)
 from collector.config import (
     ApiConfig,
     ConfigError,
@@ -33,13 +25,22 @@ from collector.config import (
     SnmpCredential,
     load_config,
 )
-from collector.privacy import export_account
-from collector.records import FieldValue, Kind, Observation
+from collector.config.alerts import (
+    AlertsConfig,
+    AlertWebhook,
+    FirmwareRegressedRule,
+    MosBelowRule,
+    OfflineRule,
+    RegistrationLostRule,
+)
+from collector.core.interfaces import Verdict
+from collector.core.records import FieldValue, Kind, Observation
 from collector.retention import load_policy
-from collector.sinks.sqlite_store import SqliteStore
+from collector.runtime.export import export_account
+from collector.sinks.sqlite import EmbeddedStore, TelemetryQueries
+from collector.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from factories import record, snmp_device
 from provisioning.models import AccountStatus
-from provisioning.outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from provisioning.registry import Registry
 from receiver import WebhookReceiver
 from runner import RunningService, eventually
@@ -58,10 +59,10 @@ def obs(n: int, kind: Kind, at: datetime, **fields: FieldValue) -> Observation:
 
 def submit(running: RunningService, observations: Sequence[Observation]) -> None:
     assert running.service is not None
-    pipeline = running.service.pipeline
+    intake = running.service.intake
 
     async def go() -> list[bool]:
-        return [pipeline.submit(o) for o in observations]
+        return [intake.derived(o) is Verdict.QUEUED for o in observations]
 
     assert all(asyncio.run_coroutine_threadsafe(go(), running.loop).result(10))
 
@@ -91,7 +92,7 @@ def test_alert_rules_fire_once_clear_and_respect_revocation(
     registry = Registry(tmp_path / "registry.db", clock=lambda: now - timedelta(hours=2))
     registry.import_devices(D.values(), source="test")
     # acct-c's device stopped registering and went silent, then the account went inactive.
-    SqliteStore(tmp_path / "telemetry.db").write(
+    EmbeddedStore.open(tmp_path / "telemetry.db").sink.write(
         [
             record(
                 load_policy(), D[6], Kind.REGISTRATION, {"line1_state": "failed"}, at=now - timedelta(hours=1)
@@ -187,10 +188,10 @@ def test_alert_rules_fire_once_clear_and_respect_revocation(
             assert len(held["notices"]) == 4 and {n["event"] for n in held["notices"]} == {"alert.firing"}
 
             # Everything stored so far is counted, per sink and class.
-            stored = SqliteStore(tmp_path / "telemetry.db")
+            stored = TelemetryQueries.open(tmp_path / "telemetry.db")
             held = {
                 c: n
-                for c, n in stored._db.execute(
+                for c, n in stored.db.connection.execute(
                     "SELECT retention_class, count(*) FROM telemetry WHERE account_id != 'acct-c' GROUP BY 1"
                 )
             }

@@ -17,10 +17,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from collector.alerts.config import AlertsConfig, FirmwareRegressedRule
 from collector.config import ApiConfig, MqttConfig, ServiceConfig, SnmpConfig
-from collector.records import Kind, Observation
-from collector.views.config import ViewsConfig
+from collector.config.alerts import AlertsConfig, FirmwareRegressedRule
+from collector.config.views import ViewsConfig
+from collector.core.interfaces import Verdict
+from collector.core.records import Kind, Observation
 from rollout_fleet import ID, MODEL, NEWER, OLD, TARGET, Times, write_fleet
 from runner import RunningService
 from services import free_port
@@ -85,10 +86,10 @@ def wait_for(driver: WebDriver, selector: str, expected: str, what: str) -> None
 
 def submit(running: RunningService, observations: list[Observation]) -> None:
     assert running.service is not None
-    pipeline = running.service.pipeline
+    intake = running.service.intake
 
     async def go() -> list[bool]:
-        return [pipeline.submit(o) for o in observations]
+        return [intake.derived(o) is Verdict.QUEUED for o in observations]
 
     assert all(asyncio.run_coroutine_threadsafe(go(), running.loop).result(10))
 

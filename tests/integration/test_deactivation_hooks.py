@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from collector.config import ApiConfig, ServiceConfig, SnmpConfig, SnmpCredential, WebhookConfig
-from collector.sinks.sqlite_store import SqliteStore
+from collector.sinks.sqlite import TelemetryQueries
+from collector.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from factories import mqtt_device, snmp_device
-from provisioning.outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from provisioning.registry import Registry
 from receiver import WebhookReceiver
 from runner import RunningService, eventually, hookflash
@@ -85,7 +85,7 @@ def test_api_authenticates_is_idempotent_and_returns_receipts(
         "reason": "consent withdrawn",
     }
     with RunningService(cfg):
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query(account_id="acct-a")) >= 5, what="acct-a data")
         assert api(cfg, token=None).post("/v1/deactivations", json=body).status_code == 401
         assert api(cfg, token="wrong").post("/v1/deactivations", json=body).status_code == 401
@@ -117,7 +117,7 @@ def test_api_authenticates_is_idempotent_and_returns_receipts(
     assert erased["operational"] > 0 and erased["account_lifetime"] > 0
     audit = Registry(cfg.data_dir / "registry.db").audit_entries("acct-a")
     assert [a["action"] for a in audit].count("receipt.completed") == 1  # the retry did nothing twice
-    assert SqliteStore(cfg.data_dir / "telemetry.db").query(account_id="acct-a") == []
+    assert TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(account_id="acct-a") == []
 
 
 def test_webhook_is_signed_retried_and_carries_the_receipt(
@@ -128,7 +128,7 @@ def test_webhook_is_signed_retried_and_carries_the_receipt(
         cfg = make_config(tmp_path, receiver.url, api=False)
         provision(cfg, agent.port)
         with RunningService(cfg) as running:
-            store = SqliteStore(cfg.data_dir / "telemetry.db")
+            store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
             eventually(lambda: len(store.query(account_id="acct-a")) >= 3, what="acct-a data")
             assert running.service is not None
             running.service.dispatcher._base = 0.05  # type: ignore[union-attr]  # fast retries in test
@@ -245,14 +245,14 @@ def test_export_holds_everything_about_the_account_and_no_credentials(
     cfg = make_config(tmp_path, api=False)
     provision(cfg, agent.port)
     with RunningService(cfg):
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query(account_id="acct-a")) >= 6, what="acct-a data")
         assert hookflash("accounts", "suspend", "acct-a", "--data-dir", cfg.data_dir).returncode == 0
     out = tmp_path / "export.json"
     result = hookflash("privacy", "export", "acct-a", "-o", out, "--data-dir", cfg.data_dir)
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
-    held = SqliteStore(cfg.data_dir / "telemetry.db").query(account_id="acct-a")
+    held = TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(account_id="acct-a")
     assert len(doc["telemetry"]) == len(held) > 0
     assert {t["device_id"] for t in doc["telemetry"]} == {"000b82000001"}
     assert {d["id"] for d in doc["devices"]} == {"000b82000001", "805ec0000003"}

@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
-from collector.sinks.sqlite_store import SqliteStore
+from collector.sinks.sqlite import TelemetryQueries
 from factories import mqtt_device, snmp_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually, hookflash
@@ -49,7 +49,7 @@ def test_diagnostics_only_inside_the_window(
     client.connect(mosquitto.host, mosquitto.port)
     client.subscribe("hookflash/+/cmd/diagnostic", qos=1)
     client.loop_start()
-    store = SqliteStore(cfg.data_dir / "telemetry.db")
+    store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
 
     def publish_log(text: str) -> None:
         client.publish(f"{phone.address}/diagnostic", json.dumps({"log": text}), qos=1).wait_for_publish(5)

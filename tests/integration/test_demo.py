@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from collector.cli.demo import INACTIVE_ACCOUNT, REVOKED_ACCOUNT
-from collector.sinks.sqlite_store import SqliteStore
+from collector.sinks.sqlite import TelemetryQueries
 from runner import hookflash
 
 
@@ -61,10 +61,10 @@ def test_demo_collects_both_transports_and_honours_lifecycle(tmp_path: Path) -> 
         )
     }
     assert revoked_devices
-    dump = SqliteStore(data / "telemetry.db").text_dump()
+    dump = TelemetryQueries.open(data / "telemetry.db").text_dump()
     assert REVOKED_ACCOUNT not in dump
     assert not any(dev in dump for dev in revoked_devices)
-    assert SqliteStore(data / "telemetry.db").aggregates(), "anonymized aggregates were kept"
+    assert TelemetryQueries.open(data / "telemetry.db").aggregates(), "anonymized aggregates were kept"
     assert "quarantined" in run.stdout
 
 

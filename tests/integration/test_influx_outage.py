@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import InfluxConfig, MqttConfig, ServiceConfig, SnmpConfig
-from collector.sinks.spooled import SpooledSink
+from collector.runtime.spooled import SpooledSink
 from factories import mqtt_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually
@@ -55,7 +55,7 @@ def arrived(server: VictoriaMetrics) -> list[int]:
 
 def spooled(running: RunningService) -> int:
     assert running.service is not None
-    sink = running.service.sinks[1]
+    sink = running.service.remote[0]
     assert isinstance(sink, SpooledSink)
     return sink.spool_batches
 
@@ -80,7 +80,7 @@ def test_outage_and_restart_lose_nothing(
     start = time.time()
     try:
         with RunningService(cfg) as running:
-            eventually(lambda: running.service.subscriber.connected.is_set(), what="MQTT connected")  # type: ignore[union-attr]
+            eventually(lambda: running.service.sources["mqtt"].connected.is_set(), what="MQTT connected")  # type: ignore[union-attr]
             publish(mosquitto, topics, 0, 300, start)
             eventually(lambda: len(arrived(server)) == 300, timeout=20, what="first 300 in the server")
 
@@ -94,7 +94,7 @@ def test_outage_and_restart_lose_nothing(
 
         server.start()
         with RunningService(cfg) as running:
-            eventually(lambda: running.service.subscriber.connected.is_set(), what="MQTT connected")  # type: ignore[union-attr]
+            eventually(lambda: running.service.sources["mqtt"].connected.is_set(), what="MQTT connected")  # type: ignore[union-attr]
             publish(mosquitto, topics, 700, 100, start)
             eventually(lambda: stored(data) == 800, timeout=20, what="800 in the embedded store")
             eventually(lambda: len(arrived(server)) >= 800, timeout=30, what="all 800 in the server")

@@ -15,11 +15,11 @@ import pytest
 from influx_http import Recorder, Reply, Request, influx_error, no_content, queued
 
 from collector.config import ConfigError, InfluxConfig, ServiceConfig, SnmpConfig, SnmpCredential
-from collector.records import Kind, TelemetryRecord
+from collector.core.records import Kind, TelemetryRecord
 from collector.retention import load_policy
 from collector.sinks.influx import InfluxSink, RejectedPoint, SinkRetry, line_protocol
-from collector.sinks.influx_status import isolation_budget
-from collector.sinks.sqlite_store import SqliteStore
+from collector.sinks.influx.status import isolation_budget
+from collector.sinks.sqlite import TelemetryQueries
 from factories import HT812_AGENT, snmp_device, telemetry_record
 from provisioning.registry import Registry
 from runner import RunningService, eventually, hookflash
@@ -75,7 +75,7 @@ def test_records_arrive_in_victoriametrics_with_tags_and_values(
         "model": "HT812",
         "firmware": "1.0.47.4",
     }
-    stored = SqliteStore(cfg.data_dir / "telemetry.db").query(kind="call_quality")
+    stored = TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(kind="call_quality")
     assert mos["values"][: len(stored)] == [r.fields["mos"] for r in stored][: len(mos["values"])]
     assert set(mos["values"]) == {4.12}
     assert series["call_quality_jitter_ms"]["values"][0] == 9

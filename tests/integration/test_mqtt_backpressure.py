@@ -14,8 +14,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import MqttConfig, ServiceConfig, SnmpConfig
-from collector.records import TelemetryRecord
-from collector.service import Service
+from collector.core.records import TelemetryRecord
+from collector.runtime.service import Service
 from factories import mqtt_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually
@@ -27,13 +27,13 @@ QUEUE = 2000  # records: the flood is three times what the pipeline holds
 
 def small_and_slow(service: Service) -> None:
     service.pipeline._queue.maxsize = QUEUE
-    write = service.store.write
+    write = service.store.sink.write
 
     def slow_write(records: Sequence[TelemetryRecord]) -> int:
         time.sleep(0.05)  # a store that takes its time: ~10,000 records/s at most
         return write(records)
 
-    service.store.write = slow_write  # type: ignore[method-assign]
+    service.store.sink.write = slow_write  # type: ignore[method-assign]
 
 
 def test_a_qos0_flood_into_a_slow_store_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -46,8 +46,9 @@ def test_a_qos0_flood_into_a_slow_store_loses_nothing(tmp_path: Path, mosquitto:
         mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-flood", qos=0),  # type: ignore[call-arg]
     )
     with RunningService(cfg, small_and_slow) as running:
-        assert running.service is not None and running.service.subscriber is not None
-        eventually(running.service.subscriber.connected.is_set, what="MQTT connected")
+        assert running.service is not None
+        subscriber = running.service.sources["mqtt"]
+        eventually(subscriber.connected.is_set, what="MQTT connected")  # type: ignore[attr-defined]
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flood")
         client.max_queued_messages_set(0)
         client.connect(mosquitto.host, mosquitto.port)

@@ -11,7 +11,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import MqttConfig, ServiceConfig, SnmpConfig
-from collector.sinks.sqlite_store import SqliteStore
+from collector.sinks.sqlite import TelemetryQueries
 from factories import mqtt_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually, hookflash
@@ -74,7 +74,7 @@ def test_valid_stored_malformed_quarantined_unknown_never_stored(
             if i % 10 == 0:
                 publish(publisher, 1, "signal", bad[i // 10])
         publish(publisher, 99, "signal", signal(-1))  # not provisioned (P1)
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(
             lambda: len(store.query(kind="signal")) == 60 and running.stats.quarantined == 6,
             what="60 records and 6 quarantined",
@@ -97,7 +97,7 @@ def test_wildcard_mode_drops_unprovisioned_devices(
         eventually(lambda: mosquitto.subscribed_topics(CLIENT_ID) == ["hookflash/+/+"], what="subscription")
         publish(publisher, 99, "signal", signal(-1))
         publish(publisher, 2, "signal", signal(-2))
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query()) == 1, what="one record")
         eventually(lambda: running.stats.dropped_not_provisioned == 1, what="unknown device dropped")
         assert store.query()[0].device_id == "805ec0000002"
@@ -110,7 +110,7 @@ def test_revocation_unsubscribes_at_the_broker_and_stores_nothing_more(
     cfg = setup(tmp_path, mosquitto)
     with RunningService(cfg):
         eventually(lambda: len(mosquitto.subscribed_topics(CLIENT_ID)) == 2, what="subscriptions")
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         for i in range(5):
             publish(publisher, 1, "signal", signal(-50 - i))
             publish(publisher, 2, "signal", signal(-60 - i))
@@ -130,7 +130,7 @@ def test_revocation_unsubscribes_at_the_broker_and_stores_nothing_more(
         eventually(lambda: len(store.query(account_id="acct-b")) == 10, what="acct-b keeps flowing")
         time.sleep(0.5)
         assert store.query(account_id="acct-a") == []
-    dump = SqliteStore(cfg.data_dir / "telemetry.db").text_dump()
+    dump = TelemetryQueries.open(cfg.data_dir / "telemetry.db").text_dump()
     assert "805ec0000001" not in dump and "acct-a" not in dump
 
 
@@ -158,7 +158,7 @@ def test_device_id_from_a_topic_level(tmp_path: Path, mosquitto: Mosquitto, publ
             "sites/oslo/phones/not-a-mac/signal",
         ):
             publisher.publish(topic, json.dumps(signal(-50)), qos=1).wait_for_publish(5)
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query()) == 2, what="two records")
         eventually(lambda: running.stats.dropped_not_provisioned == 2, what="two dropped")
     assert sorted(r.device_id for r in store.query()) == ["805ec0000001", "805ec0000002"]
@@ -186,7 +186,7 @@ def test_device_id_and_kind_from_the_payload(
         for body in bodies:
             publisher.publish("fleet/telemetry", json.dumps(body), qos=1).wait_for_publish(5)
         publisher.publish("fleet/telemetry", b"\xff not json", qos=1).wait_for_publish(5)  # nobody to blame
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query()) == 2 and running.stats.quarantined == 1, what="settled")
         eventually(lambda: running.stats.dropped_not_provisioned == 2, what="two dropped")
     assert {(r.device_id, r.kind.value) for r in store.query()} == {

@@ -262,6 +262,6 @@ def test_wrong_ca_or_password_is_refused_and_nothing_secret_is_logged(
             ServiceConfig(data_dir=data, snmp=SnmpConfig(enabled=False), mqtt=mqtt_cfg)
         ) as run:
             time.sleep(1.5)
-            assert run.service is not None and not run.service.subscriber.connected.is_set()  # type: ignore[union-attr]
+            assert run.service is not None and not run.service.sources["mqtt"].connected.is_set()  # type: ignore[union-attr]
         assert broker.subscribed_topics(name) == []
     assert SECRET not in caplog.text and SECRET not in broker.log_text()

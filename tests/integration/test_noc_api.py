@@ -203,7 +203,7 @@ def test_a_revoked_accounts_devices_leave_every_view(service: RunningService) ->
     seen = {d["device_id"] for d in api.get("/v1/fleet/offline", params={"limit": 500}).json()["items"]}
     assert not seen & {ID[n] for n in mine}
     assert service.service is not None
-    dump = service.service.store.text_dump()
+    dump = service.service.store.queries.text_dump()
     assert not any(ID[n] in dump for n in mine), "erased: not even in the views' index"
 
 

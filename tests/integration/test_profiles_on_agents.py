@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential
+from collector.core.records import FieldValue, Kind
 from collector.profiles import SnmpFieldSpec, load_profiles
-from collector.records import FieldValue, Kind
-from collector.sinks.sqlite_store import SqliteStore
+from collector.sinks.sqlite import TelemetryQueries
 from factories import snmp_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually
@@ -88,7 +88,7 @@ def test_profile_fields_over_v2c_and_v3(
         for n, cred in enumerate(("v2c", "v3priv", "v3auth", "v3aes256"), start=1)
     ]
     Registry(cfg.data_dir / "registry.db").import_devices(devices, source="test")
-    store = SqliteStore(cfg.data_dir / "telemetry.db")
+    store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
 
     def collected(device_id: str) -> dict[tuple[str, str], FieldValue]:
         return {(r.kind.value, f): v for r in store.query(device_id=device_id) for f, v in r.fields.items()}

@@ -16,11 +16,12 @@ import httpx
 import pytest
 from influx_http import Recorder, Reply, Request, influx_error, no_content
 
-from collector.alerts.config import AlertsConfig, AlertWebhook, SinkDownRule, SinkUnauthorizedRule
 from collector.config import ApiConfig, InfluxConfig, MqttConfig, ServiceConfig, SnmpConfig
-from collector.records import Kind, Observation
+from collector.config.alerts import AlertsConfig, AlertWebhook, SinkDownRule, SinkUnauthorizedRule
+from collector.core.interfaces import Verdict
+from collector.core.records import Kind, Observation
+from collector.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from factories import snmp_device
-from provisioning.outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from provisioning.registry import Registry
 from receiver import WebhookReceiver
 from runner import RunningService, eventually
@@ -75,7 +76,8 @@ def test_a_refused_token_raises_sink_alerts_that_clear_when_writes_are_taken(
             ]
 
             async def submit() -> list[bool]:
-                return [running.service.pipeline.submit(o) for o in observations]  # type: ignore[union-attr]
+                intake = running.service.intake  # type: ignore[union-attr]
+                return [intake.derived(o) is Verdict.QUEUED for o in observations]
 
             assert all(asyncio.run_coroutine_threadsafe(submit(), running.loop).result(10))
             eventually(

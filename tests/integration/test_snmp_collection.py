@@ -15,7 +15,7 @@ import pytest
 
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential
 from collector.profiles import load_profiles
-from collector.sinks.sqlite_store import SqliteStore
+from collector.sinks.sqlite import TelemetryQueries
 from factories import GS, HT812_AGENT, snmp_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually, hookflash
@@ -51,7 +51,7 @@ def provision(cfg: ServiceConfig, *devices: object) -> Registry:
 
 def latest_by_kind(cfg: ServiceConfig, device_id: str) -> dict[str, dict[str, object]]:
     """Per kind, the newest value of each field (network has scalar and table-row records)."""
-    store = SqliteStore(cfg.data_dir / "telemetry.db")
+    store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
     merged: dict[str, dict[str, object]] = {}
     for record in store.query(device_id=device_id):
         merged.setdefault(record.kind.value, {}).update(record.fields)
@@ -100,7 +100,7 @@ def test_every_declared_field_of_the_ht8xx_profile_is_collected(
     }
     seen = {(k, f) for k, fields in got.items() for f in fields}
     assert declared - seen <= {("network", "wan_mac"), ("network", "wan_oper_status")}
-    store_text = SqliteStore(cfg.data_dir / "telemetry.db").text_dump()
+    store_text = TelemetryQueries.open(cfg.data_dir / "telemetry.db").text_dump()
     assert "s3cret-community" not in store_text  # P7
     assert "s3cret-community" not in (cfg.data_dir / "registry.db").read_bytes().decode("latin-1")
 
@@ -128,7 +128,7 @@ def test_status_change_stops_requests_at_the_agent_within_a_second(
         assert agent_b.requests_since(b_from) >= 4  # the other account is unaffected
         assert running.stats.polls_skipped_inactive > 0
 
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         after = [r for r in store.query(account_id="acct-a") if r.observed_at.timestamp() >= acknowledged]
         assert after == []
         assert store.query(account_id="acct-a"), "inactive: data already stored is kept"
@@ -150,7 +150,7 @@ def test_revoked_account_gets_no_requests_and_its_data_is_ended(
     dev_a, dev_b = snmp_device(1, "acct-a", agent_a.port), snmp_device(2, "acct-b", agent_b.port)
     provision(cfg, dev_a, dev_b)
     with RunningService(cfg):
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query(account_id="acct-a")) >= 10, what="acct-a records")
         result = hookflash("accounts", "set-status", "acct-a", "revoked", "--data-dir", cfg.data_dir)
         assert result.returncode == 0, result.stderr
@@ -158,7 +158,7 @@ def test_revoked_account_gets_no_requests_and_its_data_is_ended(
         quiet_from = agent_a.in_pkts()
         time.sleep(1.5)
         assert agent_a.requests_since(quiet_from) == 0
-    store = SqliteStore(cfg.data_dir / "telemetry.db")
+    store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
     assert store.query(account_id="acct-a") == []
     dump = store.text_dump()
     assert "acct-a" not in dump and dev_a.id not in dump and "GS2234AB" in dump  # B's serial stays
@@ -231,7 +231,7 @@ def test_interface_table_is_walked_like_snmpwalk_sees_it(
     cfg = cfg.model_copy(update={"snmp": cfg.snmp.model_copy(update={"engine": engine})})
     device = snmp_device(1, "acct-a", agent.port).model_copy(update={"profile": "generic"})
     provision(cfg, device)
-    store = SqliteStore(cfg.data_dir / "telemetry.db")
+    store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
 
     def rows() -> dict[int, dict[str, object]]:
         return {

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential
-from collector.sinks.sqlite_store import SqliteStore
+from collector.sinks.sqlite import TelemetryQueries
 from factories import HT812_AGENT, snmp_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually
@@ -47,14 +47,14 @@ def test_each_kind_is_polled_on_its_own_interval(tmp_path: Path, snmpd_factory: 
     )
     device_id = provision(cfg, agent.port)
     with RunningService(cfg):
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query(kind="performance")) >= 2, what="second poll")
         # After the first poll only the fast tier is asked for: sysUpTime, 2 registration
         # and 4 call-quality OIDs, all present on the agent.
         assert agent.vars_per_request(1.5) == 7
         time.sleep(0.3)
     counts = {
-        k: len(SqliteStore(cfg.data_dir / "telemetry.db").query(device_id=device_id, kind=k))
+        k: len(TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(device_id=device_id, kind=k))
         for k in ("inventory", "firmware", "performance", "call_quality")
     }
     assert counts["inventory"] == 1 and counts["firmware"] == 1
@@ -68,7 +68,7 @@ def test_unreachable_device_backs_off_reports_down_and_up_and_changes(
     cfg = config(tmp_path, interval_s=0.2, down_after=2, max_backoff_s=1.0)
     device_id = provision(cfg, agent.port)
     with RunningService(cfg) as running:
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query(kind="performance")) >= 3, what="polls while up")
         time.sleep(4.0)  # an uptime of several seconds, so the restarted agent's is lower
         agent.stop()
@@ -89,7 +89,7 @@ def test_unreachable_device_backs_off_reports_down_and_up_and_changes(
     reach = [r.fields for r in store.query(device_id=device_id, kind="reachability")]
     assert reach[1]["reason"] and reach[1]["consecutive_failures"] == 2
     assert isinstance(reach[2]["down_for_s"], float) and reach[2]["down_for_s"] >= 3.0
-    changes = [r.fields for r in SqliteStore(cfg.data_dir / "telemetry.db").query(kind="change")]
+    changes = [r.fields for r in TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(kind="change")]
     assert {
         "event": "firmware_changed",
         "version": "1.0.47.4",
@@ -106,7 +106,7 @@ def test_a_firmware_change_across_a_restart_of_hookflash_is_noticed(
     cfg = config(tmp_path, interval_s=0.2)
     provision(cfg, agent.port)
     with RunningService(cfg):
-        store = SqliteStore(cfg.data_dir / "telemetry.db")
+        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query(kind="firmware")) >= 1, what="firmware seen")
     agent.stop()
     downgraded = {**AGENT, "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.41.2")}

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.decode.mqtt import PayloadRejected, QuarantineEntry, decode_mqtt
+from collector.core.errors import Rejected
+from collector.core.records import Kind, QuarantineEntry
+from collector.decode.mqtt import decode_mqtt
 from collector.decode.snmp import decode_snmp
 from collector.profiles import load_profiles
-from collector.records import Kind
 
 PROFILES = load_profiles()
 HT = PROFILES.get("grandstream-ht8xx")
@@ -104,7 +105,7 @@ def test_mqtt_payload_maps_nested_paths_and_ignores_unlisted_data() -> None:
     ],
 )
 def test_hostile_payloads_are_rejected_with_a_reason(kind: str, payload: bytes, reason: str) -> None:
-    with pytest.raises(PayloadRejected) as caught:
+    with pytest.raises(Rejected) as caught:
         decode_mqtt(PHONE, DEV, kind, payload, NOW)
     assert reason in caught.value.reason
 
@@ -120,7 +121,7 @@ def test_quarantine_entry_shows_first_bytes_escaped() -> None:
 def test_arbitrary_bytes_never_crash_the_decoder(payload: bytes) -> None:
     try:
         obs = decode_mqtt(PHONE, DEV, "signal", payload, NOW)
-    except PayloadRejected as exc:
+    except Rejected as exc:
         assert exc.reason
     else:
         assert set(obs.fields) <= {"wifi_rssi_dbm", "wifi_channel"}
@@ -142,7 +143,7 @@ def test_arbitrary_json_objects_are_decoded_or_rejected_cleanly(document: dict[s
     for kind in ("signal", "call_quality", "registration"):
         try:
             obs = decode_mqtt(PHONE, DEV, kind, payload, NOW)
-        except PayloadRejected as exc:
+        except Rejected as exc:
             assert exc.reason
         else:
             assert obs.fields and all(isinstance(v, int | float | str | bool) for v in obs.fields.values())

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from collector.config import InfluxConfig, config_from_dict
 from collector.config.snmp import ConfigError
-from collector.sinks.influx_lines import LineEncoder, line_protocol
-from collector.sinks.influx_status import isolation_budget, retry_after_s, server_message
+from collector.sinks.influx.lines import LineEncoder, line_protocol
+from collector.sinks.influx.status import isolation_budget, retry_after_s, server_message
 from factories import telemetry_record as record
 
 CLASSES = ["account_lifetime", "identifying", "operational", "troubleshooting"]

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.records import Kind, TelemetryRecord
-from collector.sinks import influx_lines
-from collector.sinks.influx_lines import LineEncoder
+from collector.core.records import Kind, TelemetryRecord
+from collector.sinks.influx import lines as influx_lines
+from collector.sinks.influx.lines import LineEncoder
 from factories import telemetry_record
 
 FIELDS = {"mos": 4.12, "jitter_ms": 3, "codec": "G722", "ok": True}

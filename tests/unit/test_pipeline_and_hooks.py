@@ -1,9 +1,13 @@
-"""Pipeline settlement (what MQTT acknowledges after), last-moment gating of quarantined
-payloads, a writer that survives store errors, and request validation for deactivations."""
+"""Intake and pipeline settlement (what MQTT acknowledges after), last-moment gating of
+quarantined payloads, a writer that survives store errors, and request validation for
+deactivations."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,14 +16,18 @@ from fastapi.testclient import TestClient
 
 from collector.api.app import create_app
 from collector.config import ServiceConfig
-from collector.deactivation import UnknownDevice, build_deactivator
-from collector.decode.mqtt import QuarantineEntry
+from collector.core.errors import UnknownDevice
+from collector.core.interfaces import Verdict
+from collector.core.records import QuarantineEntry, Received
+from collector.core.stats import Stats
+from collector.decode import MqttJsonCodec, SnmpCodec
 from collector.gate import Gate
-from collector.pipeline import Pipeline
-from collector.records import Kind, Observation
+from collector.profiles import ProfileResolver, load_profiles
 from collector.retention import load_policy
-from collector.sinks.sqlite_store import SqliteStore
-from collector.stats import Stats
+from collector.runtime.deactivation import build_deactivator
+from collector.runtime.intake import Intake
+from collector.runtime.pipeline import Pipeline
+from collector.sinks.sqlite import EmbeddedStore
 from collector.tag import Tagger
 from factories import mqtt_device
 from provisioning.models import AccountStatus
@@ -29,29 +37,27 @@ from provisioning.registry import Registry
 POLICY = load_policy()
 
 
-def setup(tmp_path: Path, queue_size: int = 100) -> tuple[Registry, Gate, SqliteStore, Pipeline]:
+def setup(tmp_path: Path, queue_size: int = 100) -> tuple[Registry, Gate, EmbeddedStore, Pipeline, Intake]:
     registry = Registry(tmp_path / "registry.db")
     registry.import_devices([mqtt_device(1, "a"), mqtt_device(2, "b")], source="t")
     gate = Gate(registry)
-    store = SqliteStore(tmp_path / "telemetry.db")
+    store = EmbeddedStore.open(tmp_path / "telemetry.db")
+    stats = Stats()
     pipeline = Pipeline(
-        gate, Tagger(POLICY), [store], store, Stats(), flush_interval=0.01, queue_size=queue_size
+        gate, [store.sink], store.quarantine, stats, flush_interval=0.01, queue_size=queue_size
     )
-    return registry, gate, store, pipeline
+    codecs = {"mqtt": MqttJsonCodec(), "snmp": SnmpCodec()}
+    intake = Intake(gate, ProfileResolver(load_profiles()), codecs, Tagger(POLICY), pipeline, stats)
+    return registry, gate, store, pipeline, intake
 
 
-def observation(device: int, rssi: int = -50) -> Observation:
-    return Observation(
-        device_id=f"805ec0{device:06x}",
-        kind=Kind.SIGNAL,
-        observed_at=datetime.now(UTC),
-        fields={"wifi_rssi_dbm": rssi},
-        source="mqtt",
-    )
+def message(device: int, rssi: int = -50, ack: Callable[[], None] | None = None) -> Received:
+    body = json.dumps({"ts": time.time(), "wifi": {"rssi": rssi}}).encode()
+    return Received("mqtt", f"hookflash/805ec0{device:06x}/signal", body, datetime.now(UTC), ack)
 
 
 def test_quarantined_payload_of_a_stopped_account_is_dropped_at_the_last_moment(tmp_path: Path) -> None:
-    registry, gate, store, pipeline = setup(tmp_path)
+    registry, gate, store, pipeline, _intake = setup(tmp_path)
     settled: list[str] = []
 
     async def run() -> None:
@@ -66,27 +72,27 @@ def test_quarantined_payload_of_a_stopped_account_is_dropped_at_the_last_moment(
         await pipeline.stop()
 
     asyncio.run(run())
-    assert store.quarantined() == [] and settled == ["quarantine"]
+    assert store.queries.quarantined() == [] and settled == ["quarantine"]
 
 
 def test_a_full_pipeline_refuses_without_settling(tmp_path: Path) -> None:
-    _registry, _gate, store, pipeline = setup(tmp_path, queue_size=2)
+    _registry, _gate, store, pipeline, intake = setup(tmp_path, queue_size=2)
     settled: list[int] = []
 
     async def run() -> None:
-        results = [pipeline.submit(observation(1, -40 - n), lambda n=n: settled.append(n)) for n in range(4)]
-        assert results == [True, False, False, False] and pipeline.saturated
+        verdicts = [intake.receive(message(1, -40 - n, lambda n=n: settled.append(n))) for n in range(4)]
+        assert verdicts == [Verdict.QUEUED, *[Verdict.REFUSED] * 3] and pipeline.saturated
         pipeline.start()
         await pipeline.stop()
 
     asyncio.run(run())
     assert settled == [0]  # the refused ones stay unacknowledged: the broker redelivers them
-    assert pipeline.stats.queue_overflow == 3 and len(store.query()) == 1
+    assert pipeline.stats.queue_overflow == 3 and len(store.queries.query()) == 1
 
 
 def test_the_writer_survives_a_failing_quarantine_store(tmp_path: Path) -> None:
-    _registry, _gate, store, pipeline = setup(tmp_path)
-    real = store.quarantine
+    _registry, _gate, store, pipeline, intake = setup(tmp_path)
+    real = store.quarantine.quarantine
     failures = [OSError("disk I/O error")]
 
     def flaky(entries: list[QuarantineEntry]) -> None:
@@ -94,31 +100,32 @@ def test_the_writer_survives_a_failing_quarantine_store(tmp_path: Path) -> None:
             raise failures.pop()
         real(entries)
 
-    store.quarantine = flaky  # type: ignore[method-assign]
+    store.quarantine.quarantine = flaky  # type: ignore[method-assign]
 
     async def run() -> None:
         pipeline.start()
         pipeline.quarantine(
             QuarantineEntry.of("mqtt", "t/x/signal", b"{", "bad", datetime.now(UTC), "805ec0000002", "b")
         )
-        pipeline.submit(observation(2))
+        intake.receive(message(2))
         await pipeline.stop()
 
     asyncio.run(run())
-    assert len(store.quarantined()) == 1 and len(store.query()) == 1  # retried, and the writer went on
+    # retried, and the writer went on
+    assert len(store.queries.quarantined()) == 1 and len(store.queries.query()) == 1
 
 
 def test_a_device_can_only_be_removed_by_its_own_account(tmp_path: Path) -> None:
-    registry, _gate, store, _pipeline = setup(tmp_path)
-    deactivator = build_deactivator(ServiceConfig(data_dir=tmp_path), registry, [store], POLICY)
+    registry, _gate, store, _pipeline, _intake = setup(tmp_path)
+    deactivator = build_deactivator(ServiceConfig(data_dir=tmp_path), registry, [store.sink], POLICY)
     with pytest.raises(UnknownDevice, match="account a has no device 805ec0000002"):
         deactivator.request(Action.REMOVE_DEVICE, "a", device_id="805ec0000002")
     assert registry.device("805ec0000002") is not None
 
 
 def test_api_authenticates_before_reading_the_body_and_limits_its_size(tmp_path: Path) -> None:
-    registry, _gate, store, _pipeline = setup(tmp_path)
-    deactivator = build_deactivator(ServiceConfig(data_dir=tmp_path), registry, [store], POLICY)
+    registry, _gate, store, _pipeline, _intake = setup(tmp_path)
+    deactivator = build_deactivator(ServiceConfig(data_dir=tmp_path), registry, [store.sink], POLICY)
     client = TestClient(create_app(deactivator, "s3cret-token"))
     garbage = client.post(
         "/v1/deactivations", content=b"{not json", headers={"Content-Type": "application/json"}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.core.records import Kind
 from collector.profiles import ProfileError, load_profiles
-from collector.records import Kind
 
 
 def test_bundled_profiles_resolve_with_extends() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.core.records import Kind
 from collector.gate import Gate
-from collector.records import Kind
 from factories import T0, mqtt_device, snmp_device
 from provisioning.events import EventType
 from provisioning.models import AccountStatus

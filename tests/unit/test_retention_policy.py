@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.records import Kind
+from collector.core.records import Kind
 from collector.retention import EndAction, PolicyError, load_policy, parse_duration
 
 

@@ -1,4 +1,4 @@
-"""collector.sources.snmp_codec, cross-checked against pysnmp 7.1 / pyasn1 as the reference.
+"""collector.sources.snmp.codec, cross-checked against pysnmp 7.1 / pyasn1 as the reference.
 
 The oracle (``pysnmp_decode``), the valid-packet generator and the mutation engine live here and
 are reused by bench/fuzz_snmp_codec.py, so the fuzzer and this suite judge packets the same way.
@@ -28,14 +28,14 @@ from pyasn1.type import univ
 from pysnmp.proto import api
 
 from collector.sim.snmp_agent import SimulatedAgent, TypedValue
-from collector.sources.snmp_codec import (
+from collector.sources.snmp.codec import (
     CodecError,
     GetRequestTemplate,
     RawValue,
     Response,
     decode_response,
 )
-from collector.sources.snmp_pysnmp import SnmpError, to_raw
+from collector.sources.snmp.pysnmp_getter import SnmpError, to_raw
 
 v2c = api.v2c
 U32 = 2**32 - 1

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.records import Kind, TelemetryRecord
+from collector.core.records import Kind, TelemetryRecord
+from collector.core.stats import Stats
 from collector.retention import RetentionClass
-from collector.sinks.spool import Spool
-from collector.sinks.spooled import SpooledSink
-from collector.stats import Stats
+from collector.runtime.spool import Spool
+from collector.runtime.spooled import SpooledSink
 from runner import eventually
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.decode.mqtt import QuarantineEntry
-from collector.lifecycle import end_account
-from collector.records import Kind
+from collector.core.records import Kind, QuarantineEntry
 from collector.retention import RetentionClass, load_policy
-from collector.retention.sweeper import RetentionSweeper
-from collector.sinks.sqlite_store import SqliteStore
+from collector.runtime.lifecycle import end_account
+from collector.runtime.sweeper import RetentionSweeper
+from collector.sinks.sqlite import EmbeddedStore
 from factories import T0, record, snmp_device
 from provisioning.models import AccountStatus
 from provisioning.registry import Registry
@@ -28,9 +27,9 @@ class Clock:
         return self.now
 
 
-def fill(store: SqliteStore, account: str, n: int) -> None:
+def fill(store: EmbeddedStore, account: str, n: int) -> None:
     dev = snmp_device(n, account)
-    store.write(
+    store.sink.write(
         [
             record(POLICY, dev, Kind.FIRMWARE, {"version": "1.0.47.4", "boot_version": "1.0.3.5"}),
             record(POLICY, dev, Kind.INVENTORY, {"serial": f"GS{n:06X}", "model_name": "HT812"}),
@@ -46,14 +45,14 @@ def fill(store: SqliteStore, account: str, n: int) -> None:
 def test_revocation_erases_and_anonymizes_leaving_nothing_identifying(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "r.db", clock=lambda: T0)
     registry.import_devices([snmp_device(1, "gone"), snmp_device(2, "stays")], source="t")
-    store = SqliteStore(tmp_path / "t.db")
+    store = EmbeddedStore.open(tmp_path / "t.db")
     fill(store, "gone", 1)
     fill(store, "stays", 2)
-    store.quarantine(
+    store.quarantine.quarantine(
         [QuarantineEntry.of("mqtt", "site1/kitchen/signal", b"x", "bad", T0, "000b82000001", "gone")]
     )
     registry.set_status("gone", AccountStatus.REVOKED)
-    counts = end_account(registry, [store], POLICY, "gone", "revoked")["sqlite"]
+    counts = end_account(registry, [store.sink, store.quarantine], POLICY, "gone", "revoked")["sqlite"]
     assert counts == {
         "account_lifetime": 2,
         "identifying": 1,
@@ -61,13 +60,13 @@ def test_revocation_erases_and_anonymizes_leaving_nothing_identifying(tmp_path: 
         "troubleshooting": 1,
         "quarantine": 1,
     }
-    assert store.query(account_id="gone") == []
-    dump = store.text_dump()
+    assert store.queries.query(account_id="gone") == []
+    dump = store.queries.text_dump()
     for identifier in ("gone", "000b82000001", "GS000001", "00:0b:82:00:00:01", "REGISTER sip:1@"):
         assert identifier not in dump
-    assert len(store.query(account_id="stays")) == 7  # other accounts lose nothing
+    assert len(store.queries.query(account_id="stays")) == 7  # other accounts lose nothing
     # Anonymized data survives as aggregates keyed by model and firmware only.
-    aggs = {(a["kind"], a["field"]): a for a in store.aggregates()}
+    aggs = {(a["kind"], a["field"]): a for a in store.queries.aggregates()}
     mos = aggs[("call_quality", "mos")]
     assert (mos["count"], mos["sum"], mos["min"], mos["max"]) == (2, 7.0, 3.0, 4.0)
     assert (mos["model"], mos["firmware"]) == ("HT812", "1.0.47.4")
@@ -80,7 +79,7 @@ def test_sweeper_applies_ttls_and_while_active_rules(tmp_path: Path) -> None:
     clock = Clock(T0)
     registry = Registry(tmp_path / "r.db", clock=clock)
     registry.import_devices([snmp_device(1, "active"), snmp_device(2, "suspended")], source="t")
-    store = SqliteStore(tmp_path / "t.db")
+    store = EmbeddedStore.open(tmp_path / "t.db")
     fill(store, "active", 1)
     fill(store, "suspended", 2)
     sweeper = RetentionSweeper(POLICY, store, registry, clock=clock)
@@ -103,21 +102,25 @@ def test_sweeper_applies_ttls_and_while_active_rules(tmp_path: Path) -> None:
     clock.now = T0 + timedelta(hours=73) + timedelta(days=30)  # grace over for the suspended account
     ended = sweeper.sweep()
     assert (ended["account_lifetime"], ended["identifying"]) == (2, 1)
-    assert store.query(account_id="suspended") == []
-    assert {r.kind for r in store.query(account_id="active")} == {Kind.FIRMWARE, Kind.INVENTORY, Kind.NETWORK}
+    assert store.queries.query(account_id="suspended") == []
+    assert {r.kind for r in store.queries.query(account_id="active")} == {
+        Kind.FIRMWARE,
+        Kind.INVENTORY,
+        Kind.NETWORK,
+    }
 
 
 def test_purge_since_removes_records_observed_or_received_after_the_stop(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "t.db")
+    store = EmbeddedStore.open(tmp_path / "t.db")
     fill(store, "a", 1)  # observed at T0, received now
     stop = datetime.now(UTC)
     time.sleep(0.01)
     dev = snmp_device(1, "a")
     late = record(POLICY, dev, Kind.SIGNAL, {"wifi_rssi_dbm": -50})  # observed long ago, received late
-    store.write([late, record(POLICY, snmp_device(2, "b"), Kind.SIGNAL, {"wifi_rssi_dbm": -60})])
-    assert store.purge_since("a", stop) == 1
-    assert len(store.query(account_id="a")) == 7 and len(store.query(account_id="b")) == 1
-    assert store.purge_since("a", T0 - timedelta(days=1), device_id="000b82ffffff") == 0
+    store.sink.write([late, record(POLICY, snmp_device(2, "b"), Kind.SIGNAL, {"wifi_rssi_dbm": -60})])
+    assert store.sink.purge_since("a", stop) == 1
+    assert len(store.queries.query(account_id="a")) == 7 and len(store.queries.query(account_id="b")) == 1
+    assert store.sink.purge_since("a", T0 - timedelta(days=1), device_id="000b82ffffff") == 0
 
 
 def test_revoked_account_loses_every_class_even_with_a_long_ttl(tmp_path: Path) -> None:
@@ -133,23 +136,26 @@ def test_revoked_account_loses_every_class_even_with_a_long_ttl(tmp_path: Path) 
     clock = Clock(T0)
     registry = Registry(tmp_path / "r.db", clock=clock)
     registry.import_devices([snmp_device(1, "a")], source="t")
-    store = SqliteStore(tmp_path / "t.db")
-    store.write([record(policy, snmp_device(1, "a"), Kind.SIGNAL, {"wifi_rssi_dbm": -50})])
+    store = EmbeddedStore.open(tmp_path / "t.db")
+    store.sink.write([record(policy, snmp_device(1, "a"), Kind.SIGNAL, {"wifi_rssi_dbm": -50})])
     registry.set_status("a", AccountStatus.REVOKED)
     assert RetentionSweeper(policy, store, registry, clock=clock).sweep() == {"keep": 1}
-    assert store.query(account_id="a") == []
+    assert store.queries.query(account_id="a") == []
 
 
 def test_quarantine_expires_and_masks_secrets(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "r.db")
-    store = SqliteStore(tmp_path / "t.db")
+    store = EmbeddedStore.open(tmp_path / "t.db")
     payload = b'{"sip":{"password":"hunter2","user":"1001"},"wifi":{"rssi":NaN}}'
     entry = QuarantineEntry.of("mqtt", "t/x/signal", payload, "NaN", T0, "000b82000001", "a")
     assert "hunter2" not in entry.head and '"password":"***"' in entry.head
-    store.quarantine([entry, QuarantineEntry.of("mqtt", "t/x/signal", b"{}", "x", datetime.now(UTC))])
+    store.quarantine.quarantine(
+        [entry, QuarantineEntry.of("mqtt", "t/x/signal", b"{}", "x", datetime.now(UTC))]
+    )
     clock = Clock(T0 + timedelta(days=8))
     RetentionSweeper(POLICY, store, registry, clock=clock).sweep()
-    assert [q.at for q in store.quarantined()] != [] and all(q.at > T0 for q in store.quarantined())
+    kept = store.queries.quarantined()
+    assert kept != [] and all(q.at > T0 for q in kept)
 
 
 class RemoteSink:
@@ -174,7 +180,7 @@ def test_sweeper_ends_an_inactive_accounts_data_in_remote_sinks_once(tmp_path: P
     clock = Clock(T0)
     registry = Registry(tmp_path / "r.db", clock=clock)
     registry.import_devices([snmp_device(1, "active"), snmp_device(2, "suspended")], source="t")
-    store = SqliteStore(tmp_path / "t.db")
+    store = EmbeddedStore.open(tmp_path / "t.db")
     remote = RemoteSink()
     sweeper = RetentionSweeper(POLICY, store, registry, clock=clock, remote=[remote])  # type: ignore[list-item]
     registry.set_status("suspended", AccountStatus.INACTIVE)

@@ -8,31 +8,30 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from collector.records import Kind
+from collector.core.records import Kind
 from collector.retention import load_policy
-from collector.sinks.sqlite_store import SqliteStore
-from collector.views.latest import ensure_latest
+from collector.sinks.sqlite import EmbeddedStore
 from factories import T0, record, snmp_device
 
 POLICY = load_policy()
 A, B = snmp_device(1, "acct-a"), snmp_device(2, "acct-b")
 
 
-def latest(store: SqliteStore) -> dict[tuple[str, str], dict[str, Any]]:
-    rows = store._db.execute("SELECT slot, device_id, fields FROM latest").fetchall()
+def latest(store: EmbeddedStore) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = store.db.connection.execute("SELECT slot, device_id, fields FROM latest").fetchall()
     return {(r[0], r[1]): json.loads(r[2]) for r in rows}
 
 
-def state(store: SqliteStore, device_id: str) -> tuple[Any, ...] | None:
-    row = store._db.execute(
+def state(store: EmbeddedStore, device_id: str) -> tuple[Any, ...] | None:
+    row = store.db.connection.execute(
         "SELECT last_seen, reg_state, mos, version FROM device_state WHERE device_id = ?", (device_id,)
     ).fetchone()
     return None if row is None else tuple(row)
 
 
 def test_latest_follows_writes_purges_and_erasure(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "telemetry.db")
-    store.write(
+    store = EmbeddedStore.open(tmp_path / "telemetry.db")
+    store.sink.write(
         [
             record(POLICY, A, Kind.CALL_QUALITY, {"mos": 4.1}, minutes=0),
             record(POLICY, A, Kind.CALL_QUALITY, {"mos": 3.0}, minutes=10),
@@ -59,24 +58,24 @@ def test_latest_follows_writes_purges_and_erasure(tmp_path: Path) -> None:
     assert state(store, B.id) == ((T0 + timedelta(minutes=20)).timestamp(), "registered", None, None)
 
     # The newest call-quality record goes (any delete): the index steps back to the next newest.
-    store._db.execute("DELETE FROM telemetry WHERE kind = 'call_quality' AND fields->>'mos' = 3.0")
+    store.db.connection.execute("DELETE FROM telemetry WHERE kind = 'call_quality' AND fields->>'mos' = 3.0")
     assert latest(store)[("call_quality", A.id)] == {"mos": 4.4}
     assert state(store, A.id) == ((T0 + timedelta(minutes=5)).timestamp(), "unregistered", 4.4, "1.0.47.4")
 
     # Retention ends the older operational records: nothing of them is left in the index.
-    store.expire(POLICY.classes["operational"], T0 + timedelta(minutes=6), POLICY.aggregate_text_fields)
+    store.sink.expire(POLICY.classes["operational"], T0 + timedelta(minutes=6), POLICY.aggregate_text_fields)
     assert ("call_quality", A.id) not in latest(store) and ("registration", A.id) not in latest(store)
     assert ("reachability", A.id) in latest(store)  # at +30 min: still within
     assert state(store, A.id) == ((T0 + timedelta(minutes=3)).timestamp(), None, None, "1.0.47.4")
 
-    store.erase_account("acct-a", list(POLICY.classes.values()), POLICY.aggregate_text_fields)
+    store.sink.erase_account("acct-a", list(POLICY.classes.values()), POLICY.aggregate_text_fields)
     assert {d for _, d in latest(store)} == {B.id}
-    assert state(store, A.id) is None and A.id not in store.text_dump()
+    assert state(store, A.id) is None and A.id not in store.queries.text_dump()
 
 
 def test_an_older_store_gets_its_index_filled_once(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "telemetry.db")
-    store.write(
+    store = EmbeddedStore.open(tmp_path / "telemetry.db")
+    store.sink.write(
         [
             record(POLICY, A, Kind.CALL_QUALITY, {"mos": 4.1}, minutes=0),
             record(POLICY, A, Kind.CALL_QUALITY, {"mos": 3.9}, minutes=1),
@@ -84,9 +83,11 @@ def test_an_older_store_gets_its_index_filled_once(tmp_path: Path) -> None:
         ]
     )
     before = latest(store), state(store, A.id), state(store, B.id)
-    store._db.executescript(
+    # A store from before the index (and before schema versions): upgraded when opened.
+    store.db.connection.executescript(
         "DROP TRIGGER latest_on_insert; DROP TRIGGER latest_on_delete;"
-        " DROP TABLE device_state; DROP TABLE latest;"
+        " DROP TABLE device_state; DROP TABLE latest; PRAGMA user_version = 0;"
     )
-    ensure_latest(store._db)
+    store.close()
+    store = EmbeddedStore.open(tmp_path / "telemetry.db")
     assert (latest(store), state(store, A.id), state(store, B.id)) == before

@@ -1,0 +1,39 @@
+"""What the intake asks of a transport's decoder (a codec): where an item is from, and the
+observations it holds according to the device's profile."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
+
+from collector.core.records import Observation, Received
+from collector.profiles.model import DeviceProfile
+from provisioning.models import Transport
+
+
+class Located(NamedTuple):
+    """How an item names its device: a MAC, or the registry address it came from (an MQTT
+    device's topic root). `kind` is the record kind the item says it holds ("" when the
+    payload says); `document` what had to be parsed to tell, for `decode` to reuse."""
+
+    device_id: str | None
+    address: str | None
+    kind: str
+    document: Any = None
+
+
+Decoded = tuple[list[Observation], Sequence[str]]  # observations, and per-field problems to log
+
+
+class Codec(Protocol):
+    transport: Transport
+
+    def locate(self, item: Received) -> Located:
+        """Raises Rejected when the item cannot even tell where it is from."""
+        ...
+
+    def decode(
+        self, profile: DeviceProfile, device_id: str, item: Received, located: Located | None
+    ) -> Decoded:
+        """Raises Rejected (the reason goes to the quarantine) for what cannot become a record."""
+        ...

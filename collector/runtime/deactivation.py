@@ -1,0 +1,228 @@
+"""Deactivation requests end to end: status change, confirmed stop, erasure, receipt, hooks.
+
+One path serves every caller (CLI, HTTP API, the demo): `request` records a pending
+receipt at once (idempotent by request id) and `process` carries it out:
+
+1. change the account's status (or remove the device) in the registry, which publishes
+   the lifecycle event;
+2. wait until every running collector has acknowledged the event: gate closed, polls
+   cancelled, subscriptions dropped, in-flight records purged;
+3. for a revocation, apply each retention class's end action in every sink;
+4. complete the receipt, audit it, queue the outbound webhooks and call in-process hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from collector.config import ServiceConfig
+from collector.core.errors import UnknownDevice
+from collector.core.interfaces import AccountData
+from collector.retention import RetentionPolicy
+from collector.runtime.lifecycle import end_account
+from collector.webhooks import WebhookDispatcher, WebhookTarget
+from provisioning.events import LifecycleEvent
+from provisioning.models import AccountStatus
+from provisioning.outbox import ALL_WEBHOOKS, Outbox
+from provisioning.plugins import Hook, call_hooks, load_hooks
+from provisioning.receipts import Action, Receipt, ReceiptBook, ReceiptStatus
+from provisioning.registry import Registry
+
+T = TypeVar("T")
+Runner = Callable[[Callable[[], T]], Awaitable[T]]
+STOP_EVENT = "collection.stopped"
+_STATUS = {
+    Action.SUSPEND: AccountStatus.INACTIVE,
+    Action.REVOKE: AccountStatus.REVOKED,
+    Action.REACTIVATE: AccountStatus.ACTIVE,
+}
+
+
+def action_for_status(status: AccountStatus) -> Action:
+    return {v: k for k, v in _STATUS.items()}[status]
+
+
+async def _in_thread(job: Callable[[], T]) -> T:
+    return await asyncio.to_thread(job)
+
+
+class Deactivator:
+    def __init__(
+        self,
+        registry: Registry,
+        receipts: ReceiptBook,
+        holders: Sequence[AccountData],
+        policy: RetentionPolicy,
+        *,
+        outbox: Outbox | None = None,
+        hooks: Sequence[tuple[str, Hook]] = (),
+        ack_timeout_s: float = 5.0,
+        run_blocking: Runner[Any] = _in_thread,
+    ) -> None:
+        self.registry = registry
+        self._registry = registry
+        self.receipts = receipts
+        self._holders = list(holders)
+        self._policy = policy
+        self._outbox = outbox
+        self._hooks = list(hooks)
+        self._ack_timeout = ack_timeout_s
+        self._run = run_blocking
+
+    def request(
+        self,
+        action: Action,
+        account_id: str,
+        reason: str = "",
+        request_id: str | None = None,
+        device_id: str | None = None,
+    ) -> tuple[Receipt, bool]:
+        """Accept a request: validate it and return its pending receipt (or the existing one)."""
+        self._registry.account(account_id)  # raises UnknownAccount
+        if device_id is not None:
+            device = self._registry.device(device_id)
+            if device is None or device.account_id != account_id:
+                # One answer for both, so a caller cannot probe other accounts' devices.
+                raise UnknownDevice(f"account {account_id} has no device {device_id}")
+        return self.receipts.open(action, account_id, reason, request_id, device_id)
+
+    async def process(self, receipt: Receipt) -> Receipt:
+        if receipt.status is not ReceiptStatus.PENDING:
+            return receipt
+        try:
+            result = await self._carry_out(receipt)
+        except Exception as exc:
+            failed = self.receipts.finish(receipt.id, ReceiptStatus.FAILED, {"error": str(exc)})
+            self._registry.record_audit(
+                "receipt.failed",
+                {"receipt": receipt.id, "error": str(exc)},
+                account_id=receipt.account_id,
+                device_id=receipt.device_id,
+            )
+            return failed
+        done = self.receipts.finish(receipt.id, ReceiptStatus.DONE, result)
+        self._registry.record_audit(
+            "receipt.completed",
+            {"receipt": done.id, "action": done.action.value, **result},
+            account_id=done.account_id,
+            device_id=done.device_id,
+        )
+        if result.get("collection_stopped"):
+            self._notify(done)
+        return done
+
+    async def _carry_out(self, receipt: Receipt) -> dict[str, Any]:
+        before = self._registry.account(receipt.account_id).status
+        event: LifecycleEvent | None
+        if receipt.action is Action.REMOVE_DEVICE:
+            assert receipt.device_id is not None
+            event = self._registry.remove_device(receipt.device_id)
+        else:
+            event = self._registry.set_status(receipt.account_id, _STATUS[receipt.action], receipt.reason)
+        stopping = receipt.action is not Action.REACTIVATE
+        result: dict[str, Any] = {
+            "status_before": before.value,
+            "status_after": self._registry.account(receipt.account_id).status.value,
+            "collection_stopped": stopping,
+            "changed": event is not None,
+        }
+        if event is not None and stopping:
+            result.update(await self._await_acks(event))
+        if stopping:
+            last_seen: dict[str, datetime] = {}
+            for holder in self._holders:
+                seen_by_device = await self._run(functools.partial(holder.last_seen, receipt.account_id))
+                for device, seen in seen_by_device.items():
+                    last_seen[device] = max(seen, last_seen.get(device, seen))
+            devices = (
+                [receipt.device_id]
+                if receipt.device_id
+                else [d.id for d in self._registry.devices(receipt.account_id)]
+            )
+            result["devices"] = [
+                {"device_id": d, "last_seen": last_seen[d].isoformat() if d in last_seen else None}
+                for d in devices
+            ]
+        if receipt.action is Action.REVOKE:
+            reason = receipt.reason or "revoked"
+            result["erased"] = await self._run(
+                lambda: end_account(self._registry, self._holders, self._policy, receipt.account_id, reason)
+            )
+            result["end_actions"] = {c.name: c.end_action.value for c in self._policy.classes.values()}
+        return result
+
+    async def _await_acks(self, event: LifecycleEvent) -> dict[str, Any]:
+        """Wait until each running collector confirms it stopped; report who did and when."""
+        started = time.monotonic()
+        live = set(self._registry.live_collectors())
+        acks: dict[str, datetime] = {}
+        while time.monotonic() - started < self._ack_timeout:
+            acks = self._registry.event_acks(event.id)
+            if live <= set(acks):
+                break
+            await asyncio.sleep(0.01)
+        latency = max(((at - event.at).total_seconds() * 1000 for at in acks.values()), default=0.0)
+        return {
+            "stopped_at": event.at.isoformat(),
+            "acknowledged_by": {c: at.isoformat() for c, at in acks.items()},
+            "unacknowledged": sorted(live - set(acks)),
+            "stop_latency_ms": round(latency, 1),
+        }
+
+    def _notify(self, receipt: Receipt) -> None:
+        payload = {
+            "event": STOP_EVENT,
+            "receipt_id": receipt.id,
+            "request_id": receipt.request_id,
+            "account_id": receipt.account_id,
+            "device_id": receipt.device_id,
+            "action": receipt.action.value,
+            "reason": receipt.reason,
+            "when": receipt.result.get("stopped_at") or datetime.now(UTC).isoformat(),
+            "devices": receipt.result.get("devices", []),
+            "erased": receipt.result.get("erased", {}),
+        }
+        if self._outbox is not None:
+            # One entry for all webhooks: the running service's dispatcher fans it out to
+            # the webhooks in its config, so a CLI call needs no config to notify them.
+            self._outbox.enqueue(ALL_WEBHOOKS, STOP_EVENT, payload, receipt.account_id)
+        if self._hooks:
+            outcome = call_hooks(self._hooks, payload)
+            self._registry.record_audit(
+                "hook.called", {"receipt": receipt.id, "hooks": outcome}, account_id=receipt.account_id
+            )
+
+
+def build_deactivator(
+    config: ServiceConfig,
+    registry: Registry,
+    holders: Sequence[AccountData],
+    policy: RetentionPolicy,
+    run_blocking: Runner[Any] = _in_thread,
+) -> Deactivator:
+    """The one way every entry point (service, CLI, demo) assembles a Deactivator."""
+    path = registry.path
+    return Deactivator(
+        registry,
+        ReceiptBook(path),
+        holders,
+        policy,
+        outbox=Outbox(path),
+        hooks=load_hooks(),
+        ack_timeout_s=config.ack_timeout_s,
+        run_blocking=run_blocking,
+    )
+
+
+def webhook_dispatcher(config: ServiceConfig, registry: Registry) -> WebhookDispatcher:
+    targets = {w.name: WebhookTarget(w.name, w.url, w.secret(), w.timeout_s) for w in config.webhooks}
+
+    def audit(action: str, detail: dict[str, Any], account_id: str | None) -> None:
+        registry.record_audit(action, detail, account_id=account_id)
+
+    return WebhookDispatcher(Outbox(registry.path), targets, audit)

@@ -1,0 +1,176 @@
+"""Reacting to registry lifecycle events inside a running collector.
+
+Each event is handled exactly once: in-process listeners deliver it at once, and a poll
+of the registry delivers what other processes emitted. For an event that stops
+collection the order is: flip the gate (no new polls, nothing more stored), let the
+sources cancel polls and drop subscriptions, purge records that were already in flight,
+then acknowledge the event in the registry. Whoever asked for the stop (CLI, HTTP API)
+waits for that acknowledgement before reporting collection as stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from collector.core.interfaces import AccountData
+from collector.gate import Gate
+from collector.retention import RetentionPolicy
+from collector.runtime.pipeline import Pipeline
+from provisioning.events import LifecycleEvent
+from provisioning.registry import Registry
+
+log = logging.getLogger(__name__)
+EventCallback = Callable[[LifecycleEvent], None]
+HEARTBEAT_S = 1.0
+
+
+def end_account(
+    registry: Registry, holders: Sequence[AccountData], policy: RetentionPolicy, account_id: str, reason: str
+) -> dict[str, Any]:
+    """Apply every class's end action to an account's data wherever it is held, and audit
+    it. Per store (the quarantine counts under the embedded store it lives in): counts per
+    class, or "failed: <reason>" (then the receipt and the audit say so, and running the
+    revocation again retries it)."""
+    classes = list(policy.classes.values())
+    counts: dict[str, Any] = {}
+    for holder in holders:
+        try:
+            ended = holder.erase_account(account_id, classes, policy.aggregate_text_fields)
+        except Exception as exc:
+            counts[holder.name] = f"failed: {str(exc)[:300]}"
+            log.error("account %s: erasure in %s failed: %s", account_id, holder.name, exc)
+            continue
+        held = counts.setdefault(holder.name, {})
+        if isinstance(held, dict):
+            held.update(ended)
+    registry.record_audit(
+        "account.data_ended",
+        {"reason": reason, "counts": counts, "actions": {c.name: c.end_action.value for c in classes}},
+        account_id=account_id,
+    )
+    return counts
+
+
+class LifecycleWatcher:
+    def __init__(
+        self,
+        registry: Registry,
+        gate: Gate,
+        pipeline: Pipeline,
+        holders: Sequence[AccountData],
+        poll_interval: float = 0.2,
+        after_event: int = 0,
+    ) -> None:
+        """`after_event`: the last event id reflected in the gate's initial state."""
+        self._registry = registry
+        self._gate = gate
+        self._pipeline = pipeline
+        self._holders = list(holders)
+        self._poll_interval = poll_interval
+        self._last_id = after_event
+        self._callbacks: list[EventCallback] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+        self.collector_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        registry.subscribe(self._from_registry)
+
+    def on_event(self, callback: EventCallback) -> None:
+        self._callbacks.append(callback)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        next_beat = 0.0
+        try:
+            while True:
+                try:
+                    if self._loop.time() >= next_beat:
+                        self._registry.collector_heartbeat(self.collector_id, os.getpid())
+                        next_beat = self._loop.time() + HEARTBEAT_S
+                    self._catch_up()
+                except sqlite3.Error as exc:  # e.g. locked by a long import: try again shortly
+                    log.error("reading lifecycle events failed, retrying: %s", exc)
+                await asyncio.sleep(self._poll_interval)
+        finally:
+            self._registry.collector_gone(self.collector_id)
+
+    async def drain(self) -> None:
+        """Wait for purge jobs already started."""
+        if self._jobs:
+            await asyncio.gather(*self._jobs, return_exceptions=True)
+
+    def _from_registry(self, _event: LifecycleEvent) -> None:
+        """An in-process change: apply it now. Events are always applied from the registry
+        in id order, so one emitted by another process a moment earlier is not skipped."""
+        loop = self._loop
+        if loop is None:
+            return  # not started yet: the first poll picks it up
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._catch_up()
+        else:
+            loop.call_soon_threadsafe(self._catch_up)
+
+    def _catch_up(self) -> None:
+        for event in self._registry.events_since(self._last_id):
+            self._handle(event)
+
+    def _handle(self, event: LifecycleEvent) -> None:
+        if event.id <= self._last_id:
+            return
+        self._last_id = event.id
+        self._gate.apply(event)
+        for callback in self._callbacks:
+            callback(event)
+        if event.stops_collection:
+            log.info(
+                "%s for account %s%s: collection stopped",
+                event.type.value,
+                event.account_id,
+                f" device {event.device_id}" if event.device_id else "",
+            )
+            self._spawn(self._finish_stop(event))
+
+    @staticmethod
+    def _purge(holders: Sequence[AccountData], event: LifecycleEvent) -> int:
+        """Remove stragglers wherever they are held; a store that fails is reported, not
+        waited for: collection has stopped whatever a remote store answers."""
+        purged = 0
+        for holder in holders:
+            try:
+                purged += holder.purge_since(event.account_id, event.at, event.device_id)
+            except Exception as exc:
+                log.error(
+                    "account %s: purging in-flight records from %s failed: %s",
+                    event.account_id,
+                    holder.name,
+                    exc,
+                )
+        return purged
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def _finish_stop(self, event: LifecycleEvent) -> None:
+        try:
+            await self._purge_and_ack(event)
+        except Exception:
+            log.exception("finishing the stop of account %s failed", event.account_id)
+
+    async def _purge_and_ack(self, event: LifecycleEvent) -> None:
+        holders = self._holders
+        # In the writer thread, behind any write already queued there.
+        purged = await self._pipeline.run_in_writer(lambda: self._purge(holders, event))
+        if purged:
+            log.info("account %s: removed %d records that were in flight", event.account_id, purged)
+        await asyncio.to_thread(self._registry.ack_event, event.id, self.collector_id)

@@ -1,0 +1,67 @@
+"""The schema of registry.db, the registry's file: accounts, devices, the audit log,
+lifecycle events and their acknowledgements, receipts, and the webhook outbox. One list of
+migrations for the whole file (provisioning.db says how they run); the outbox's tables
+are also part of alerts.db, which holds the alert notices' own outbox.
+
+Version 1 is the schema of release 0.1.0, which kept no version: a file of that release
+(user_version 0) already holds every table, so the IF NOT EXISTS statements leave it as
+it is and only stamp its version.
+"""
+
+from __future__ import annotations
+
+from provisioning.db import Schema
+
+OUTBOX_TABLES = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY, webhook TEXT NOT NULL, event TEXT NOT NULL, account_id TEXT,
+    payload TEXT NOT NULL, created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL, claimed_until REAL NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'pending', delivered_at REAL, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
+"""
+
+_REGISTRY_V1 = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
+    status_changed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    vendor TEXT NOT NULL, model TEXT NOT NULL, profile TEXT NOT NULL,
+    transport TEXT NOT NULL, address TEXT NOT NULL, credentials TEXT NOT NULL,
+    debug_until TEXT
+);
+CREATE INDEX IF NOT EXISTS devices_account ON devices(account_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, account_id TEXT, device_id TEXT, action TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, type TEXT NOT NULL, account_id TEXT NOT NULL, device_id TEXT
+);
+CREATE TABLE IF NOT EXISTS collectors (
+    id TEXT PRIMARY KEY, pid INTEGER NOT NULL, started_at TEXT NOT NULL, heartbeat_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_acks (
+    event_id INTEGER NOT NULL, collector_id TEXT NOT NULL, acked_at TEXT NOT NULL,
+    PRIMARY KEY (event_id, collector_id)
+);
+
+CREATE TABLE IF NOT EXISTS receipts (
+    id TEXT PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL,
+    device_id TEXT, action TEXT NOT NULL, reason TEXT NOT NULL, requested_at TEXT NOT NULL,
+    status TEXT NOT NULL, completed_at TEXT, result TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS receipts_account ON receipts(account_id);
+""" + OUTBOX_TABLES
+
+REGISTRY = Schema("registry", (_REGISTRY_V1,))
