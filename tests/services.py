@@ -156,11 +156,15 @@ class Mosquitto(_Service):
         users: Mapping[str, str] | None = None,
         tls: TlsFiles | None = None,
         extra: Sequence[str] = (),
+        config_file: Path | None = None,
     ):
         """`users` adds a password listener (`password_port`); `tls` adds a TLS listener
         (`tls_port`) that also requires a user. The plain listener stays anonymous.
-        `extra`: more mosquitto.conf lines, e.g. "queue_qos0_messages true"."""
+        `extra`: more mosquitto.conf lines, e.g. "queue_qos0_messages true".
+        `config_file`: run this mosquitto.conf (docker/mosquitto.conf) as it is, but for
+        its listener port, persistence folder and log, which are rewritten to this run's."""
         super().__init__(workdir, port, "tcp")
+        self.config_file = config_file
         self.persistence = persistence
         self.extra = list(extra)
         self.users = dict(users or {})
@@ -170,6 +174,18 @@ class Mosquitto(_Service):
 
     def start(self, timeout: float = 10.0) -> Self:
         log_types = ("error", "warning", "notice", "information", "subscribe", "unsubscribe")
+        logging = [f"log_dest file {self.log_path}", *(f"log_type {t}" for t in log_types)]
+        if self.config_file is not None:
+            config = self._rewritten(self.config_file.read_text(), logging)
+            if os.geteuid() == 0:
+                config.append("user root")
+            self._launch(
+                "\n".join(config) + "\n",
+                ["/usr/sbin/mosquitto", "-c", str(self.config_path)],
+                self._ready,
+                timeout,
+            )
+            return self
         config = [
             "per_listener_settings true",
             f"listener {self.port} {HOST}",
@@ -188,6 +204,20 @@ class Mosquitto(_Service):
         cmd = ["/usr/sbin/mosquitto", "-c", str(self.config_path)]
         self._launch("\n".join(config) + "\n", cmd, self._ready, timeout)
         return self
+
+    def _rewritten(self, text: str, logging: list[str]) -> list[str]:
+        lines: list[str] = []
+        for line in text.splitlines():
+            word = line.split(" ", 1)[0]
+            if word == "listener":
+                lines.append(f"listener {self.port} {HOST}")
+            elif word == "persistence_location":
+                lines.append(f"persistence_location {self.workdir}/")
+            elif word == "log_dest":
+                lines += [*logging, "connection_messages true"]
+            else:
+                lines.append(line)
+        return lines
 
     def _secure_listeners(self) -> list[str]:
         if not self.users:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -107,7 +108,21 @@ def _check(data_dir: Path, existing: bool) -> None:
 
 
 def _database_error(path: Path, exc: sqlite3.DatabaseError) -> ValueError:
-    return ValueError(f"{path}: cannot open the database: {exc} (is the file corrupt?)")
+    """What is wrong with a database file, as the user can act on it: permissions, a
+    read-only file system, or a file that is not (or no longer) a database."""
+    text = str(exc)
+    folder = path.parent
+    if not os.access(folder, os.R_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK)):
+        return ValueError(f"{path}: permission denied: this user cannot read it ({text})")
+    writable = os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+    if "readonly" in text or not writable:
+        return ValueError(
+            f"{path}: read-only for this user or on a read-only file system; hookflash writes to its "
+            f"data dir, even to read it (the database's write-ahead log) ({text})"
+        )
+    if "not a database" in text or "malformed" in text:
+        return ValueError(f"{path}: cannot open the database: not a hookflash database, or damaged ({text})")
+    return ValueError(f"{path}: cannot open the database: {text}")
 
 
 T = TypeVar("T")
@@ -167,16 +182,38 @@ def fail_cleanly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            quiet_on_closed_pipe()
         except (HookflashError, SchemaTooNew, LookupError, ValueError) as exc:
             message = str(exc)
         except sqlite3.DatabaseError as exc:
-            message = f"database error: {exc}"
+            message = describe_database_error(exc)
         except OSError as exc:
             message = describe_os_error(exc)
         print_error(message)
         raise SystemExit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def describe_database_error(exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    if "readonly" in text:
+        return (
+            f"the data dir is read-only: a read-only file system, or this user may not write there ({text})"
+        )
+    if "unable to open" in text:
+        return f"cannot open a database in the data dir: does it exist, may this user read it? ({text})"
+    return f"database error: {text}"
+
+
+def quiet_on_closed_pipe() -> NoReturn:
+    """The reader went away (`hookflash query | head -1`): what it wanted was printed, so end
+    quietly and successfully. Standard output is pointed at /dev/null first, so that the
+    interpreter's last flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(0)
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -28,7 +28,7 @@ from collector.config.snmp import (
 )
 from collector.config.views import ViewsConfig
 from collector.core.errors import ConfigError
-from provisioning.validation import describe
+from provisioning.validation import describe, validate_strictly
 
 __all__ = [
     "ApiConfig",
@@ -91,7 +91,7 @@ class MqttConfig(_Section):
     # topic for every device). The last two need subscribe = "wildcard".
     device_id_from: Literal["topic-root", "topic-level", "payload"] = "topic-root"
     device_id_level: int = Field(default=1, ge=0, le=32)
-    qos: Literal[0, 1] = 1
+    qos: int = Field(default=1, ge=0, le=1, description="0 or 1 (QoS 2 is not offered)")
     max_payload_bytes: int = Field(default=65536, ge=64)
     protocol: Literal["3.1.1", "5"] = "5"
     # A persistent session keeps QoS 1 messages at the broker while hookflash is down;
@@ -228,7 +228,7 @@ class ServiceConfig(_Section):
 
 def config_from_dict(data: dict[str, Any], origin: str) -> ServiceConfig:
     try:
-        return ServiceConfig.model_validate(data)
+        return validate_strictly(ServiceConfig, data)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {describe(exc, 'config')}") from None
 

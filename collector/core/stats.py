@@ -35,6 +35,7 @@ class Stats:
     poll_errors: Counter[str] = field(default_factory=Counter)
     polls_skipped_inactive: int = 0
     messages_received: int = 0
+    source_faults: int = 0  # failures in a source's own network callbacks, caught there
     intake_faults: int = 0  # items whose handling raised: quarantined (or dropped) with the reason
     sink_errors: int = 0
     polls_timed_out: int = 0

@@ -22,7 +22,8 @@ class Located(NamedTuple):
     document: Any = None
 
 
-Decoded = tuple[list[Observation], Sequence[str]]  # observations, and per-field problems to log
+# The observations, and the reasons of records refused (each is quarantined with its reason).
+Decoded = tuple[list[Observation], Sequence[str]]
 
 
 class Codec(Protocol):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from collector.core.errors import ConversionError, Rejected
 from collector.core.records import FieldValue, Kind, Observation, RawValue, Received
 from collector.decode.base import Decoded, Located
-from collector.decode.convert import convert
+from collector.decode.convert import convert, parse_number
 from collector.profiles.model import DeviceProfile, MqttFieldSpec
 from provisioning.models import Transport, normalize_mac
 
@@ -89,6 +89,11 @@ def _observed_at(document: dict[str, Any], received_at: datetime) -> datetime:
     ts = document.get("ts")
     if ts is None:
         return received_at
+    if isinstance(ts, str):  # the one rule for text where a number is wanted (convert)
+        try:
+            ts = parse_number(ts)
+        except ValueError as exc:
+            raise Rejected(f"ts must be Unix seconds: {exc}") from None
     if isinstance(ts, bool) or not isinstance(ts, _NUMBER):
         raise Rejected(f"ts must be Unix seconds, got {type(ts).__name__}")
     received = received_at.timestamp()  # NaN and Infinity never get here (parse_payload)

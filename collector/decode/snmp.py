@@ -23,22 +23,25 @@ def decode_snmp(
     varbinds: Mapping[str, RawValue | None],
     observed_at: datetime,
 ) -> tuple[list[Observation], list[str]]:
-    """Return the observations and a list of per-field problems (absent OIDs are not problems)."""
+    """The observations, and the reasons of the records refused (absent OIDs are no reason).
+    A value that does not fit its field (wrong type, out of its plausible range) refuses the
+    whole record of that kind: a record is quarantined whole, not stored in part."""
     by_kind: dict[Kind, dict[str, FieldValue]] = defaultdict(dict)
-    problems: list[str] = []
+    refused: dict[Kind, str] = {}
     for spec in profile.snmp:
         raw = varbinds.get(spec.oid)
-        if raw is None:
+        if raw is None or spec.kind in refused:
             continue
         try:
             by_kind[spec.kind][spec.field] = convert(spec, raw)
         except ConversionError as exc:
-            problems.append(f"oid {spec.oid} {exc}")
+            refused[spec.kind] = f"oid {spec.oid} {exc}"
     observations = [
         Observation(device_id=device_id, kind=kind, observed_at=observed_at, fields=fields, source="snmp")
         for kind, fields in by_kind.items()
+        if kind not in refused
     ]
-    return observations, problems
+    return observations, list(refused.values())
 
 
 def decode_table(
@@ -54,6 +57,7 @@ def decode_table(
     columns = table.column_specs()
     rows: dict[str, dict[str, FieldValue]] = {}
     problems: list[str] = []
+    refused: set[str] = set()
     for oid, raw in varbinds:
         for prefix, spec in columns:
             if not oid.startswith(prefix + "."):
@@ -68,11 +72,13 @@ def decode_table(
             try:
                 row[spec.field] = convert(spec, raw)
             except ConversionError as exc:
-                problems.append(f"{oid} {exc}")
+                if index not in refused:
+                    refused.add(index)
+                    problems.append(f"{oid} {exc}")
             break
     observations = []
     for index, fields in rows.items():
-        if not fields:
+        if not fields or index in refused:
             continue
         fields = {table.index_field: int(index) if index.isdigit() else index, **fields}
         observations.append(

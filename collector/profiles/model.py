@@ -26,6 +26,12 @@ class FieldSpec(BaseModel):
     type: Conversion
     scale: float | None = None
     enum: dict[str, str] | None = None
+    # The plausible range of a number, after `scale` (MOS 1 to 5, loss 0 to 100 %): a value
+    # outside it, or one that is not finite, quarantines the record with the field and value.
+    min: float | None = None
+    max: float | None = None
+    # Replaces the field of the same kind and name that a profile it extends declares.
+    override: bool = False
     note: str = ""
 
     @field_validator("field")
@@ -41,6 +47,11 @@ class FieldSpec(BaseModel):
             raise ValueError("type 'enum' needs an enum table, and an enum table needs type 'enum'")
         if self.scale is not None and self.type not in ("int", "float"):
             raise ValueError(f"scale only applies to int or float, not {self.type}")
+        ranged = self.min is not None or self.max is not None
+        if ranged and self.type not in ("int", "float", "timeticks_s"):
+            raise ValueError(f"min and max only apply to numbers, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
         return self
 
     @property
@@ -80,6 +91,8 @@ class TableColumn(BaseModel):
     type: Conversion
     scale: float | None = None
     enum: dict[str, str] | None = None
+    min: float | None = None
+    max: float | None = None
     note: str = ""
 
 
@@ -110,9 +123,7 @@ class TableSpec(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("table field names (and index_field) must be unique")
         for column in self.columns:
-            FieldSpec(
-                kind=self.kind, field=column.field, type=column.type, scale=column.scale, enum=column.enum
-            )  # the same rules as a scalar field
+            self._spec(column)  # the same rules as a scalar field
         return self
 
     @property
@@ -121,13 +132,12 @@ class TableSpec(BaseModel):
 
     def column_specs(self) -> list[tuple[str, FieldSpec]]:
         """(column OID prefix, field spec) for each column."""
-        return [
-            (
-                f"{self.oid}.{c.column}",
-                FieldSpec(kind=self.kind, field=c.field, type=c.type, scale=c.scale, enum=c.enum),
-            )
-            for c in self.columns
-        ]
+        return [(f"{self.oid}.{c.column}", self._spec(c)) for c in self.columns]
+
+    def _spec(self, c: TableColumn) -> FieldSpec:
+        return FieldSpec(
+            kind=self.kind, field=c.field, type=c.type, scale=c.scale, enum=c.enum, min=c.min, max=c.max
+        )
 
 
 class ProfileFile(BaseModel):

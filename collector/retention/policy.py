@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from collector.core.errors import PolicyError
 from collector.core.records import EndAction, Kind, RetentionClass
-from provisioning.validation import describe
+from provisioning.validation import describe, validate_strictly
 
 WHILE_ACTIVE = "while-active"
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
@@ -110,7 +110,7 @@ def _build(spec: _PolicySpec, origin: str) -> RetentionPolicy:
 
 def policy_from_dict(data: dict[str, Any], origin: str) -> RetentionPolicy:
     try:
-        spec = _PolicySpec.model_validate(data)
+        spec = validate_strictly(_PolicySpec, data)
     except ValidationError as exc:
         raise PolicyError(f"{origin}: {describe(exc)}") from None
     return _build(spec, origin)

@@ -90,11 +90,14 @@ class Intake:
                 return Verdict.DROPPED
             try:
                 profile = self._profiles.require(device)
-                observations, problems = codec.decode(profile, device.id, item, located)
+                observations, refused = codec.decode(profile, device.id, item, located)
             except (Rejected, ProfileError) as exc:
                 return self._quarantine(item, device, exc.reason if isinstance(exc, Rejected) else str(exc))
-            for problem in problems:
-                log.warning("device %s (%s): %s", device.id, profile.name, problem)
+            last = len(refused) - 1
+            for n, reason in enumerate(refused):  # records refused; the rest of the item is kept
+                self._quarantine(item, device, reason, settle=not observations and n == last)
+            if not observations and refused:
+                return Verdict.QUARANTINED
             return self._admit(observations, device, item.ack)
         except Exception as exc:  # the fault boundary: nothing escapes into a socket callback
             return self._fault(item, device, exc)
@@ -152,7 +155,8 @@ class Intake:
         self._pipeline.put(records, ack)
         return Verdict.QUEUED
 
-    def _quarantine(self, item: Received, device: Device, reason: str) -> Verdict:
+    def _quarantine(self, item: Received, device: Device, reason: str, settle: bool = True) -> Verdict:
+        """`settle`: this entry carries the item's acknowledgement (the last thing kept of it)."""
         entry = QuarantineEntry.of(
             item.source,
             item.origin,
@@ -162,7 +166,8 @@ class Intake:
             device.id,
             device.account_id,
         )
-        return Verdict.QUARANTINED if self._pipeline.quarantine(entry, item.ack) else Verdict.REFUSED
+        ack = item.ack if settle else None
+        return Verdict.QUARANTINED if self._pipeline.quarantine(entry, ack) else Verdict.REFUSED
 
     def _fault(self, item: Received, device: Device | None, exc: Exception) -> Verdict:
         """What handling the item raised, unforeseen: quarantine it with the reason when a

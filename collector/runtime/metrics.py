@@ -73,6 +73,14 @@ class ServiceMetrics(Collector):
         )
         yield _counter("hookflash_messages_received", "MQTT messages received.", s.messages_received)
         yield _counter("hookflash_messages_quarantined", "Payloads quarantined as malformed.", s.quarantined)
+        yield _counter(
+            "hookflash_intake_faults",
+            "Items whose handling failed unforeseen: quarantined (or dropped) with the reason.",
+            s.intake_faults,
+        )
+        yield _counter(
+            "hookflash_source_faults", "Failures caught in a source's own network callbacks.", s.source_faults
+        )
         yield _per(
             CounterMetricFamily,
             "hookflash_records_dropped",

@@ -75,6 +75,30 @@ class _Backlog:
         await self._settled.wait()
 
 
+class LogBudget:
+    """At most `per_minute` lines a minute of one kind: a flood of hostile payloads must
+    not become a flood of log lines (each is still counted and quarantined); what was
+    left out is summed up in one line when the next minute begins."""
+
+    def __init__(self, what: str, per_minute: int) -> None:
+        self._what, self._per_minute = what, per_minute
+        self._window = 0.0
+        self._used = 0
+        self._skipped = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self._window >= 60.0:
+            if self._skipped:
+                log.warning("%d more %s entries were not logged in a minute", self._skipped, self._what)
+            self._window, self._used, self._skipped = now, 0, 0
+        if self._used < self._per_minute:
+            self._used += 1
+            return True
+        self._skipped += 1
+        return False
+
+
 def _countdown(n: int, done: Ack) -> Ack:
     """A callback to give each of n records: `done` runs when the last one has been called."""
     left = [n]
@@ -107,6 +131,7 @@ class Pipeline:
         self._flush_interval = flush_interval
         self._queue = _Backlog(queue_size)
         self._room_waiters: list[Callable[[], None]] = []
+        self._quarantine_log = LogBudget("quarantined", per_minute=60)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookflash-writer")
         self._task: asyncio.Task[None] | None = None
 
@@ -156,13 +181,14 @@ class Pipeline:
     def quarantine(self, entry: QuarantineEntry, done: Ack | None = None) -> bool:
         """Queue a quarantine entry; False (and not settled) when the backlog is full."""
         self.stats.quarantined += 1
-        log.warning(
-            "quarantined %s message on %s (%d bytes): %s",
-            entry.source,
-            entry.topic,
-            entry.size,
-            entry.reason,
-        )
+        if self._quarantine_log.allow():
+            log.warning(
+                "quarantined %s message on %s (%d bytes): %s",
+                entry.source,
+                entry.topic,
+                entry.size,
+                entry.reason,
+            )
         return self._put(entry, done)
 
     def _put(self, item: TelemetryRecord | QuarantineEntry, done: Ack | None = None) -> bool:

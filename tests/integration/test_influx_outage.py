@@ -25,15 +25,15 @@ PHONES = 10
 
 
 def publish(broker: Mosquitto, topics: list[str], first: int, count: int, start: float) -> None:
-    """Messages numbered by their wifi channel, with distinct, increasing timestamps (one
+    """Messages numbered by their uptime, with distinct, increasing timestamps (one
     sample each in the server) from `start`, after the accounts became active."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"phones-{first}")
     client.connect(broker.host, broker.port)
     client.loop_start()
     infos = []
     for i in range(first, first + count):
-        body = {"ts": start + i * 0.01, "wifi": {"rssi": -40 - i % 50, "channel": i}}
-        infos.append(client.publish(f"{topics[i % len(topics)]}/signal", json.dumps(body), qos=1))
+        body = {"ts": start + i * 0.01, "uptime_s": i}
+        infos.append(client.publish(f"{topics[i % len(topics)]}/performance", json.dumps(body), qos=1))
     for info in infos:
         info.wait_for_publish(10)
     client.disconnect()
@@ -43,14 +43,14 @@ def publish(broker: Mosquitto, topics: list[str], first: int, count: int, start:
 def stored(data: Path) -> int:
     db = sqlite3.connect(data / "telemetry.db")
     try:
-        return int(db.execute("SELECT count(*) FROM telemetry WHERE kind = 'signal'").fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM telemetry WHERE kind = 'performance'").fetchone()[0])
     finally:
         db.close()
 
 
 def arrived(server: VictoriaMetrics) -> list[int]:
-    """The wifi channel of every signal sample the server holds (each message has its own)."""
-    return sorted(int(v) for s in server.export('{__name__="signal_wifi_channel"}') for v in s["values"])
+    """The uptime of every performance sample the server holds (each message has its own)."""
+    return sorted(int(v) for s in server.export('{__name__="performance_uptime_s"}') for v in s["values"])
 
 
 def spooled(running: RunningService) -> int:

@@ -55,14 +55,14 @@ def test_a_qos0_flood_into_a_slow_store_loses_nothing(tmp_path: Path, mosquitto:
         client.loop_start()
         start = time.time()
         for i in range(MESSAGES):
-            body = {"ts": start + i * 0.001, "wifi": {"rssi": -40 - i % 50, "channel": i}}
-            client.publish(f"{phones[i % len(phones)].address}/signal", json.dumps(body), qos=0)
+            body = {"ts": start + i * 0.001, "uptime_s": i}
+            client.publish(f"{phones[i % len(phones)].address}/performance", json.dumps(body), qos=0)
         client.disconnect()
         client.loop_stop()
         eventually(lambda: running.stats.stored == MESSAGES, timeout=60, what="every message stored")
         assert running.stats.queue_overflow == 0  # nothing refused: reading paused instead
     db = sqlite3.connect(data / "telemetry.db")
-    rows = db.execute("SELECT json_extract(fields, '$.wifi_channel') FROM telemetry")
+    rows = db.execute("SELECT json_extract(fields, '$.uptime_s') FROM telemetry")
     channels = sorted(int(r[0]) for r in rows)
     db.close()
     assert channels == list(range(MESSAGES))

@@ -53,15 +53,16 @@ def stored_channels(data: Path) -> list[int]:
     if not (data / "telemetry.db").exists():
         return []
     db = sqlite3.connect(data / "telemetry.db")
-    rows = db.execute("SELECT json_extract(fields, '$.wifi_channel') FROM telemetry WHERE kind = 'signal'")
+    rows = db.execute("SELECT json_extract(fields, '$.uptime_s') FROM telemetry WHERE kind = 'performance'")
     channels = [int(r[0]) for r in rows]
     db.close()
     return channels
 
 
 def message(i: int) -> bytes:
-    # `channel` numbers the messages, so the test can tell which ones arrived.
-    return json.dumps({"ts": time.time(), "wifi": {"rssi": -40 - i % 50, "channel": i}}).encode()
+    # `uptime_s` numbers the messages (unbounded above, unlike a Wi-Fi channel), so the
+    # test can tell which ones arrived.
+    return json.dumps({"ts": time.time(), "uptime_s": i}).encode()
 
 
 class Publisher(threading.Thread):
@@ -82,7 +83,7 @@ class Publisher(threading.Thread):
         for i in range(self.count):
             body = message(i)  # the same bytes on every retry: a copy is then a duplicate hookflash drops
             while True:
-                info = self.client.publish(f"{self.topics[i % len(self.topics)]}/signal", body, qos=1)
+                info = self.client.publish(f"{self.topics[i % len(self.topics)]}/performance", body, qos=1)
                 if info.rc == mqtt.MQTT_ERR_SUCCESS:
                     self.infos.append(info)
                     break
@@ -161,8 +162,8 @@ def test_a_redelivered_copy_is_stored_once(tmp_path: Path, broker: Mosquitto) ->
         client.loop_start()
         body = message(7)
         for _ in range(3):  # what a redelivery after a crash between store and PUBACK looks like
-            client.publish(f"{topics[0]}/signal", body, qos=1).wait_for_publish(5)
-        client.publish(f"{topics[0]}/signal", message(8), qos=1).wait_for_publish(5)
+            client.publish(f"{topics[0]}/performance", body, qos=1).wait_for_publish(5)
+        client.publish(f"{topics[0]}/performance", message(8), qos=1).wait_for_publish(5)
         client.disconnect()
         client.loop_stop()
         eventually(lambda: 8 in stored_channels(data), what="last message stored")
@@ -265,3 +266,44 @@ def test_wrong_ca_or_password_is_refused_and_nothing_secret_is_logged(
             assert run.service is not None and not run.service.sources["mqtt"].connected.is_set()  # type: ignore[union-attr]
         assert broker.subscribed_topics(name) == []
     assert SECRET not in caplog.text and SECRET not in broker.log_text()
+
+
+SHIPPED = Path(__file__).parents[2] / "docker" / "mosquitto.conf"
+
+
+def test_the_shipped_broker_config_keeps_a_long_backlog_across_a_kill_9(tmp_path: Path) -> None:
+    """docker/mosquitto.conf as shipped (only its port, data folder and log rewritten):
+    hookflash is killed, 6,000 QoS 1 messages arrive while it is down (mosquitto's default
+    of 1,000 queued messages would drop 5,000 of them), and after the restart every one is
+    stored exactly once."""
+    with Mosquitto(tmp_path / "mosquitto", config_file=SHIPPED) as shipped:
+        data = tmp_path / "data"
+        topics = provision(data)
+        config = tmp_path / "hookflash.toml"
+        config.write_text(
+            f'data_dir = "data"\n[snmp]\nenabled = false\n'
+            f"[mqtt]\nenabled = true\nport = {shipped.port}\n"
+            'client_id = "hf-shipped"\nreceive_maximum = 200\n'
+        )
+        first = start_hookflash(config)
+        eventually(lambda: len(shipped.subscribed_topics("hf-shipped")) == PHONES, what="subscribed")
+        early = Publisher(shipped, topics, 300)
+        early.start()
+        eventually(lambda: len(stored_channels(data)) >= 100, timeout=30, what="some messages stored")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        early.finish()
+        late = Publisher(shipped, topics, 6000)
+        late.start()
+        late.finish(60)
+        second = start_hookflash(config)
+        try:
+            eventually(lambda: len(stored_channels(data)) >= 6300, timeout=90, what="every message stored")
+            time.sleep(0.5)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.communicate(timeout=20)
+        log = shipped.log_path.read_text(errors="replace")
+    channels = stored_channels(data)
+    assert sorted(channels) == sorted([*range(300), *range(6000)]), "each message exactly once"
+    assert "dropped" not in log

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from collector.cli.demo import INACTIVE_ACCOUNT, REVOKED_ACCOUNT, status_summary
 from collector.cli.main import cli
 from collector.config import ConfigError, MqttConfig, load_config
+from collector.core.records import Kind
 from runner import start_demo
 
 HEADER = "device_id,account_id,vendor,model,profile,transport,address,credentials\n"
@@ -287,3 +288,76 @@ def test_demo_interrupted_before_halfway(tmp_path: Path) -> None:
     assert f"{INACTIVE_ACCOUNT} was not set inactive" in out and "did not happen" in out
     assert f"{REVOKED_ACCOUNT} was not set revoked" in out
     assert "is revoked" not in out and "was erased" not in out
+
+
+def many_records(tmp_path: Path, count: int = 3000) -> Path:
+    """A data dir whose `query --format json` output is far larger than a pipe's buffer."""
+    from collector.retention import load_policy
+    from collector.sinks.sqlite import EmbeddedStore
+    from factories import record, snmp_device
+    from provisioning.registry import Registry
+
+    data_dir = tmp_path / "data"
+    device = snmp_device(1, "a1")
+    Registry(data_dir / "registry.db").import_devices([device], source="t")
+    store = EmbeddedStore.open(data_dir / "telemetry.db")
+    policy = load_policy()
+    store.sink.write(
+        [record(policy, device, Kind.SIGNAL, {"wifi_rssi_dbm": -n % 90}, minutes=n) for n in range(count)]
+    )
+    store.close()
+    return data_dir
+
+
+def test_a_closed_pipe_ends_the_output_quietly_with_status_0(tmp_path: Path) -> None:
+    data_dir = many_records(tmp_path)
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli.main",
+            "query",
+            "--format",
+            "json",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    assert reader.stdout.readline().startswith(b'{"account_id"')
+    reader.stdout.close()  # as `| head -1` does: the rest (about 600 kB) has nowhere to go
+    assert reader.wait(30) == 0
+    assert reader.stderr.read() == b""
+
+
+def test_a_read_only_data_dir_is_named_as_such(tmp_path: Path) -> None:
+    """On a real read-only file system (a read-only bind mount in a mount namespace of its
+    own). SQLite's write-ahead log needs its shared-memory file even to read, so reads are
+    refused too; either way the message says what is wrong."""
+    data_dir = many_records(tmp_path, 10)
+    script = (
+        f"mount --bind -o ro {tmp_path} {tmp_path} && exec {sys.executable} -m collector.cli.main "
+        f"{{}} --data-dir {data_dir}"
+    )
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["unshare", "-m", "sh", "-c", script.format(command)], capture_output=True, text=True, timeout=60
+        )
+
+    for command, expected in (("query", "read-only"), ("accounts suspend a1", "read-only")):
+        done = run(command)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: ") and expected in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "corrupt" not in done.stderr
+
+
+def test_permission_errors_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root may read anything, so the check of what this user may do is made to say no."""
+    data_dir = imported(tmp_path, "000b82000001,a1,G,HT812,,snmp,h,\n")
+    (data_dir / "telemetry.db").write_bytes(b"garbage" * 1000)
+    denied = str(data_dir / "telemetry.db")
+    monkeypatch.setattr(os, "access", lambda path, mode: not (str(path) == denied and mode & os.R_OK))
+    assert_clean_error(invoke("query", "--data-dir", data_dir), "permission denied: this user cannot read it")

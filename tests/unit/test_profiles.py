@@ -36,7 +36,7 @@ def test_user_folder_overrides_bundled_and_can_extend_it(tmp_path: Path) -> None
     (tmp_path / "acme-ata.toml").write_text(
         'extends = ["grandstream-ht8xx"]\n'
         '[[snmp]]\noid = "1.3.6.1.2.1.1.1.0"\nkind = "inventory"\nfield = "description"\ntype = "string"\n'
-        'note = "same field as generic: replaces it"\n'
+        'note = "same field as generic: replaces it"\noverride = true\n'
     )
     profiles = load_profiles([tmp_path])
     assert profiles.get("grandstream-ht8xx").origin == str(tmp_path / "grandstream-ht8xx.toml")

@@ -209,6 +209,28 @@ class MqttSubscriber:
         self._loop.remove_writer(fd)
 
     def _read(self) -> None:
+        """The socket's reader callback. Nothing may escape it: asyncio would log the
+        exception and paho would meet the same bytes again, so a failure here (a bug, or
+        something paho could not take) is logged and the connection dropped and made anew;
+        at QoS 1 the broker then redelivers whatever was not acknowledged."""
+        try:
+            self._read_burst()
+        except Exception:
+            self._ctx.stats.source_faults += 1
+            log.exception("reading from the MQTT broker failed; reconnecting")
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        """What was read may be half a packet: forget it, end the connection the way paho
+        does, and let `_keep_connected` make a new one."""
+        self._client.drop_buffer()
+        try:
+            self._client.disconnect()
+            self._client.loop_write()
+        except Exception:
+            log.debug("disconnecting after a failed read failed too", exc_info=True)
+
+    def _read_burst(self) -> None:
         """Read up to a burst of packets, then let the loop's other work (the writer) run.
         Bytes already in the client's buffer, or decrypted by TLS, are invisible to the
         selector: if some are left, come back for them on the loop's next turn (one such
@@ -338,10 +360,20 @@ class MqttSubscriber:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         """Hand the message to the intake; `ack` runs once it is settled. A message refused
-        because the pipeline was full stays unacknowledged: fetched again after a reconnect."""
-        self._ctx.stats.messages_received += 1
+        because the pipeline was full stays unacknowledged: fetched again after a reconnect.
+        One that cannot even be handed over (a topic that is not UTF-8) is acknowledged
+        and counted: kept by nobody, it would come back after every reconnect."""
+        stats = self._ctx.stats
+        stats.messages_received += 1
         ack = self._acker(message.mid) if message.qos and self._manual_ack else None
-        item = Received("mqtt", message.topic, bytes(message.payload), datetime.now(UTC), ack)
+        try:
+            item = Received("mqtt", message.topic, bytes(message.payload), datetime.now(UTC), ack)
+        except Exception as exc:
+            stats.source_faults += 1
+            log.warning("an MQTT message could not be read (%s); acknowledged and dropped", exc)
+            if ack is not None:
+                ack()
+            return
         assert self._intake is not None
         if self._intake.receive(item) is Verdict.REFUSED and ack is not None:
             self._redeliver_later = True

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from collector.core.errors import SourceError
 from collector.core.records import RawValue
 from collector.sources.snmp.codec import (
-    CodecError,
     GetBulkRequestTemplate,
     GetRequestTemplate,
     Response,
@@ -90,9 +89,12 @@ class V2cClient(asyncio.DatagramProtocol):
     # -- asyncio.DatagramProtocol ---------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Anyone can send a datagram here: whatever it holds, nothing escapes (a datagram
+        that makes the codec fail in any way counts as malformed), and only the answer
+        from the address asked, with the request id sent, settles a request."""
         try:
             response = decode_response(data)
-        except CodecError:
+        except Exception:  # CodecError, and anything the codec did not foresee
             self.counters.malformed += 1
             return
         entry = self._pending.get(response.request_id)

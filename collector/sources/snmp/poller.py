@@ -125,22 +125,29 @@ class SnmpPoller:
         ctx = self._ctx
         limit = self._config.max_in_flight
         while True:
-            now = loop.time()
-            # At the in-flight limit, due devices wait at the top of the heap for a free slot.
-            while self._schedule and self._schedule[0][0] <= now and len(self._in_flight) < limit:
-                due, device_id = heapq.heappop(self._schedule)
-                device = ctx.device(device_id)
-                if device is None or device.transport is not Transport.SNMP:
-                    self._scheduled.discard(device_id)  # removed, or not polled over SNMP
-                    continue
-                next_due = due + self._tick
-                heapq.heappush(self._schedule, (next_due if next_due > now else now + self._tick, device_id))
-                state = self._state.get(device_id)
-                if state is None:
-                    state = self._state[device_id] = DeviceState()
-                if device_id not in self._in_flight and state.backoff_until <= now:
-                    self._start_poll(device, state)
+            try:
+                self._tick_once(loop.time(), limit)
+            except Exception:  # one tick's failure must never stop polling for everyone
+                ctx.stats.source_faults += 1
+                log.exception("the SNMP scheduler failed on a tick; it goes on")
             await asyncio.sleep(self._config.tick_s)
+
+    def _tick_once(self, now: float, limit: int) -> None:
+        ctx = self._ctx
+        # At the in-flight limit, due devices wait at the top of the heap for a free slot.
+        while self._schedule and self._schedule[0][0] <= now and len(self._in_flight) < limit:
+            due, device_id = heapq.heappop(self._schedule)
+            device = ctx.device(device_id)
+            if device is None or device.transport is not Transport.SNMP:
+                self._scheduled.discard(device_id)  # removed, or not polled over SNMP
+                continue
+            next_due = due + self._tick
+            heapq.heappush(self._schedule, (next_due if next_due > now else now + self._tick, device_id))
+            state = self._state.get(device_id)
+            if state is None:
+                state = self._state[device_id] = DeviceState()
+            if device_id not in self._in_flight and state.backoff_until <= now:
+                self._start_poll(device, state)
 
     async def _close(self) -> None:
         pending = list(self._in_flight.values())
