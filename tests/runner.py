@@ -43,6 +43,8 @@ class RunningService:
     def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         if self.service is not None:
             asyncio.run_coroutine_threadsafe(self.service.stop(), self.loop).result(timeout=15)
+        # The loop's worker threads (asyncio.to_thread) end with it, not with the test run.
+        asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(timeout=15)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
 

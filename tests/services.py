@@ -455,12 +455,17 @@ class VictoriaMetrics(_Service):
 
     name = "victoria-metrics"
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None, dedup: bool = False) -> None:
+        """`dedup`: keep one sample per series and millisecond, so that a point written
+        twice (a batch replayed after a crash between its post and the spool's cursor) is
+        stored once, as README "Stores" asks of a VictoriaMetrics that hookflash writes to."""
         super().__init__(workdir, port, "tcp")
+        self.dedup = dedup
 
     def start(self, timeout: float = 20.0) -> Self:
         cmd = [
             "/usr/bin/victoria-metrics",
+            *(["-dedup.minScrapeInterval=1ms"] if self.dedup else []),
             f"-httpListenAddr={HOST}:{self.port}",
             f"-storageDataPath={self.workdir / 'data'}",
             "-search.latencyOffset=0s",

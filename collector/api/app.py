@@ -100,8 +100,8 @@ def create_app(deactivator: Deactivations, token: str, noc: Noc | None = None) -
         try:
             if body.device_id is not None:
                 device_id = normalize_mac(body.device_id)
-            receipt, created = deactivator.request(
-                body.action, body.account_id, body.reason, body.request_id, device_id
+            receipt, created = await asyncio.to_thread(
+                deactivator.request, body.action, body.account_id, body.reason, body.request_id, device_id
             )
         except (UnknownAccount, UnknownDevice) as exc:
             raise HTTPException(404, str(exc)) from None
@@ -122,7 +122,8 @@ def create_app(deactivator: Deactivations, token: str, noc: Noc | None = None) -
     @app.get("/v1/receipts/{receipt_id}", dependencies=auth)
     async def get_receipt(receipt_id: str) -> dict[str, Any]:
         try:
-            return deactivator.receipts.get(receipt_id).model_dump(mode="json")
+            found = await asyncio.to_thread(deactivator.receipts.get, receipt_id)
+            return found.model_dump(mode="json")
         except LookupError:
             raise HTTPException(404, f"no such receipt: {receipt_id}") from None
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from collector.core.records import Kind
 from provisioning.events import EventType, LifecycleEvent
-from provisioning.models import AccountStatus, Device, Transport
+from provisioning.models import Account, AccountStatus, Device, Transport
 from provisioning.registry import Registry
 
 Clock = Callable[[], datetime]
@@ -47,16 +47,30 @@ class Gate:
             self._by_address[device.transport][device.address] = device
 
     def apply(self, event: LifecycleEvent) -> None:
+        """Apply an event, reading what it concerns from the registry (blocking: the
+        running service reads in a worker thread and calls `update`)."""
+        device = self._registry.device(event.device_id) if event.device_id is not None else None
+        account = None
+        if device is not None and not self.knows_account(device.account_id):
+            account = self._registry.account(device.account_id)
+        self.update(event, device, account)
+
+    def knows_account(self, account_id: str) -> bool:
+        return account_id in self._status
+
+    def update(self, event: LifecycleEvent, device: Device | None, account: Account | None = None) -> None:
+        """Apply an event with what the registry holds now: for a device event, the device
+        (None: removed) and, if this gate has not seen its account yet, the account."""
         if event.device_id is not None:
-            device = self._registry.device(event.device_id)
             old = self._devices.pop(event.device_id, None)
             if old is not None and self._by_address[old.transport].get(old.address) is old:
                 del self._by_address[old.transport][old.address]
             if device is not None:
                 self._devices[device.id] = device
                 self._by_address[device.transport][device.address] = device
-            if device is not None and device.account_id not in self._status:
-                self.reload()  # an account this gate has not seen yet
+            if account is not None:
+                self._status[account.id] = account.status
+                self._active_since[account.id] = account.status_changed_at
             return
         status = _STATUS_AFTER.get(event.type)
         if status is not None:

@@ -51,6 +51,10 @@ async def _in_thread(job: Callable[[], T]) -> T:
     return await asyncio.to_thread(job)
 
 
+# Registry, receipt and outbox calls (SQLite) go to a worker thread: never on the loop.
+_io = asyncio.to_thread
+
+
 class Deactivator:
     def __init__(
         self,
@@ -97,37 +101,41 @@ class Deactivator:
         try:
             result = await self._carry_out(receipt)
         except Exception as exc:
-            failed = self.receipts.finish(receipt.id, ReceiptStatus.FAILED, {"error": str(exc)})
-            self._registry.record_audit(
+            failed = await _io(self.receipts.finish, receipt.id, ReceiptStatus.FAILED, {"error": str(exc)})
+            await _io(
+                self._registry.record_audit,
                 "receipt.failed",
                 {"receipt": receipt.id, "error": str(exc)},
                 account_id=receipt.account_id,
                 device_id=receipt.device_id,
             )
             return failed
-        done = self.receipts.finish(receipt.id, ReceiptStatus.DONE, result)
-        self._registry.record_audit(
+        done = await _io(self.receipts.finish, receipt.id, ReceiptStatus.DONE, result)
+        await _io(
+            self._registry.record_audit,
             "receipt.completed",
             {"receipt": done.id, "action": done.action.value, **result},
             account_id=done.account_id,
             device_id=done.device_id,
         )
         if result.get("collection_stopped"):
-            self._notify(done)
+            await _io(self._notify, done)
         return done
 
     async def _carry_out(self, receipt: Receipt) -> dict[str, Any]:
-        before = self._registry.account(receipt.account_id).status
+        before = (await _io(self._registry.account, receipt.account_id)).status
         event: LifecycleEvent | None
         if receipt.action is Action.REMOVE_DEVICE:
             assert receipt.device_id is not None
-            event = self._registry.remove_device(receipt.device_id)
+            event = await _io(self._registry.remove_device, receipt.device_id)
         else:
-            event = self._registry.set_status(receipt.account_id, _STATUS[receipt.action], receipt.reason)
+            status = _STATUS[receipt.action]
+            event = await _io(self._registry.set_status, receipt.account_id, status, receipt.reason)
         stopping = receipt.action is not Action.REACTIVATE
+        after = (await _io(self._registry.account, receipt.account_id)).status
         result: dict[str, Any] = {
             "status_before": before.value,
-            "status_after": self._registry.account(receipt.account_id).status.value,
+            "status_after": after.value,
             "collection_stopped": stopping,
             "changed": event is not None,
         }
@@ -142,7 +150,7 @@ class Deactivator:
             devices = (
                 [receipt.device_id]
                 if receipt.device_id
-                else [d.id for d in self._registry.devices(receipt.account_id)]
+                else [d.id for d in await _io(self._registry.devices, receipt.account_id)]
             )
             result["devices"] = [
                 {"device_id": d, "last_seen": last_seen[d].isoformat() if d in last_seen else None}
@@ -159,10 +167,10 @@ class Deactivator:
     async def _await_acks(self, event: LifecycleEvent) -> dict[str, Any]:
         """Wait until each running collector confirms it stopped; report who did and when."""
         started = time.monotonic()
-        live = set(self._registry.live_collectors())
+        live = set(await _io(self._registry.live_collectors))
         acks: dict[str, datetime] = {}
         while time.monotonic() - started < self._ack_timeout:
-            acks = self._registry.event_acks(event.id)
+            acks = await _io(self._registry.event_acks, event.id)
             if live <= set(acks):
                 break
             await asyncio.sleep(0.01)

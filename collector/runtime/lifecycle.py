@@ -11,11 +11,13 @@ waits for that acknowledgement before reporting collection as stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from collector.core.interfaces import AccountData
@@ -23,6 +25,7 @@ from collector.gate import Gate
 from collector.retention import RetentionPolicy
 from collector.runtime.pipeline import Pipeline
 from provisioning.events import LifecycleEvent
+from provisioning.models import Account, Device
 from provisioning.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,13 @@ def end_account(
     return counts
 
 
+@dataclass(frozen=True)
+class Change:
+    event: LifecycleEvent
+    device: Device | None  # for a device event: the device now (None: it was removed)
+    account: Account | None  # the device's account, when the gate has not seen it yet
+
+
 class LifecycleWatcher:
     def __init__(
         self,
@@ -77,6 +87,8 @@ class LifecycleWatcher:
         self._callbacks: list[EventCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._reading = asyncio.Lock()
         self.collector_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         registry.subscribe(self._from_registry)
 
@@ -84,20 +96,28 @@ class LifecycleWatcher:
         self._callbacks.append(callback)
 
     async def run(self) -> None:
+        """Poll the registry for events (another process's changes) and apply them; wake at
+        once for this process's own. Every registry read runs in a worker thread: a
+        registry locked by another process (a long import) holds up the watcher, never
+        the event loop that collects."""
         self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
         next_beat = 0.0
         try:
             while True:
                 try:
                     if self._loop.time() >= next_beat:
-                        self._registry.collector_heartbeat(self.collector_id, os.getpid())
+                        beat = self._registry.collector_heartbeat
+                        await asyncio.to_thread(beat, self.collector_id, os.getpid())
                         next_beat = self._loop.time() + HEARTBEAT_S
-                    self._catch_up()
+                    await self._catch_up()
                 except sqlite3.Error as exc:  # e.g. locked by a long import: try again shortly
                     log.error("reading lifecycle events failed, retrying: %s", exc)
-                await asyncio.sleep(self._poll_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                self._wake.clear()
         finally:
-            self._registry.collector_gone(self.collector_id)
+            await asyncio.to_thread(self._registry.collector_gone, self.collector_id)
 
     async def drain(self) -> None:
         """Wait for purge jobs already started."""
@@ -105,29 +125,37 @@ class LifecycleWatcher:
             await asyncio.gather(*self._jobs, return_exceptions=True)
 
     def _from_registry(self, _event: LifecycleEvent) -> None:
-        """An in-process change: apply it now. Events are always applied from the registry
-        in id order, so one emitted by another process a moment earlier is not skipped."""
+        """An in-process change (from any thread): wake the watcher. Events are always
+        applied from the registry in id order, so one emitted by another process a moment
+        earlier is not skipped."""
         loop = self._loop
-        if loop is None:
+        if loop is None or self._wake is None:
             return  # not started yet: the first poll picks it up
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._catch_up()
-        else:
-            loop.call_soon_threadsafe(self._catch_up)
+        loop.call_soon_threadsafe(self._wake.set)
 
-    def _catch_up(self) -> None:
-        for event in self._registry.events_since(self._last_id):
-            self._handle(event)
+    async def _catch_up(self) -> None:
+        async with self._reading:  # one reader at a time: events are applied in id order
+            for change in await asyncio.to_thread(self._read_changes, self._last_id):
+                self._handle(change)
 
-    def _handle(self, event: LifecycleEvent) -> None:
+    def _read_changes(self, after: int) -> list[Change]:
+        """In a worker thread: the events after `after`, each with what the gate needs to
+        apply it (the device as it is now, and its account)."""
+        changes = []
+        for event in self._registry.events_since(after):
+            device = self._registry.device(event.device_id) if event.device_id is not None else None
+            account = None
+            if device is not None and not self._gate.knows_account(device.account_id):
+                account = self._registry.account(device.account_id)
+            changes.append(Change(event, device, account))
+        return changes
+
+    def _handle(self, change: Change) -> None:
+        event = change.event
         if event.id <= self._last_id:
             return
         self._last_id = event.id
-        self._gate.apply(event)
+        self._gate.update(event, change.device, change.account)
         for callback in self._callbacks:
             callback(event)
         if event.stops_collection:

@@ -3,6 +3,8 @@ dashboard, built from the service's parts (collector.runtime.service wires it in
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -20,6 +22,7 @@ from provisioning.events import EventType, LifecycleEvent
 from provisioning.registry import Registry
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 ROLLOUT_CACHE_S = 15.0  # a rollout report of 50,000 devices takes seconds; the page asks every few
 
 
@@ -38,6 +41,7 @@ class Observability:
         self.stats = stats
         self.views = FleetViews(ViewsDb(data / "telemetry.db", registry.path), config.views)
         self.rollouts = ReportCache(ROLLOUT_CACHE_S)
+        self._forgetting: set[asyncio.Future[None]] = set()
         self.alerts = (
             AlertEngine(
                 config.alerts,
@@ -83,7 +87,21 @@ class Observability:
         self.rollouts.clear()
         if self.alerts is not None:
             device = event.device_id if event.type is EventType.DEVICE_REMOVED else None
-            self.alerts.forget(event.account_id, device)
+            # alerts.db is SQLite: forgotten in a worker thread, never on the loop.
+            forget = self.alerts.forget
+            task = asyncio.get_running_loop().run_in_executor(None, forget, event.account_id, device)
+            self._forgetting.add(task)
+            task.add_done_callback(self._forgotten)
+
+    def _forgotten(self, task: asyncio.Future[None]) -> None:
+        self._forgetting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("forgetting a stopped account's alerts failed: %s", task.exception())
+
+    async def settle(self) -> None:
+        """Wait for the forgetting of stopped accounts' alerts that is under way."""
+        if self._forgetting:
+            await asyncio.gather(*self._forgetting, return_exceptions=True)
 
     def close(self) -> None:
         if self.alerts is not None:

@@ -54,7 +54,10 @@ def tune_gc() -> None:
     """Ingest allocates and frees many small objects per message; the collector's default
     (a young-generation pass every 700 allocations, rescanning everything alive in the
     queue) costs a tenth of the loop's time at full rate. What exists now (profiles,
-    registry, policy) lives as long as the service: freeze it out of every pass."""
+    registry, policy) lives as long as the service: freeze it out of every pass. Collect
+    first: garbage frozen would never be freed (a process that starts several services, as
+    the tests do, would keep every closed connection's file open)."""
+    gc.collect()
     gc.freeze()
     gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
 
@@ -179,7 +182,7 @@ class Service:
             self._spawn(self.dispatcher.run(), "webhooks")
         for coro, name in self.observability.tasks():
             self._spawn(coro, name)
-        for receipt in self.deactivator.receipts.pending():
+        for receipt in await asyncio.to_thread(self.deactivator.receipts.pending):
             # Accepted before a crash or restart: finish it now, unless another process may
             # still be carrying it out, or a later request for the account overtook it.
             self._spawn(self._finish(receipt), f"receipt-{receipt.id}")
@@ -190,15 +193,15 @@ class Service:
         age = (datetime.now(UTC) - receipt.requested_at).total_seconds()
         if age < 2 * self.config.ack_timeout_s + 5:
             return  # young: most likely being processed right now by the CLI or the API
+        receipts = self.deactivator.receipts
         later = [
             r
-            for r in self.deactivator.receipts.for_account(receipt.account_id)
+            for r in await asyncio.to_thread(receipts.for_account, receipt.account_id)
             if r.requested_at > receipt.requested_at
         ]
         if later:
-            self.deactivator.receipts.finish(
-                receipt.id, ReceiptStatus.FAILED, {"error": f"superseded by {later[-1].id}; not carried out"}
-            )
+            why = {"error": f"superseded by {later[-1].id}; not carried out"}
+            await asyncio.to_thread(receipts.finish, receipt.id, ReceiptStatus.FAILED, why)
             return
         await self.deactivator.process(receipt)
 
@@ -243,6 +246,7 @@ class Service:
         for remote in self.remote:
             remote.close(self.config.spool.flush_on_stop_s)
         self.store.close()
+        await self.observability.settle()
         self.observability.close()
 
     def _on_lifecycle(self, event: LifecycleEvent) -> None:

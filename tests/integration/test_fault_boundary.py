@@ -70,7 +70,8 @@ def call(mos: float) -> dict[str, Any]:
 
 
 def stored_mos(cfg: ServiceConfig) -> list[float]:
-    records = TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(kind="call_quality")
+    with TelemetryQueries.open(cfg.data_dir / "telemetry.db") as store:
+        records = store.query(kind="call_quality")
     return sorted(float(r.fields["mos"]) for r in records)
 
 
@@ -94,7 +95,8 @@ def test_the_poison_message_is_quarantined_and_the_messages_around_it_stored(
             send(publisher, call(3.0 + n / 10))
         eventually(lambda: len(stored_mos(cfg)) == 6 and running.stats.quarantined == 1, what="all settled")
         assert errors.seen == []
-    [entry] = TelemetryQueries.open(cfg.data_dir / "telemetry.db").quarantined()
+    with TelemetryQueries.open(cfg.data_dir / "telemetry.db") as store:
+        [entry] = store.quarantined()
     assert "digits" in entry.reason and entry.size == len(poison)
     with RunningService(cfg) as running:  # acknowledged once quarantined: not redelivered
         connected(running)
@@ -147,7 +149,8 @@ def test_a_failure_at_each_mqtt_stage_is_that_messages_alone(
         time.sleep(0.3)
         assert failures == [STAGES[stage](running.service)[1]]
         assert errors.seen == [], errors.seen
-        quarantined = TelemetryQueries.open(cfg.data_dir / "telemetry.db").quarantined()
+        with TelemetryQueries.open(cfg.data_dir / "telemetry.db") as store:
+            quarantined = store.quarantined()
         if stage in ("locate", "socket read"):  # no device known yet: nothing kept (P1)
             assert quarantined == []
         else:
@@ -174,9 +177,8 @@ def snmp_config(tmp_path: Path, port: int) -> ServiceConfig:
 
 
 def polls_stored(cfg: ServiceConfig, device_id: str) -> int:
-    return len(
-        TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(device_id=device_id, kind="performance")
-    )
+    with TelemetryQueries.open(cfg.data_dir / "telemetry.db") as store:
+        return len(store.query(device_id=device_id, kind="performance"))
 
 
 SNMP_STAGES: dict[str, Callable[[Service], tuple[Any, str]]] = {

@@ -59,7 +59,15 @@ def test_a_qos0_flood_into_a_slow_store_loses_nothing(tmp_path: Path, mosquitto:
             client.publish(f"{phones[i % len(phones)].address}/performance", json.dumps(body), qos=0)
         client.disconnect()
         client.loop_stop()
-        eventually(lambda: running.stats.stored == MESSAGES, timeout=60, what="every message stored")
+        try:
+            eventually(lambda: running.stats.stored == MESSAGES, timeout=60, what="every message stored")
+        except AssertionError:
+            stats = running.stats
+            raise AssertionError(
+                f"stored {stats.stored} of {MESSAGES}; received {stats.messages_received}, "
+                f"overflow {stats.queue_overflow}, quarantined {stats.quarantined}, "
+                f"faults {stats.source_faults}/{stats.intake_faults}"
+            ) from None
         assert running.stats.queue_overflow == 0  # nothing refused: reading paused instead
     db = sqlite3.connect(data / "telemetry.db")
     rows = db.execute("SELECT json_extract(fields, '$.uptime_s') FROM telemetry")

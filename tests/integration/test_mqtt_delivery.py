@@ -19,9 +19,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from certs import TlsFiles, make_tls_files
 from paho.mqtt.enums import CallbackAPIVersion
 
+from certs import TlsFiles, make_tls_files
 from collector.config import MqttConfig, ServiceConfig, SnmpConfig
 from factories import mqtt_device
 from provisioning.registry import Registry

@@ -25,6 +25,21 @@ USERS = [
 ]
 
 
+def plausible(spec: SnmpFieldSpec, raw: int) -> int:
+    """`raw` if its scaled value is in the field's plausible range, else a raw value near
+    the middle of the range (out-of-range values quarantine the record; test_strict_input)."""
+    scale = spec.scale or 1.0
+    low = spec.min if spec.min is not None else float("-inf")
+    high = spec.max if spec.max is not None else float("inf")
+    if low <= raw * scale <= high:
+        return raw
+    if spec.min is not None and spec.max is not None:
+        target = (low + high) / 2
+    else:
+        target = low if spec.min is not None else high
+    return int(target / scale)
+
+
 def served(spec: SnmpFieldSpec) -> tuple[tuple[str, str | int], FieldValue]:
     """What the agent serves for a field, and what hookflash must make of it."""
     if spec.type == "enum":
@@ -32,9 +47,11 @@ def served(spec: SnmpFieldSpec) -> tuple[tuple[str, str | int], FieldValue]:
         key = sorted(spec.enum)[-1]
         return (("integer", int(key)) if key.isdigit() else ("octet_str", key)), spec.enum[key]
     if spec.type == "int":
-        return ("integer", 42), round(42 * spec.scale) if spec.scale else 42
+        raw = plausible(spec, 42)
+        return ("integer", raw), round(raw * spec.scale) if spec.scale else raw
     if spec.type == "float":
-        return ("gauge", 387), round(387 * (spec.scale or 1.0), 6)
+        raw = plausible(spec, 387)
+        return ("gauge", raw), round(raw * (spec.scale or 1.0), 6)
     if spec.type == "timeticks_s":
         return ("timeticks", 123456), 1234
     if spec.type == "oid":

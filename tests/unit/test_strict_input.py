@@ -5,7 +5,6 @@ problem reported at once, naming the file and the key."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,9 +52,10 @@ def test_numbers_and_decimal_text_are_accepted_alike(mos: object, stored: float)
 
 
 def test_the_same_rule_holds_for_ts() -> None:
-    now = int(time.time())
-    text = decode_mqtt(YEALINK, "805ec0000001", "call_quality", call(4.0, ts=str(now - 10)), NOW)
-    number = decode_mqtt(YEALINK, "805ec0000001", "call_quality", call(4.0, ts=now - 10), NOW)
+    received = datetime.now(UTC)
+    now = int(received.timestamp())
+    text = decode_mqtt(YEALINK, "805ec0000001", "call_quality", call(4.0, ts=str(now - 10)), received)
+    number = decode_mqtt(YEALINK, "805ec0000001", "call_quality", call(4.0, ts=now - 10), received)
     assert text.observed_at == number.observed_at
     with pytest.raises(Rejected, match="ts must be Unix seconds: '17e8x' is not a decimal number"):
         decode_mqtt(YEALINK, "805ec0000001", "call_quality", call(4.0, ts="17e8x"), NOW)

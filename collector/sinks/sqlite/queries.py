@@ -40,6 +40,12 @@ class TelemetryQueries:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> TelemetryQueries:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def query(
         self,
         device_id: str | None = None,

@@ -3,7 +3,7 @@
 paho's network loop runs on the asyncio loop through its socket callbacks (add_reader /
 add_writer); only the blocking connect runs in a worker thread. Each message is handed, as
 it arrived, to the intake on the loop; at QoS 1 it is acknowledged when the intake settles
-it (stored, quarantined, or dropped on purpose).
+it (queued for writing, quarantined, or dropped on purpose).
 Default topic scheme: `<device topic>/<kind>`, where the device topic is the device's registry
 address (by convention `hookflash/<device id>`). In `per-device` mode hookflash
 subscribes only to the topics of devices it may collect from, so the broker never even
@@ -53,7 +53,10 @@ class MqttSubscriber:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._topic_of: dict[str, str] = {}  # device id -> its topic root
         self._subscribed: set[str] = set()
+        # Set once connected and every subscription of this connection is acknowledged
+        # (SUBACK): from then on the broker sends what the filters match.
         self.connected = asyncio.Event()
+        self._unacknowledged: set[int] = set()
         self._v5 = config.protocol == "5"
         self._manual_ack = config.qos == 1
         self._client = BufferedClient(
@@ -75,6 +78,7 @@ class MqttSubscriber:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_socket_open = self._on_socket_open
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_socket_register_write
@@ -333,7 +337,9 @@ class MqttSubscriber:
         for start in range(0, len(filters), _SUBSCRIBE_CHUNK):
             chunk = filters[start : start + _SUBSCRIBE_CHUNK]
             wanted: list[tuple[str, int]] = [(f, self._config.qos) for f in chunk]
-            self._client.subscribe(wanted)
+            _result, mid = self._client.subscribe(wanted)
+            if mid is not None:
+                self._unacknowledged.add(mid)
             self._subscribed.update(chunk)
 
     # -- paho callbacks ------------------------------------------------------------------------
@@ -383,8 +389,19 @@ class MqttSubscriber:
     def _resubscribe(self) -> None:
         # Subscriptions are per session: resubscribe after every (re)connect.
         self._subscribed.clear()
+        self._unacknowledged.clear()
         self._subscribe(self._wanted_filters())
-        self.connected.set()
+        if not self._unacknowledged:
+            self.connected.set()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, _codes: Any, _p: Any) -> None:
+        self._on_loop(self._subscription_acknowledged, mid)
+
+    def _subscription_acknowledged(self, mid: int) -> None:
+        if mid in self._unacknowledged:
+            self._unacknowledged.discard(mid)
+            if not self._unacknowledged:
+                self.connected.set()
 
     def _acker(self, mid: int) -> Ack:
         def ack() -> None:

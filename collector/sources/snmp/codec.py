@@ -34,7 +34,7 @@ Non-minimal (but definite, at most 4-byte) lengths and non-minimal INTEGER conte
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "CodecError",
@@ -110,6 +110,9 @@ class Response:
     error_index: int
     # None for noSuchObject / noSuchInstance / endOfMibView (and NULL)
     varbinds: list[tuple[str, RawValue | None]]
+    # As the agent sent it: the client compares it with the request's (not part of equality,
+    # so that responses compare by what they say).
+    community: bytes = field(default=b"", compare=False)
 
 
 # --------------------------------------------------------------------------------------- encoding
@@ -340,7 +343,8 @@ def decode_response(packet: bytes, community: bytes | None = None) -> Response:
 
     pos = vend
     start, cend = _header(buf, pos, end, _OCTET_STRING)
-    if community is not None and buf[start:cend] != community:
+    sent_community = buf[start:cend]
+    if community is not None and sent_community != community:
         raise CodecError("community mismatch", pos)
 
     pos = cend
@@ -435,4 +439,4 @@ def decode_response(packet: bytes, community: bytes | None = None) -> Response:
 
     if error_index > len(varbinds):
         raise CodecError("error-index exceeds the number of varbinds", error_index_at)
-    return Response(request_id, error_status, error_index, varbinds)
+    return Response(request_id, error_status, error_index, varbinds, sent_community)

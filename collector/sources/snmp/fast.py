@@ -40,9 +40,12 @@ class ClientCounters:
 class V2cClient(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self._transport: asyncio.DatagramTransport | None = None
-        self._pending: dict[int, tuple[asyncio.Future[Response], tuple[str, int]]] = {}
+        # request id -> (future, the agent's address, the community asked with)
+        self._pending: dict[int, tuple[asyncio.Future[Response], tuple[str, int], bytes]] = {}
         # Ids from 2**23 up encode in exactly the 4 bytes the template reserves (minimal BER).
-        self._next = random.randrange(_MIN_ID, _MAX_ID)
+        # Each is drawn at random: with ids counted up, a datagram forged with the id after
+        # one seen would be taken as another device's answer.
+        self._ids = random.Random()
         self.counters = ClientCounters()
 
     async def start(self) -> None:
@@ -58,7 +61,7 @@ class V2cClient(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-        for future, _addr in self._pending.values():
+        for future, _addr, _community in self._pending.values():
             if not future.done():
                 future.cancel()
         self._pending.clear()
@@ -68,9 +71,11 @@ class V2cClient(asyncio.DatagramProtocol):
         if self._transport is None:
             raise RuntimeError("V2cClient.start() was not awaited")
         loop = asyncio.get_running_loop()
-        self._next = request_id = self._next + 1 if self._next < _MAX_ID else _MIN_ID
+        request_id = self._ids.randrange(_MIN_ID, _MAX_ID)
+        while request_id in self._pending:
+            request_id = self._ids.randrange(_MIN_ID, _MAX_ID)
         future: asyncio.Future[Response] = loop.create_future()
-        self._pending[request_id] = (future, address)
+        self._pending[request_id] = (future, address, template.community)
         expiry = loop.call_later(timeout, self._expire, request_id)
         try:
             self._transport.sendto(template.encode(request_id), address)
@@ -91,14 +96,15 @@ class V2cClient(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Anyone can send a datagram here: whatever it holds, nothing escapes (a datagram
         that makes the codec fail in any way counts as malformed), and only the answer
-        from the address asked, with the request id sent, settles a request."""
+        from the address asked, with the request id and the community sent, settles a
+        request."""
         try:
             response = decode_response(data)
         except Exception:  # CodecError, and anything the codec did not foresee
             self.counters.malformed += 1
             return
         entry = self._pending.get(response.request_id)
-        if entry is None or entry[1] != addr[:2] or entry[0].done():
+        if entry is None or entry[1] != addr[:2] or entry[2] != response.community or entry[0].done():
             self.counters.unmatched += 1
             return
         self.counters.received += 1

@@ -206,22 +206,23 @@ class SnmpPoller:
             oids = self._oids[(profile.name, due)] = profile.snmp_oids(due)
         scalars = await self._get(device, oids) if oids else {}
         walks: dict[str, list[Varbind]] = {}
-        for table in profile.tables:
-            if table.kind in due:
-                walks[table.oid] = await self._walk(device, table)
+        failure: BaseException | None = None
+        try:
+            for table in profile.tables:
+                if table.kind in due:
+                    walks[table.oid] = await self._walk(device, table)
+        except (TimeoutError, OSError, SourceError) as exc:
+            failure = exc  # the answers already in are kept: the poll still counts as failed
         for kind in due:
             state.last_polled[kind] = now
         if scalars or walks:
             host, port = self._addresses.get(device.id) or device.snmp_endpoint()
+            answer = Varbinds(scalars, walks, due)  # a table not walked is in no walk: not decoded
             self._ctx.intake.receive(
-                Received(
-                    "snmp",
-                    f"{host}:{port}",
-                    Varbinds(scalars, walks, due),
-                    datetime.now(UTC),
-                    device_id=device.id,
-                )
+                Received("snmp", f"{host}:{port}", answer, datetime.now(UTC), device_id=device.id)
             )
+        if failure is not None:
+            raise failure
 
     def _due_kinds(
         self, profile: DeviceProfile, device: Device, state: DeviceState, now: float
