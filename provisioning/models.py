@@ -26,6 +26,29 @@ class AccountStatus(StrEnum):
 class Transport(StrEnum):
     SNMP = "snmp"
     MQTT = "mqtt"
+    SIP = "sip"  # reports only (vq-rtcpxr PUBLISH); address: the phone's host
+
+
+_AOR = re.compile(r"^(?:sips?:)?([^@\s;<>:]{1,64})@([A-Za-z0-9.\-]{1,253}|\[[0-9a-fA-F:]+\])$")
+
+
+def normalize_aor(raw: str) -> str | None:
+    """A SIP address of record as `user@host` (lower-case host, no scheme, port, parameters
+    or display name), for matching a request's From against the registry; None when `raw`
+    is not one."""
+    text = raw.strip()
+    if "<" in text:
+        text = text[text.find("<") + 1 : text.find(">") if ">" in text else None]
+    text = text.split(";", 1)[0].strip()
+    if text.lower().startswith(("sip:", "sips:")):
+        text = text.split(":", 1)[1]
+    user, at, host = text.rpartition("@")
+    if not at:
+        return None
+    if not host.startswith("["):
+        host = host.split(":", 1)[0]
+    match = _AOR.match(f"{user}@{host}")
+    return None if match is None else f"{match.group(1)}@{match.group(2).lower()}"
 
 
 def normalize_mac(raw: str) -> str:
@@ -72,6 +95,11 @@ class Device(BaseModel):
     address: str = Field(min_length=1, max_length=255, description="host[:port] or MQTT topic")
     credentials: str = Field(default="", max_length=64, description="name of a credential set")
     debug_until: datetime | None = None
+    sip_aor: str = Field(
+        default="",
+        max_length=1024,
+        description="SIP addresses of record the phone reports from, space-separated",
+    )
 
     @field_validator("id", mode="before")
     @classmethod
@@ -96,6 +124,17 @@ class Device(BaseModel):
             )
         return value
 
+    @field_validator("sip_aor")
+    @classmethod
+    def _aors(cls, value: str) -> str:
+        aors = []
+        for raw in value.split():
+            aor = normalize_aor(raw)
+            if aor is None:
+                raise ValueError(f"sip_aor {raw[:80]!r} is not a SIP address of record (sip:user@host)")
+            aors.append(aor)
+        return " ".join(aors)
+
     @field_validator("debug_until")
     @classmethod
     def _debug_window(cls, value: datetime | None) -> datetime | None:
@@ -116,6 +155,9 @@ class Device(BaseModel):
             port = match.group("port")
             if port is not None and not 0 < int(port) < 65536:
                 raise ValueError(f"snmp address {self.address!r} has port out of range")
+        elif self.transport is Transport.SIP:
+            if not _HOST_PORT.match(self.address):
+                raise ValueError(f"sip address {self.address!r} is not the phone's host")
         elif any(ch in self.address for ch in "+#") or self.address.startswith("$"):
             raise ValueError(f"mqtt topic {self.address!r} must be a plain topic, no wildcards")
         return self

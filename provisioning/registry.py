@@ -142,7 +142,8 @@ class Registry:
                     if clash is not None:
                         raise DuplicateTopic(dev.id, dev.address, clash[0])
                 db.execute(
-                    "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO devices (id, account_id, vendor, model, profile, transport, "
+                    "address, credentials, debug_until, sip_aor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         dev.id,
                         dev.account_id,
@@ -153,6 +154,7 @@ class Registry:
                         dev.address,
                         dev.credentials,
                         dev.debug_until.isoformat() if dev.debug_until else None,
+                        dev.sip_aor,
                     ),
                 )
                 if existed is None:

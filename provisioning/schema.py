@@ -64,4 +64,7 @@ CREATE TABLE IF NOT EXISTS receipts (
 CREATE INDEX IF NOT EXISTS receipts_account ON receipts(account_id);
 """ + OUTBOX_TABLES
 
-REGISTRY = Schema("registry", (_REGISTRY_V1,))
+# Version 2: the SIP addresses of record a phone sends its call-quality reports from.
+_REGISTRY_V2 = "ALTER TABLE devices ADD COLUMN sip_aor TEXT NOT NULL DEFAULT '';"
+
+REGISTRY = Schema("registry", (_REGISTRY_V1, _REGISTRY_V2))

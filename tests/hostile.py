@@ -218,8 +218,15 @@ def _mqtt_hostile(rng: random.Random, root: str, now: float) -> tuple[str, bytes
     return f"{root}/performance", b"\x00" * rng.randrange(1, 100)
 
 
-def run_mqtt(work: Path, hostile: int, valid_every: int = 10, seed: int = 1) -> Outcome:
-    """`hostile` hostile messages with a valid one after every `valid_every` of them."""
+MQTT_RATE = 4000.0  # messages a second: well below what hookflash ingests, so that a late
+# valid message means something stalled it, not that the publisher outran the store
+
+
+def run_mqtt(
+    work: Path, hostile: int, valid_every: int = 10, seed: int = 1, rate: float = MQTT_RATE
+) -> Outcome:
+    """`hostile` hostile messages with a valid one after every `valid_every` of them, at
+    `rate` messages a second."""
     outcome = Outcome("mqtt")
     rng = random.Random(seed)
     data = work / "data"
@@ -240,12 +247,14 @@ def run_mqtt(work: Path, hostile: int, valid_every: int = 10, seed: int = 1) -> 
         client.loop_start()
         sent_at: dict[int, float] = {}
         infos = []
+        published = 0
         started = time.monotonic()
         base = time.time()  # after the accounts became active: earlier data is refused
         for n in range(hostile):
             root = phones[rng.randrange(len(phones))].address
             topic, payload = _mqtt_hostile(rng, root, time.time())
             infos.append(client.publish(topic, payload, qos=1))
+            published += 1
             outcome.hostile += 1
             if n % valid_every == valid_every - 1:
                 number = len(sent_at)
@@ -254,6 +263,11 @@ def run_mqtt(work: Path, hostile: int, valid_every: int = 10, seed: int = 1) -> 
                 infos.append(
                     client.publish(f"{phones[number % len(phones)].address}/performance", body, qos=1)
                 )
+                published += 1
+            if n % 100 == 99:  # keep to `rate`
+                ahead = started + published / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
             if len(infos) >= 2000:
                 for info in infos:
                     info.wait_for_publish(60)

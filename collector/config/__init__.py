@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from collector.config.alerts import AlertsConfig
+from collector.config.sip import SipConfig
 from collector.config.snmp import (
     ResolvedCredential,
     SnmpConfig,
@@ -37,6 +38,7 @@ __all__ = [
     "MqttConfig",
     "ResolvedCredential",
     "ServiceConfig",
+    "SipConfig",
     "SnmpConfig",
     "SnmpCredential",
     "WebhookConfig",
@@ -213,6 +215,7 @@ class ServiceConfig(_Section):
     sweep_interval_s: float = Field(default=3600, gt=0)
     snmp: SnmpConfig = SnmpConfig()
     mqtt: MqttConfig = MqttConfig()
+    sip: SipConfig = SipConfig()
     credentials: dict[str, SnmpCredential] = {}
     webhooks: list[WebhookConfig] = []
     api: ApiConfig = ApiConfig()
@@ -253,5 +256,11 @@ def load_config(path: Path | None = None) -> ServiceConfig:
             "data_dir": base / config.data_dir,
             "retention_policy": base / config.retention_policy if config.retention_policy else None,
             "profile_dirs": [base / d for d in config.profile_dirs],
+            "sip": config.sip.model_copy(
+                update={
+                    "tls_cert": base / config.sip.tls_cert if config.sip.tls_cert else None,
+                    "tls_key": base / config.sip.tls_key if config.sip.tls_key else None,
+                }
+            ),
         }
     )

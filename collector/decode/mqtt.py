@@ -196,6 +196,7 @@ class MqttJsonCodec:
     """Where a message is from, per `device_id_from`, and what its JSON holds."""
 
     transport = Transport.MQTT
+    uses_profile = True
 
     def __init__(
         self,
@@ -227,8 +228,9 @@ class MqttJsonCodec:
         )
 
     def decode(
-        self, profile: DeviceProfile, device_id: str, item: Received, located: Located | None
+        self, profile: DeviceProfile | None, device_id: str, item: Received, located: Located | None
     ) -> Decoded:
+        assert profile is not None  # uses_profile
         payload = item.payload
         assert isinstance(payload, bytes) and located is not None
         observation = decode_mqtt(

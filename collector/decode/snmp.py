@@ -91,13 +91,15 @@ def decode_table(
 
 class SnmpCodec:
     transport = Transport.SNMP
+    uses_profile = True
 
     def locate(self, item: Received) -> Located:
         raise Rejected(f"an SNMP answer from {item.origin} does not name the device asked")
 
     def decode(
-        self, profile: DeviceProfile, device_id: str, item: Received, located: Located | None
+        self, profile: DeviceProfile | None, device_id: str, item: Received, located: Located | None
     ) -> Decoded:
+        assert profile is not None  # uses_profile
         answer = item.payload
         if not isinstance(answer, Varbinds):
             raise Rejected(f"expected SNMP varbinds, got {type(answer).__name__}")

@@ -33,6 +33,8 @@ class Gate:
         self._clock = clock
         self._devices: dict[str, Device] = {}
         self._by_address: dict[Transport, dict[str, Device]] = {t: {} for t in Transport}
+        self._by_aor: dict[str, Device] = {}
+        self._by_host: dict[str, set[str]] = {}  # SNMP and SIP devices' hosts: device ids
         self._status: dict[str, AccountStatus] = {}
         self._active_since: dict[str, datetime] = {}
         self.reload()
@@ -41,10 +43,28 @@ class Gate:
         accounts = self._registry.accounts()
         self._status = {a.id: a.status for a in accounts}
         self._active_since = {a.id: a.status_changed_at for a in accounts}
-        self._devices = {d.id: d for d in self._registry.devices()}
+        self._devices = {}
         self._by_address = {t: {} for t in Transport}
-        for device in self._devices.values():
-            self._by_address[device.transport][device.address] = device
+        self._by_aor, self._by_host = {}, {}
+        for device in self._registry.devices():
+            self._index(device)
+
+    def _index(self, device: Device) -> None:
+        self._devices[device.id] = device
+        self._by_address[device.transport][device.address] = device
+        for aor in device.sip_aor.split():
+            self._by_aor[aor] = device
+        if device.transport is not Transport.MQTT:
+            self._by_host.setdefault(device.snmp_endpoint()[0], set()).add(device.id)
+
+    def _unindex(self, old: Device) -> None:
+        if self._by_address[old.transport].get(old.address) is old:
+            del self._by_address[old.transport][old.address]
+        for aor in old.sip_aor.split():
+            if self._by_aor.get(aor) is old:
+                del self._by_aor[aor]
+        if old.transport is not Transport.MQTT:
+            self._by_host.get(old.snmp_endpoint()[0], set()).discard(old.id)
 
     def apply(self, event: LifecycleEvent) -> None:
         """Apply an event, reading what it concerns from the registry (blocking: the
@@ -63,11 +83,10 @@ class Gate:
         (None: removed) and, if this gate has not seen its account yet, the account."""
         if event.device_id is not None:
             old = self._devices.pop(event.device_id, None)
-            if old is not None and self._by_address[old.transport].get(old.address) is old:
-                del self._by_address[old.transport][old.address]
+            if old is not None:
+                self._unindex(old)
             if device is not None:
-                self._devices[device.id] = device
-                self._by_address[device.transport][device.address] = device
+                self._index(device)
             if account is not None:
                 self._status[account.id] = account.status
                 self._active_since[account.id] = account.status_changed_at
@@ -83,8 +102,17 @@ class Gate:
         return self._devices.get(device_id)
 
     def by_address(self, transport: Transport, address: str) -> Device | None:
-        """The device provisioned at this address (an MQTT device's topic root), or None."""
+        """The device provisioned at this address (an MQTT device's topic root), or None.
+        For SIP, the address is the host a report came from: the one SNMP or SIP device
+        provisioned on that host (None when several share it, behind a NAT say)."""
+        if transport is Transport.SIP:
+            ids = self._by_host.get(address, set())
+            return self._devices.get(next(iter(ids))) if len(ids) == 1 else None
         return self._by_address[transport].get(address)
+
+    def by_sip_identity(self, aor: str) -> Device | None:
+        """The device whose `sip_aor` holds this address of record (user@host), or None."""
+        return self._by_aor.get(aor)
 
     def devices(self, transport: Transport | None = None) -> list[Device]:
         if transport is None:

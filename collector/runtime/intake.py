@@ -25,7 +25,7 @@ from collector.gate import Gate
 from collector.profiles import ProfileResolver
 from collector.runtime.pipeline import Pipeline
 from collector.tag import Tagger
-from provisioning.models import Device
+from provisioning.models import Device, Transport
 
 log = logging.getLogger(__name__)
 _RECORDS_PER_OBSERVATION = 2  # the observation's record, and perhaps a change record
@@ -89,7 +89,7 @@ class Intake:
                 _settle(item.ack)
                 return Verdict.DROPPED
             try:
-                profile = self._profiles.require(device)
+                profile = self._profiles.require(device) if codec.uses_profile else None
                 observations, refused = codec.decode(profile, device.id, item, located)
             except (Rejected, ProfileError) as exc:
                 return self._quarantine(item, device, exc.reason if isinstance(exc, Rejected) else str(exc))
@@ -120,9 +120,16 @@ class Intake:
     # -- one item ---------------------------------------------------------------------------------
 
     def _device(self, codec: Codec, located: Located) -> Device | None:
-        """The provisioned device an item names: by MAC, or by the address it came from."""
+        """The provisioned device an item names: by SIP identity, by MAC, or by the address
+        it came from."""
+        if located.identity is not None:
+            device = self._gate.by_sip_identity(located.identity)
+            if device is not None:
+                return device
         if located.device_id is not None:
-            return self._gate.device(located.device_id)
+            device = self._gate.device(located.device_id)
+            if device is not None or codec.transport is not Transport.SIP:
+                return device  # a SIP report's LocalMAC may be unknown: try its host then
         if located.address is not None:
             return self._gate.by_address(codec.transport, located.address)
         return None

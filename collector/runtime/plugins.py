@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from collector.config import ServiceConfig
 from collector.core.interfaces import Source
 from collector.core.records import SourceName
-from collector.decode import Codec, MqttJsonCodec, SnmpCodec
+from collector.decode import Codec, MqttJsonCodec, SnmpCodec, VqRtcpxrCodec
 from collector.profiles import ProfileResolver
 from collector.sources.mqtt import MqttSubscriber
+from collector.sources.sip import SipListener
 from collector.sources.snmp import SnmpPoller
 
 
@@ -42,5 +43,11 @@ SOURCES: tuple[SourcePlugin, ...] = (
         codec=lambda config: MqttJsonCodec(
             config.mqtt.device_id_from, config.mqtt.device_id_level, config.mqtt.max_payload_bytes
         ),
+    ),
+    SourcePlugin(
+        "sip",
+        enabled=lambda config: config.sip.enabled,
+        build=lambda config, _profiles: SipListener(config.sip),
+        codec=lambda _config: VqRtcpxrCodec(),
     ),
 )
