@@ -20,11 +20,13 @@ from rich.text import Text
 from collector.cli.common import check_data_dir, console, data_dir_option, fail_cleanly
 from collector.config import ApiConfig, MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
 from collector.config.alerts import AlertsConfig, FirmwareRegressedRule, MosBelowRule, RegistrationLostRule
+from collector.config.sip import SipConfig
 from collector.config.views import ViewsConfig
 from collector.core.stats import Stats
 from collector.runtime.service import Service, registry_path, store_path
 from collector.sim.broker import EmbeddedBroker
 from collector.sim.fleet import COMMUNITY, SimulatedFleet, build_fleet
+from collector.sim.sip_phones import SimulatedSipPhones
 from provisioning.receipts import Action, ReceiptStatus
 from provisioning.registry import Registry
 
@@ -112,12 +114,15 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float,
             protocol="3.1.1",
             persistent_session=False,
         ),
+        sip=SipConfig(enabled=True, listen="127.0.0.1:0", tcp=False),
         credentials={"demo": SnmpCredential.model_validate({"community": COMMUNITY})},
         lifecycle_poll_s=0.05,
         **demo_views(period, port),
     )
     service = Service(config, registry=registry)
     await service.start()
+    sip_phones = SimulatedSipPhones(provisioned, service.sources["sip"].ports["udp"], period_s=period)  # type: ignore[attr-defined]
+    await sip_phones.start()
     console.print(f"dashboard: http://127.0.0.1:{service.api_port}/  (while the demo runs)", highlight=False)
 
     stop = asyncio.Event()
@@ -174,6 +179,7 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float,
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.25)
 
+    await sip_phones.stop()
     await fleet.stop()
     await service.stop()
     await broker.stop()

@@ -99,6 +99,8 @@ def build_fleet(size: int, seed: int = 7, accounts: int | None = None) -> list[D
                 transport=Transport.SNMP if snmp else Transport.MQTT,
                 address="127.0.0.1:1" if snmp else f"hookflash/{mac}",
                 credentials="demo" if snmp else "",
+                # the MQTT phones also send vq-rtcpxr reports of their calls (sim/sip_phones.py)
+                sip_aor="" if snmp else f"sip:{mac}@phones.demo.invalid",
             )
         target = new if rng.random() < 0.5 else old
         states.append(DeviceState(dev, old, target, random.Random(seed * 1000 + i)))

@@ -6,6 +6,7 @@ phones and stopped accounts (P1, P4)."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +87,13 @@ def test_a_report_is_answered_200_with_the_request_s_headers_and_stored_per_dire
     assert "jb_abs_max_ms" not in local  # JBX=65535: unavailable
     assert "mos" not in remote and remote["mos_cq"] == 4.4  # MOSLQ=127: unavailable
     assert local["remote_id"] == "sip:bob@example.org"
+    # the fleet views' MOS of the device is what it heard itself, not what its peer heard
+    db = sqlite3.connect(running[1] / "telemetry.db")
+    try:
+        (mos,) = db.execute("SELECT mos FROM device_state WHERE device_id = '0004f2000001'").fetchone()
+    finally:
+        db.close()
+    assert mos == 4.2
 
 
 def test_a_retransmission_gets_the_same_answer_and_is_stored_once(running) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,8 @@
 
 - `latest`: one row per (slot, device) holding the device's newest record of that slot.
   The slot is the record kind, or `change.<event>` for change records (so the newest
-  firmware change is not hidden by a newer reboot).
+  firmware change is not hidden by a newer reboot), or `call_quality.remote` for what a
+  phone's peer heard (a SIP report's remote direction: the device's MOS is its own).
 - `device_state`: one row per device: when anything was last stored from it (a
   reachability record, written when a poll fails, does not count), the registration state
   of its newest registration record, its newest MOS and firmware version.
@@ -23,6 +24,8 @@ from provisioning.db import run_script
 def _slot(row: str) -> str:
     return (
         f"CASE WHEN {row}.kind = 'change' THEN 'change.' || coalesce({row}.fields->>'event', '')"
+        f" WHEN {row}.kind = 'call_quality' AND {row}.fields->>'direction' = 'remote'"
+        " THEN 'call_quality.remote'"
         f" ELSE {row}.kind END"
     )
 
@@ -115,3 +118,12 @@ def ensure_latest(db: sqlite3.Connection) -> None:
     run_script(db, SCHEMA)
     if not exists:
         run_script(db, _BACKFILL)
+
+
+def rebuild_latest(db: sqlite3.Connection) -> None:
+    """Recreate the triggers (their slot rule changed) and rebuild the index from history."""
+    for trigger in ("latest_on_insert", "latest_on_delete"):
+        db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    run_script(db, SCHEMA)
+    db.execute("DELETE FROM latest")
+    run_script(db, _BACKFILL)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from collector.sinks.sqlite.latest import ensure_latest
+from collector.sinks.sqlite.latest import ensure_latest, rebuild_latest
 from provisioning.db import Schema, run_script
 
 _TABLES_V1 = """
@@ -48,4 +48,5 @@ def _v1(db: sqlite3.Connection) -> None:
     ensure_latest(db)
 
 
-TELEMETRY = Schema("telemetry", (_v1,))
+# Version 2: a SIP report's remote direction has a slot of its own in the views' index.
+TELEMETRY = Schema("telemetry", (_v1, rebuild_latest))

@@ -110,7 +110,7 @@ class SipListener:
             await server.wait_closed()
 
     def on_event(self, event: LifecycleEvent) -> None:
-        """Nothing to drop: the intake asks the gate about each report."""
+        """Nothing to drop: the intake decides about each report as it arrives."""
 
     def _limit(self) -> int:
         return self._config.max_message_bytes + 1024
@@ -182,7 +182,7 @@ class SipListener:
             status = 400 if transaction.verdict is Verdict.QUARANTINED else 200
             extra = [("SIP-ETag", secrets.token_hex(6)), ("Expires", "0")] if status == 200 else []
             if status == 400:
-                extra = [("Warning", '399 hookflash "the report is malformed; see the quarantine"')]
+                extra = [("Warning", '399 hookflash "the report is malformed; set aside with the reason"')]
             transaction.response = response(request, status, self._tag, extra)
             send(transaction.response)
 
