@@ -3,10 +3,11 @@ phones send it, and a UDP/TCP exchange with a listener."""
 
 from __future__ import annotations
 
-import secrets
 import socket
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from collector.sim.sip_phones import publish_request
 from provisioning.models import Device, Transport
 
 
@@ -67,34 +68,11 @@ def report(
 
 
 def publish(
-    port: int,
-    body: bytes,
-    *,
-    sender: str = "sip:alice@example.org",
-    branch: str | None = None,
-    method: str = "PUBLISH",
-    event: str = "vq-rtcpxr",
-    content_type: str = "application/vq-rtcpxr",
-    transport: str = "UDP",
-    via_port: int = 5062,
-    cseq: int = 20,
-    call_id: str | None = None,
+    port: int, body: bytes, *, sender: str = "sip:alice@example.org", via_port: int = 5062, **how: Any
 ) -> bytes:
-    branch = branch or "z9hG4bK" + secrets.token_hex(6)
-    head = [
-        f"{method} sip:collector@127.0.0.1:{port} SIP/2.0",
-        f"Via: SIP/2.0/{transport} 127.0.0.1:{via_port};branch={branch};rport",
-        f"From: <{sender}>;tag={secrets.token_hex(4)}",
-        f"To: <sip:collector@127.0.0.1:{port}>",
-        f"Call-ID: {call_id or secrets.token_hex(8)}",
-        f"CSeq: {cseq} {method}",
-        "Max-Forwards: 70",
-        f"Event: {event}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
-        "User-Agent: hookflash-tests",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    """A request as phones send it (collector.sim.sip_phones.publish_request): `how` may
+    change the branch, method, event, content_type, transport, cseq or call_id."""
+    return publish_request(port, body, sender, via=f"127.0.0.1:{via_port}", **how)
 
 
 def udp_exchange(

@@ -14,8 +14,10 @@ intake once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import socket
 import ssl
 import time
 from collections import OrderedDict
@@ -45,6 +47,7 @@ CONTENT_TYPE = "application/vq-rtcpxr"
 ALLOW = "PUBLISH, OPTIONS"
 TRANSACTION_S = 32.0  # RFC 3261 Timer J for UDP (64*T1): how long a response is resent
 MAX_TRANSACTIONS = 100_000
+UDP_BUFFER = 4 << 20
 Send = Callable[[bytes], None]
 
 
@@ -83,6 +86,10 @@ class SipListener:
             lambda: _Datagrams(self), local_addr=(host, port)
         )
         self.ports["udp"] = self._udp.get_extra_info("sockname")[1]
+        # A burst of reports (calls ending at the hour) must wait in the kernel, not be lost
+        # to it: as large a buffer as the system allows (net.core.rmem_max), up to 4 MiB.
+        with contextlib.suppress(OSError):
+            self._udp.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
         if self._config.tcp:
             server = await asyncio.start_server(self._stream, host, self.ports["udp"], limit=self._limit())
             self._servers.append(server)
