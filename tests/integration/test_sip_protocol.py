@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from certs import make_tls_files
 from collector.config import ServiceConfig, SnmpConfig
 from collector.config.sip import SipConfig
 from collector.sinks.sqlite import TelemetryQueries
@@ -208,3 +210,38 @@ def test_a_second_address_of_record_and_a_stopped_account(running) -> None:  # t
     assert records(running[1], "call-carol-after") == []
     # ended with the account (P5): call quality is folded into aggregates without identifiers
     eventually(lambda: records(running[1], "call-carol") == [], what="carol's records ended")
+
+
+def test_tls_for_sips(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    data = tmp_path / "data"
+    registry = Registry(data / "registry.db")
+    registry.import_devices([sip_device(1, "acct-1", ALICE)], source="test")
+    registry.close()
+    sip = SipConfig(
+        enabled=True,
+        listen="127.0.0.1:0",
+        tls_listen="127.0.0.1:0",
+        tls_cert=files.server_cert,
+        tls_key=files.server_key,
+    )
+    cfg = ServiceConfig(data_dir=data, snmp=SnmpConfig(enabled=False), sip=sip)
+    with RunningService(cfg) as service:
+        assert service.service is not None
+        tls = int(service.service.sources["sip"].ports["tls"])  # type: ignore[attr-defined]
+        context = ssl.create_default_context(cafile=str(files.ca_cert))
+        with (
+            socket.create_connection(("127.0.0.1", tls), timeout=3) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as conn,
+        ):
+            conn.sendall(publish(tls, report("call-tls"), transport="TLS"))
+            assert status(conn.recv(65535)) == 200
+        eventually(lambda: len(records(data, "call-tls")) == 2, what="stored over TLS")
+        with socket.create_connection(("127.0.0.1", tls), timeout=3) as plain:  # no TLS: no SIP
+            plain.sendall(publish(tls, report("call-plain"), transport="TCP"))
+            try:
+                answer = plain.recv(100)
+            except ConnectionResetError:
+                answer = b""
+            assert not answer.startswith(b"SIP/2.0")
+    assert records(data, "call-plain") == []
