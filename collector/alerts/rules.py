@@ -158,6 +158,7 @@ class MosTracker:
                     SELECT json_group_array(mos) FROM (
                         SELECT CAST(fields->>'mos' AS REAL) AS mos FROM telemetry
                         WHERE device_id = c.value AND kind = 'call_quality'
+                          AND coalesce(fields->>'direction', 'local') != 'remote'
                         ORDER BY observed_at DESC, id DESC LIMIT :calls)) AS last
                 FROM json_each(:ids) c""",
                 {"ids": json.dumps(sorted(owners)), "calls": self.rule.calls},

@@ -44,6 +44,10 @@ from collector.core.versions import version_key
 from collector.sinks.sqlite.latest import registration_state
 from collector.views.db import ACTIVE_DEVICES, ViewsDb, iso
 
+# A device's call quality is what it heard itself: a SIP report's remote direction (what
+# its peer heard) is not the device's.
+OWN = "coalesce(t.fields->>'direction', 'local') != 'remote'"
+
 State = Literal["regressed", "on_target", "ahead", "straggler", "failed", "pending"]
 STATES: tuple[State, ...] = ("on_target", "ahead", "pending", "failed", "regressed", "straggler")
 LISTED: tuple[State, ...] = ("regressed", "failed", "straggler")
@@ -199,21 +203,21 @@ def _cohorts(
             for up in [d.upgraded_at(target)]
         ]
     )
-    samples = """scope(device_id, up, control) AS (
+    samples = f"""scope(device_id, up, control) AS (
         SELECT value->>0, value->>1, value->>2 FROM json_each(:scope)),
     samples AS (
         SELECT 'before' AS cohort, t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
-            ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration')
+            ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration') AND {OWN}
            AND t.observed_at >= s.up - :window AND t.observed_at < s.up
         WHERE s.up IS NOT NULL
         UNION ALL
         SELECT 'after', t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
-            ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration')
+            ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration') AND {OWN}
            AND t.observed_at >= s.up AND t.observed_at < s.up + :window
         WHERE s.up IS NOT NULL AND t.firmware = :target
         UNION ALL
         SELECT 'not_upgraded', t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
-            ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration')
+            ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration') AND {OWN}
            AND t.observed_at >= :began
         WHERE s.control AND :began IS NOT NULL
     )"""
