@@ -14,7 +14,6 @@ command -v snmpget >/dev/null || need+=(snmp)
 [ -x /usr/bin/chromium ] || need+=(chromium)            # the dashboard's headless-browser test
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ -x /usr/bin/linphonec ] || need+=(linphone-cli)             # a real phone for the SIP source
-[ -x /usr/bin/sipp ] || need+=(sip-tester)
 if ((${#need[@]})); then
     echo "installing Debian packages: ${need[*]}"
     sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
