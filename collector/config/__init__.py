@@ -25,6 +25,7 @@ from collector.config.snmp import (
     ResolvedCredential,
     SnmpConfig,
     SnmpCredential,
+    TrapConfig,
     from_env,
 )
 from collector.config.views import ViewsConfig
@@ -41,6 +42,7 @@ __all__ = [
     "SipConfig",
     "SnmpConfig",
     "SnmpCredential",
+    "TrapConfig",
     "WebhookConfig",
     "config_from_dict",
     "load_config",
@@ -216,6 +218,7 @@ class ServiceConfig(_Section):
     snmp: SnmpConfig = SnmpConfig()
     mqtt: MqttConfig = MqttConfig()
     sip: SipConfig = SipConfig()
+    snmp_traps: TrapConfig = TrapConfig()
     credentials: dict[str, SnmpCredential] = {}
     webhooks: list[WebhookConfig] = []
     api: ApiConfig = ApiConfig()
@@ -227,6 +230,17 @@ class ServiceConfig(_Section):
 
     def resolved_credentials(self) -> dict[str, ResolvedCredential]:
         return {name: cred.resolved(name) for name, cred in self.credentials.items()}
+
+    def trap_communities(self) -> frozenset[bytes]:
+        """The communities a trap or inform may carry: the v2c credential sets' (those
+        `snmp_traps.communities_from` names, or all)."""
+        names = self.snmp_traps.communities_from or list(self.credentials)
+        unknown = [n for n in names if n not in self.credentials]
+        if unknown:
+            names_text = ", ".join(map(repr, unknown))
+            raise ConfigError(f"snmp_traps.communities_from: no credential set {names_text}")
+        chosen = [self.credentials[n].resolved(n) for n in names]
+        return frozenset(c.community.encode() for c in chosen if c.version == "v2c" and c.community)
 
 
 def config_from_dict(data: dict[str, Any], origin: str) -> ServiceConfig:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from collector.config.sip import parse_listen
 from collector.core.errors import ConfigError
 from collector.core.records import Kind
 
@@ -124,3 +125,20 @@ class ResolvedCredential:
         if self.version == "v2c":
             return "community"
         return "authPriv" if self.priv_protocol else "authNoPriv"
+
+
+class TrapConfig(_Section):
+    """`[snmp_traps]`: a listener for v2c traps and informs. 162 needs privileges: the
+    default is an unprivileged port (README: how to redirect 162 to it)."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:10162"
+    # The communities taken: those of these credential sets (names in `credentials`; empty:
+    # every v2c set). A notification with another community is dropped and counted.
+    communities_from: list[str] = Field(default_factory=list)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FieldValue = int | float | str | bool
 RawValue = int | float | str | bytes | bool  # a value as a transport delivered it
-SourceName = Literal["snmp", "mqtt", "sip"]
+SourceName = Literal["snmp", "mqtt", "sip", "snmp_trap"]
 Ack = Callable[[], None]
 
 

@@ -111,3 +111,13 @@ class SnmpCodec:
                 observations += found
                 problems += table_problems
         return observations, problems
+
+
+class SnmpTrapCodec(SnmpCodec):
+    """Traps and informs: the device is the one provisioned on the host the notification
+    came from; its varbinds are read with the device's profile like a poll's, so a trap
+    carrying the objects a poll asks for yields the same records."""
+
+    def locate(self, item: Received) -> Located:
+        host = item.origin.rsplit(":", 1)[0].strip("[]")
+        return Located(None, host, "")

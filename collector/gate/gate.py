@@ -34,7 +34,7 @@ class Gate:
         self._devices: dict[str, Device] = {}
         self._by_address: dict[Transport, dict[str, Device]] = {t: {} for t in Transport}
         self._by_aor: dict[str, Device] = {}
-        self._by_host: dict[str, set[str]] = {}  # SNMP and SIP devices' hosts: device ids
+        self._by_host: dict[tuple[Transport, str], set[str]] = {}  # SNMP and SIP devices' hosts
         self._status: dict[str, AccountStatus] = {}
         self._active_since: dict[str, datetime] = {}
         self.reload()
@@ -55,7 +55,7 @@ class Gate:
         for aor in device.sip_aor.split():
             self._by_aor[aor] = device
         if device.transport is not Transport.MQTT:
-            self._by_host.setdefault(device.snmp_endpoint()[0], set()).add(device.id)
+            self._by_host.setdefault((device.transport, device.snmp_endpoint()[0]), set()).add(device.id)
 
     def _unindex(self, old: Device) -> None:
         if self._by_address[old.transport].get(old.address) is old:
@@ -64,7 +64,7 @@ class Gate:
             if self._by_aor.get(aor) is old:
                 del self._by_aor[aor]
         if old.transport is not Transport.MQTT:
-            self._by_host.get(old.snmp_endpoint()[0], set()).discard(old.id)
+            self._by_host.get((old.transport, old.snmp_endpoint()[0]), set()).discard(old.id)
 
     def apply(self, event: LifecycleEvent) -> None:
         """Apply an event, reading what it concerns from the registry (blocking: the
@@ -103,12 +103,17 @@ class Gate:
 
     def by_address(self, transport: Transport, address: str) -> Device | None:
         """The device provisioned at this address (an MQTT device's topic root), or None.
-        For SIP, the address is the host a report came from: the one SNMP or SIP device
-        provisioned on that host (None when several share it, behind a NAT say)."""
+        For SIP and SNMP, a bare host (where a report or a trap came from) finds the one
+        device provisioned on that host: for SIP an SNMP or SIP device, for SNMP an SNMP
+        one (None when several share it, behind a NAT say)."""
+        if transport is Transport.MQTT:
+            return self._by_address[transport].get(address)
+        if transport is Transport.SNMP and (found := self._by_address[transport].get(address)):
+            return found  # host:port, as provisioned
+        ids = set(self._by_host.get((transport, address), ()))
         if transport is Transport.SIP:
-            ids = self._by_host.get(address, set())
-            return self._devices.get(next(iter(ids))) if len(ids) == 1 else None
-        return self._by_address[transport].get(address)
+            ids |= self._by_host.get((Transport.SNMP, address), set())
+        return self._devices.get(next(iter(ids))) if len(ids) == 1 else None
 
     def by_sip_identity(self, aor: str) -> Device | None:
         """The device whose `sip_aor` holds this address of record (user@host), or None."""

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from collector.config import ServiceConfig
 from collector.core.interfaces import Source
 from collector.core.records import SourceName
-from collector.decode import Codec, MqttJsonCodec, SnmpCodec, VqRtcpxrCodec
+from collector.decode import Codec, MqttJsonCodec, SnmpCodec, SnmpTrapCodec, VqRtcpxrCodec
 from collector.profiles import ProfileResolver
 from collector.sources.mqtt import MqttSubscriber
 from collector.sources.sip import SipListener
 from collector.sources.snmp import SnmpPoller
+from collector.sources.snmp_traps import TrapListener
 
 
 @dataclass(frozen=True)
@@ -49,5 +50,11 @@ SOURCES: tuple[SourcePlugin, ...] = (
         enabled=lambda config: config.sip.enabled,
         build=lambda config, _profiles: SipListener(config.sip),
         codec=lambda _config: VqRtcpxrCodec(),
+    ),
+    SourcePlugin(
+        "snmp_trap",
+        enabled=lambda config: config.snmp_traps.enabled,
+        build=lambda config, _profiles: TrapListener(config.snmp_traps, config.trap_communities()),
+        codec=lambda _config: SnmpTrapCodec(),
     ),
 )

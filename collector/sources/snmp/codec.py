@@ -328,9 +328,44 @@ def _value(buf: bytes, tag: int, start: int, end: int, pos: int) -> RawValue | N
     raise _tag_error(tag, pos, "a varbind value type")
 
 
+_SNMPV2_TRAP = 0xA7
+_INFORM_REQUEST = 0xA6
+_NOTIFICATIONS = frozenset({_SNMPV2_TRAP, _INFORM_REQUEST})
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A v2c SNMPv2-Trap or InformRequest. `response` is the Response-PDU that acknowledges
+    an inform (RFC 3416 4.2.7: the same request-id and variable-bindings), None for a trap."""
+
+    inform: bool
+    community: bytes
+    request_id: int
+    varbinds: list[tuple[str, RawValue | None]]
+    response: bytes | None
+
+
+def decode_notification(packet: bytes) -> Notification:
+    """Decode a v2c trap or inform. Raises only CodecError."""
+    buf = packet if type(packet) is bytes else bytes(packet)
+    answer, tag, tag_at = _decode(buf, None, _NOTIFICATIONS)
+    if answer.error_status or answer.error_index:
+        raise CodecError("a notification's error-status and error-index must be 0", tag_at)
+    response = buf[:tag_at] + bytes([_GET_RESPONSE]) + buf[tag_at + 1 :] if tag == _INFORM_REQUEST else None
+    return Notification(
+        tag == _INFORM_REQUEST, answer.community, answer.request_id, answer.varbinds, response
+    )
+
+
 def decode_response(packet: bytes, community: bytes | None = None) -> Response:
     """Decode a v2c GetResponse; ``community``, if given, must match. Raises only CodecError."""
     buf = packet if type(packet) is bytes else bytes(packet)  # bytearray/memoryview: slice to bytes
+    return _decode(buf, community, None)[0]
+
+
+def _decode(buf: bytes, community: bytes | None, accept: frozenset[int] | None) -> tuple[Response, int, int]:
+    """The message, its PDU tag and where that tag is. `accept`: the PDU tags taken (None:
+    a GetResponse only)."""
     total = len(buf)
     start, end = _header(buf, 0, total, _SEQUENCE)
     if end != total:
@@ -347,10 +382,16 @@ def decode_response(packet: bytes, community: bytes | None = None) -> Response:
     if community is not None and sent_community != community:
         raise CodecError("community mismatch", pos)
 
-    pos = cend
-    if pos < end and buf[pos] in _PDU_TAGS:
-        raise CodecError(f"not a GetResponse PDU (tag 0x{buf[pos]:02x})", pos)
-    start, pdu_end = _header(buf, pos, end, _GET_RESPONSE)
+    tag_at = pos = cend
+    if accept is None:
+        if pos < end and buf[pos] in _PDU_TAGS:
+            raise CodecError(f"not a GetResponse PDU (tag 0x{buf[pos]:02x})", pos)
+        pdu_tag = _GET_RESPONSE
+    else:
+        pdu_tag = buf[pos] if pos < end else -1
+        if pdu_tag not in accept:
+            raise CodecError(f"not an SNMPv2-Trap or InformRequest PDU (tag 0x{max(pdu_tag, 0):02x})", pos)
+    start, pdu_end = _header(buf, pos, end, pdu_tag)
     if pdu_end != end:
         raise CodecError("unexpected bytes after PDU", pdu_end)
 
@@ -439,4 +480,4 @@ def decode_response(packet: bytes, community: bytes | None = None) -> Response:
 
     if error_index > len(varbinds):
         raise CodecError("error-index exceeds the number of varbinds", error_index_at)
-    return Response(request_id, error_status, error_index, varbinds, sent_community)
+    return Response(request_id, error_status, error_index, varbinds, sent_community), pdu_tag, tag_at
