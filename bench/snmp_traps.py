@@ -1,0 +1,246 @@
+"""v2c informs per second, end to end: a sender process sends InformRequests (sysUpTime,
+snmpTrapOID and a firmware version: two records each) with 1,000 in flight, resending one
+unanswered after 0.5 s as agents do, to `hookflash run`, which acknowledges each once its
+records are written to the embedded store. Timed from the first inform to the last
+acknowledgement; hookflash's CPU time read from /proc.
+
+Baseline, in the same run and the same way: a bare asyncio responder in its own process
+that acknowledges every inform (the datagram with its PDU tag turned into a Response) and
+does nothing else.
+
+Usage: python bench/snmp_traps.py [--informs N] [--rounds 3]
+Last line: `RESULT informs_per_s=… per_core=… baseline_per_s=… ratio_vs_baseline=…` (medians)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from factories import snmp_device  # noqa: E402
+from provisioning.registry import Registry  # noqa: E402
+
+WINDOW = 1000
+COMMUNITY = b"bench"
+RESPONDER = """
+import asyncio, socket, sys
+class P(asyncio.DatagramProtocol):
+    def connection_made(self, t): self.t = t
+    def datagram_received(self, d, a):
+        at = pdu_at(d)
+        self.t.sendto(d[:at] + b"\\xa2" + d[at + 1:], a)
+def content(d, pos):
+    n = d[pos + 1]
+    if n < 0x80:
+        return pos + 2, pos + 2 + n
+    k = n & 0x7F
+    return pos + 2 + k, pos + 2 + k + int.from_bytes(d[pos + 2:pos + 2 + k], "big")
+def pdu_at(d):
+    pos = content(d, 0)[0]  # into the message SEQUENCE
+    pos = content(d, pos)[1]  # past the version
+    return content(d, pos)[1]  # past the community: the PDU tag
+async def main():
+    loop = asyncio.get_running_loop()
+    t, _ = await loop.create_datagram_endpoint(P, local_addr=("127.0.0.1", int(sys.argv[1])))
+    t.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    length = (
+        bytes([n])
+        if n < 0x80
+        else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    )
+    return bytes([tag]) + length + content
+
+
+def _oid(text: str) -> bytes:
+    parts = [int(p) for p in text.split(".")]
+    out = bytearray([40 * parts[0] + parts[1]])
+    for part in parts[2:]:
+        chunk = [part & 0x7F]
+        part >>= 7
+        while part:
+            chunk.append(0x80 | (part & 0x7F))
+            part >>= 7
+        out += bytes(reversed(chunk))
+    return _tlv(0x06, bytes(out))
+
+
+def _int(value: int, tag: int = 0x02) -> bytes:
+    return _tlv(tag, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True))
+
+
+def inform(request_id: int, version: str) -> bytes:
+    varbinds = b"".join(
+        _tlv(0x30, name + value)
+        for name, value in (
+            (_oid("1.3.6.1.2.1.1.3.0"), _int(360000 + request_id, 0x43)),
+            (_oid("1.3.6.1.6.3.1.1.4.1.0"), _oid("1.3.6.1.4.1.42397.1.2.100")),
+            (_oid("1.3.6.1.2.1.47.1.1.1.1.10.1"), _tlv(0x04, version.encode())),
+        )
+    )
+    pdu = _tlv(0xA6, _int(request_id) + _int(0) + _int(0) + _tlv(0x30, varbinds))
+    return _tlv(0x30, _int(1) + _tlv(0x04, COMMUNITY) + pdu)
+
+
+def _content(message: bytes, pos: int) -> tuple[int, int]:
+    """Where the TLV at `pos` holds its content, and where it ends."""
+    n = message[pos + 1]
+    if n < 0x80:
+        return pos + 2, pos + 2 + n
+    k = n & 0x7F
+    return pos + 2 + k, pos + 2 + k + int.from_bytes(message[pos + 2 : pos + 2 + k], "big")
+
+
+def _request_id(message: bytes) -> int:
+    pos = _content(message, 0)[0]  # into the message
+    pos = _content(message, _content(message, pos)[1])[1]  # past the version and the community
+    start, end = _content(message, _content(message, pos)[0])  # the PDU's first INTEGER
+    return int.from_bytes(message[start:end], "big", signed=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def send_all(port: int, payloads: list[bytes]) -> tuple[float, int]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.settimeout(0.05)
+    pending: dict[int, float] = {}
+    started = time.perf_counter()
+    last_answer = next_check = started
+    sent = answered = 0
+    try:
+        while answered < len(payloads) and time.perf_counter() - last_answer < 10:
+            while sent < len(payloads) and len(pending) < WINDOW:
+                sock.sendto(payloads[sent], ("127.0.0.1", port))
+                pending[sent + 1] = time.perf_counter()
+                sent += 1
+            try:
+                data = sock.recv(65535)
+            except TimeoutError:
+                data = b""
+            if data and pending.pop(_request_id(data), None) is not None:
+                answered += 1
+                last_answer = time.perf_counter()
+            now = time.perf_counter()
+            if now >= next_check:
+                next_check = now + 0.1
+                for n, at in list(pending.items()):
+                    if now - at > 0.5:
+                        sock.sendto(payloads[n - 1], ("127.0.0.1", port))
+                        pending[n] = now
+    finally:
+        sock.close()
+    return last_answer - started, answered
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stored(data: Path) -> int:
+    db = sqlite3.connect(data / "telemetry.db")
+    try:
+        return int(db.execute("SELECT count(*) FROM telemetry WHERE kind = 'firmware'").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def hookflash_round(work: Path, count: int) -> tuple[float, float]:
+    data = work / "data"
+    Registry(data / "registry.db").import_devices([snmp_device(1, "acct-1", port=16161)], source="bench")
+    port = free_port()
+    config = work / "hookflash.toml"
+    config.write_text(
+        'data_dir = "data"\n[snmp]\nenabled = false\n'
+        f'[snmp_traps]\nenabled = true\nlisten = "127.0.0.1:{port}"\n'
+        '[credentials.default]\ncommunity = "bench"\n'
+    )
+    payloads = [inform(n + 1, f"1.0.{n}") for n in range(count)]
+    log_path = work / "hookflash.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "collector.cli.main", "run", "-c", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while b"trap and inform listener" not in log_path.read_bytes():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise SystemExit(f"hookflash did not start:\n{log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        cpu_before = cpu_seconds(process.pid)
+        seconds, answered = send_all(port, payloads)
+        cpu = cpu_seconds(process.pid) - cpu_before
+        if answered < count or stored(data) < count:
+            raise SystemExit(f"only {answered} of {count} acknowledged, {stored(data)} stored")
+    finally:
+        process.terminate()
+        process.wait(30)
+    return count / seconds, count / cpu
+
+
+def baseline_round(count: int) -> float:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", RESPONDER, str(port)])
+    try:
+        time.sleep(1.0)
+        seconds, answered = send_all(port, [inform(n + 1, f"1.0.{n}") for n in range(count)])
+        if answered < count:
+            raise SystemExit(f"baseline acknowledged {answered} of {count}")
+        return count / seconds
+    finally:
+        process.kill()
+        process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--informs", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rates, per_core, baselines = [], [], []
+    for n in range(args.rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            rate, core = hookflash_round(Path(tmp), args.informs)
+        base = baseline_round(args.informs)
+        rates.append(rate)
+        per_core.append(core)
+        baselines.append(base)
+        print(
+            f"round {n + 1}: hookflash {rate:,.0f} informs/s ({core:,.0f} per CPU-second), "
+            f"bare responder {base:,.0f}/s"
+        )
+    rate, core, base = statistics.median(rates), statistics.median(per_core), statistics.median(baselines)
+    print(
+        f"RESULT informs_per_s={rate:.0f} per_core={core:.0f} baseline_per_s={base:.0f} "
+        f"ratio_vs_baseline={rate / base:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
