@@ -9,7 +9,7 @@ from collector.core.records import FieldValue, Kind, TelemetryRecord
 from collector.core.stats import Stats
 from collector.decode import Codec, MqttJsonCodec, SnmpCodec
 from collector.gate import Gate
-from collector.profiles import ProfileResolver, load_profiles
+from collector.profiles import ProfileResolver, SnmpFieldSpec, load_profiles
 from collector.retention import RetentionPolicy
 from collector.runtime.intake import Intake
 from collector.runtime.pipeline import Pipeline
@@ -111,3 +111,39 @@ def intake_for(
     codecs: dict[str, Codec] = {"mqtt": MqttJsonCodec(), "snmp": SnmpCodec()}
     profiles = ProfileResolver(load_profiles())
     return Intake(gate, profiles, codecs, Tagger(policy), pipeline, stats), pipeline
+
+
+def plausible(spec: SnmpFieldSpec, raw: int) -> int:
+    """`raw` if its scaled value is in the field's plausible range, else a raw value near
+    the middle of the range (out-of-range values quarantine the record; test_strict_input)."""
+    scale = spec.scale or 1.0
+    low = spec.min if spec.min is not None else float("-inf")
+    high = spec.max if spec.max is not None else float("inf")
+    if low <= raw * scale <= high:
+        return raw
+    if spec.min is not None and spec.max is not None:
+        target = (low + high) / 2
+    else:
+        target = low if spec.min is not None else high
+    return int(target / scale)
+
+
+def served(spec: SnmpFieldSpec) -> tuple[tuple[str, str | int], FieldValue]:
+    """What the agent serves for a field, and what hookflash must make of it."""
+    if spec.type == "enum":
+        assert spec.enum is not None
+        key = sorted(spec.enum)[-1]
+        return (("integer", int(key)) if key.isdigit() else ("octet_str", key)), spec.enum[key]
+    if spec.type == "int":
+        raw = plausible(spec, 42)
+        return ("integer", raw), round(raw * spec.scale) if spec.scale else raw
+    if spec.type == "float":
+        raw = plausible(spec, 387)
+        return ("gauge", raw), round(raw * (spec.scale or 1.0), 6)
+    if spec.type == "timeticks_s":
+        return ("timeticks", 123456), 1234
+    if spec.type == "oid":
+        return ("object_id", "1.3.6.1.4.1.99999.7"), "1.3.6.1.4.1.99999.7"
+    if spec.type == "mac":
+        return ("octet_str", "00-0B-82-AB-CD-EF"), "00:0b:82:ab:cd:ef"
+    return ("octet_str", f"  {spec.field}-value\x00"), f"{spec.field}-value"  # DisplayString cleanup

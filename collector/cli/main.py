@@ -7,6 +7,7 @@ import click
 from collector.cli.demo import demo
 from collector.cli.influx_cmds import influx
 from collector.cli.privacy_cmds import privacy, receipts
+from collector.cli.profile_cmds import profiles
 from collector.cli.query_cmds import audit, quarantine, query, sweep
 from collector.cli.registry_cmds import accounts, devices
 from collector.cli.rollout_cmds import rollout
@@ -22,6 +23,7 @@ def cli() -> None:
 for command in (demo, run, devices, accounts, query, quarantine, audit, sweep, privacy, receipts, rollout):
     cli.add_command(command)
 cli.add_command(influx)
+cli.add_command(profiles)
 
 
 if __name__ == "__main__":
