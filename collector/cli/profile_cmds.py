@@ -11,6 +11,7 @@ import click
 
 from collector.cli.common import config_option, console, emit, fail_cleanly, format_option
 from collector.cli.profile_check import check_agent
+from collector.cli.profile_walk import parse_walk, starting_profile
 from collector.config import load_config
 from collector.profiles import load_profiles
 from collector.profiles.loader import ProfileSet
@@ -142,3 +143,31 @@ def check_profile(name: str, agent: str, credential: str, config_path: Path, tim
     if missing:
         console.print(f"{len(missing)} declared field(s) missing: {', '.join(f.field for f in missing)}")
         raise SystemExit(1)
+
+
+@profiles.command("new")
+@click.option(
+    "--from-walk",
+    "walk_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="`snmpwalk -On` output of the model's agent.",
+)
+@click.option("--vendor", required=True)
+@click.option("--model", required=True)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout)."
+)
+@fail_cleanly
+def new_profile(walk_file: Path, vendor: str, model: str, output: Path | None) -> None:
+    """A starting profile for a model no profile covers, from an snmpwalk of its agent:
+    extends generic, one entry per scalar generic does not read, types guessed from the
+    values. Review every entry before use (the file says how)."""
+    walked = parse_walk(walk_file.read_text(encoding="utf-8", errors="replace"))
+    covered = {s.oid for s in load_profiles().get("generic").snmp}
+    text = starting_profile(walked, vendor, model, covered)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        console.print(f"wrote {output}; check it with: hookflash profiles show {output.stem} -c CONFIG")

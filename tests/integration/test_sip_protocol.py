@@ -5,6 +5,7 @@ phones and stopped accounts (P1, P4)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 import ssl
@@ -17,7 +18,7 @@ from certs import make_tls_files
 from collector.config import ServiceConfig, SnmpConfig
 from collector.config.sip import SipConfig
 from collector.sinks.sqlite import TelemetryQueries
-from provisioning.models import AccountStatus
+from provisioning.receipts import Action, ReceiptStatus
 from provisioning.registry import Registry
 from runner import RunningService, eventually
 from sip import header, publish, report, sip_device, status, udp_exchange
@@ -199,17 +200,17 @@ def test_a_second_address_of_record_and_a_stopped_account(running) -> None:  # t
     sender = "sip:carol@desk.example.org"
     assert status(udp_exchange(sip, publish(sip, report("call-carol", local=sender), sender=sender))) == 200
     eventually(lambda: len(records(running[1], "call-carol")) == 2, what="carol's report")
-    registry = Registry(running[1] / "registry.db")
-    registry.set_status("acct-2", AccountStatus.REVOKED, reason="test")
-    registry.close()
     service = running[0].service
     assert service is not None
-    eventually(lambda: not service.gate.account_active("acct-2"), what="the revocation applied")
+    receipt, _ = service.deactivator.request(Action.REVOKE, "acct-2", reason="test")  # as billing would
+    done = asyncio.run_coroutine_threadsafe(service.deactivator.process(receipt), running[0].loop).result(15)
+    assert done.status is ReceiptStatus.DONE
+    assert not service.gate.account_active("acct-2")
     answer = udp_exchange(sip, publish(sip, report("call-carol-after", local=sender), sender=sender))
     assert status(answer) == 200  # answered, so the phone does not retry forever
     assert records(running[1], "call-carol-after") == []
     # ended with the account (P5): call quality is folded into aggregates without identifiers
-    eventually(lambda: records(running[1], "call-carol") == [], what="carol's records ended")
+    assert records(running[1], "call-carol") == []
 
 
 def test_tls_for_sips(tmp_path: Path) -> None:
