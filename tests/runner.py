@@ -4,6 +4,7 @@ call other processes (snmpget, the CLI) while collection goes on."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -47,6 +48,12 @@ class RunningService:
         asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(timeout=15)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        # Service.start froze the objects alive then (tune_gc): right for a process that runs
+        # one service, but here the next test runs another, and a frozen object in a cycle
+        # (a connection, a socket) would never be collected: 15-20 fds a test, and past
+        # 1,024 paho's select() fails. Give them back to the collector.
+        gc.unfreeze()
+        gc.collect()
 
     @property
     def stats(self):  # type: ignore[no-untyped-def]
