@@ -15,23 +15,20 @@ Last line: `RESULT informs_per_s=… per_core=… baseline_per_s=… ratio_vs_ba
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from udp_load import cpu_seconds, free_port, rounds, send_windowed, start_hookflash, start_responder  # noqa: E402
 
 from factories import snmp_device  # noqa: E402
 from provisioning.registry import Registry  # noqa: E402
 
-WINDOW = 1000
 COMMUNITY = b"bench"
 RESPONDER = """
 import asyncio, socket, sys
@@ -115,50 +112,6 @@ def _request_id(message: bytes) -> int:
     return int.from_bytes(message[start:end], "big", signed=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def send_all(port: int, payloads: list[bytes]) -> tuple[float, int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.settimeout(0.05)
-    pending: dict[int, float] = {}
-    started = time.perf_counter()
-    last_answer = next_check = started
-    sent = answered = 0
-    try:
-        while answered < len(payloads) and time.perf_counter() - last_answer < 10:
-            while sent < len(payloads) and len(pending) < WINDOW:
-                sock.sendto(payloads[sent], ("127.0.0.1", port))
-                pending[sent + 1] = time.perf_counter()
-                sent += 1
-            try:
-                data = sock.recv(65535)
-            except TimeoutError:
-                data = b""
-            if data and pending.pop(_request_id(data), None) is not None:
-                answered += 1
-                last_answer = time.perf_counter()
-            now = time.perf_counter()
-            if now >= next_check:
-                next_check = now + 0.1
-                for n, at in list(pending.items()):
-                    if now - at > 0.5:
-                        sock.sendto(payloads[n - 1], ("127.0.0.1", port))
-                        pending[n] = now
-    finally:
-        sock.close()
-    return last_answer - started, answered
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def stored(data: Path) -> int:
     db = sqlite3.connect(data / "telemetry.db")
     try:
@@ -169,46 +122,39 @@ def stored(data: Path) -> int:
         db.close()
 
 
-def hookflash_round(work: Path, count: int) -> tuple[float, float]:
-    data = work / "data"
-    Registry(data / "registry.db").import_devices([snmp_device(1, "acct-1", port=16161)], source="bench")
-    port = free_port()
-    config = work / "hookflash.toml"
-    config.write_text(
-        'data_dir = "data"\n[snmp]\nenabled = false\n'
-        f'[snmp_traps]\nenabled = true\nlisten = "127.0.0.1:{port}"\n'
-        '[credentials.default]\ncommunity = "bench"\n'
-    )
-    payloads = [inform(n + 1, f"1.0.{n}") for n in range(count)]
-    log_path = work / "hookflash.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "collector.cli.main", "run", "-c", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+def send_all(port: int, payloads: list[bytes]) -> tuple[float, int]:
+    return send_windowed(port, payloads, list(range(1, len(payloads) + 1)), _request_id)
+
+
+def hookflash_round(count: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = work / "data"
+        Registry(data / "registry.db").import_devices([snmp_device(1, "acct-1", port=16161)], source="bench")
+        port = free_port()
+        payloads = [inform(n + 1, f"1.0.{n}") for n in range(count)]
+        config = (
+            'data_dir = "data"\n[snmp]\nenabled = false\n'
+            f'[snmp_traps]\nenabled = true\nlisten = "127.0.0.1:{port}"\n'
+            '[credentials.default]\ncommunity = "bench"\n'
         )
-    try:
-        deadline = time.monotonic() + 30
-        while b"trap and inform listener" not in log_path.read_bytes():
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"hookflash did not start:\n{log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        cpu_before = cpu_seconds(process.pid)
-        seconds, answered = send_all(port, payloads)
-        cpu = cpu_seconds(process.pid) - cpu_before
-        if answered < count or stored(data) < count:
-            raise SystemExit(f"only {answered} of {count} acknowledged, {stored(data)} stored")
-    finally:
-        process.terminate()
-        process.wait(30)
+        process = start_hookflash(work, config, b"trap and inform listener")
+        try:
+            cpu_before = cpu_seconds(process.pid)
+            seconds, answered = send_all(port, payloads)
+            cpu = cpu_seconds(process.pid) - cpu_before
+            if answered < count or stored(data) < count:
+                raise SystemExit(f"only {answered} of {count} acknowledged, {stored(data)} stored")
+        finally:
+            process.terminate()
+            process.wait(30)
     return count / seconds, count / cpu
 
 
 def baseline_round(count: int) -> float:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", RESPONDER, str(port)])
+    process = start_responder(RESPONDER, port)
     try:
-        time.sleep(1.0)
         seconds, answered = send_all(port, [inform(n + 1, f"1.0.{n}") for n in range(count)])
         if answered < count:
             raise SystemExit(f"baseline acknowledged {answered} of {count}")
@@ -223,23 +169,7 @@ def main() -> None:
     parser.add_argument("--informs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    rates, per_core, baselines = [], [], []
-    for n in range(args.rounds):
-        with tempfile.TemporaryDirectory() as tmp:
-            rate, core = hookflash_round(Path(tmp), args.informs)
-        base = baseline_round(args.informs)
-        rates.append(rate)
-        per_core.append(core)
-        baselines.append(base)
-        print(
-            f"round {n + 1}: hookflash {rate:,.0f} informs/s ({core:,.0f} per CPU-second), "
-            f"bare responder {base:,.0f}/s"
-        )
-    rate, core, base = statistics.median(rates), statistics.median(per_core), statistics.median(baselines)
-    print(
-        f"RESULT informs_per_s={rate:.0f} per_core={core:.0f} baseline_per_s={base:.0f} "
-        f"ratio_vs_baseline={rate / base:.3f}"
-    )
+    rounds(args.informs, args.rounds, hookflash_round, baseline_round, "informs", "informs_per_s")
 
 
 if __name__ == "__main__":
