@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from udp_load import cpu_seconds, free_port, rounds, send_windowed, start_hookflash, start_responder  # noqa: E402
+from udp_load import baseline_rate, cpu_seconds, free_port, rounds, send_windowed, start_hookflash  # noqa: E402
 
 from factories import snmp_device  # noqa: E402
 from provisioning.registry import Registry  # noqa: E402
@@ -152,16 +152,7 @@ def hookflash_round(count: int) -> tuple[float, float]:
 
 
 def baseline_round(count: int) -> float:
-    port = free_port()
-    process = start_responder(RESPONDER, port)
-    try:
-        seconds, answered = send_all(port, [inform(n + 1, f"1.0.{n}") for n in range(count)])
-        if answered < count:
-            raise SystemExit(f"baseline acknowledged {answered} of {count}")
-        return count / seconds
-    finally:
-        process.kill()
-        process.wait()
+    return baseline_rate(RESPONDER, lambda _port: [inform(n + 1, f"1.0.{n}") for n in range(count)], send_all)
 
 
 def main() -> None:

@@ -97,6 +97,23 @@ def start_responder(code: str, port: int) -> subprocess.Popen[bytes]:
     return process
 
 
+def baseline_rate(
+    code: str, payloads: Callable[[int], list[bytes]], send: Callable[[int, list[bytes]], tuple[float, int]]
+) -> float:
+    """Requests a second a bare responder (`code`, run with its port) answers, sent by `send`."""
+    port = free_port()
+    process = start_responder(code, port)
+    try:
+        batch = payloads(port)
+        seconds, answered = send(port, batch)
+        if answered < len(batch):
+            raise SystemExit(f"the bare responder answered {answered} of {len(batch)}")
+        return len(batch) / seconds
+    finally:
+        process.kill()
+        process.wait()
+
+
 def rounds(
     count: int,
     n_rounds: int,
