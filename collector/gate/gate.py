@@ -68,15 +68,18 @@ class Gate:
 
     def apply(self, event: LifecycleEvent) -> None:
         """Apply an event, reading what it concerns from the registry (blocking: the
-        running service reads in a worker thread and calls `update`)."""
+        running service calls `read` in a worker thread, then `update`)."""
+        self.update(event, *self.read(event))
+
+    def read(self, event: LifecycleEvent) -> tuple[Device | None, Account | None]:
+        """What `update` needs from the registry for an event (blocking SQLite reads): the
+        event's device as it is now (None: removed, or not a device event), and its account
+        when this gate has not seen that account yet."""
         device = self._registry.device(event.device_id) if event.device_id is not None else None
         account = None
-        if device is not None and not self.knows_account(device.account_id):
+        if device is not None and device.account_id not in self._status:
             account = self._registry.account(device.account_id)
-        self.update(event, device, account)
-
-    def knows_account(self, account_id: str) -> bool:
-        return account_id in self._status
+        return device, account
 
     def update(self, event: LifecycleEvent, device: Device | None, account: Account | None = None) -> None:
         """Apply an event with what the registry holds now: for a device event, the device
@@ -110,9 +113,9 @@ class Gate:
             return self._by_address[transport].get(address)
         if transport is Transport.SNMP and (found := self._by_address[transport].get(address)):
             return found  # host:port, as provisioned
-        ids = set(self._by_host.get((transport, address), ()))
+        ids = self._by_host.get((transport, address), set())
         if transport is Transport.SIP:
-            ids |= self._by_host.get((Transport.SNMP, address), set())
+            ids = ids | self._by_host.get((Transport.SNMP, address), set())
         return self._devices.get(next(iter(ids))) if len(ids) == 1 else None
 
     def by_sip_identity(self, aor: str) -> Device | None:

@@ -141,14 +141,7 @@ class LifecycleWatcher:
     def _read_changes(self, after: int) -> list[Change]:
         """In a worker thread: the events after `after`, each with what the gate needs to
         apply it (the device as it is now, and its account)."""
-        changes = []
-        for event in self._registry.events_since(after):
-            device = self._registry.device(event.device_id) if event.device_id is not None else None
-            account = None
-            if device is not None and not self._gate.knows_account(device.account_id):
-                account = self._registry.account(device.account_id)
-            changes.append(Change(event, device, account))
-        return changes
+        return [Change(event, *self._gate.read(event)) for event in self._registry.events_since(after)]
 
     def _handle(self, change: Change) -> None:
         event = change.event

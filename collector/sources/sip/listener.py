@@ -19,16 +19,14 @@ import logging
 import secrets
 import socket
 import ssl
-import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
 from collector.config.sip import SipConfig, parse_listen
 from collector.core.interfaces import SourceContext, Verdict
 from collector.core.records import Received
+from collector.sources.answers import PENDING, RecentAnswers
 from collector.sources.sip.message import (
     ParseError,
     Request,
@@ -46,16 +44,9 @@ EVENT = "vq-rtcpxr"
 CONTENT_TYPE = "application/vq-rtcpxr"
 ALLOW = "PUBLISH, OPTIONS"
 TRANSACTION_S = 32.0  # RFC 3261 Timer J for UDP (64*T1): how long a response is resent
-MAX_TRANSACTIONS = 100_000
+_QUARANTINED = '399 hookflash "the report is malformed; set aside with the reason"'
 UDP_BUFFER = 4 << 20
 Send = Callable[[bytes], None]
-
-
-@dataclass
-class _Transaction:
-    started: float
-    response: bytes | None = None  # None: the report is still being settled
-    verdict: Verdict | None = None
 
 
 class SipListener:
@@ -69,7 +60,7 @@ class SipListener:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.Server] = []
-        self._transactions: OrderedDict[tuple[str, ...], _Transaction] = OrderedDict()
+        self._transactions = RecentAnswers(TRANSACTION_S)
         self._connections: set[asyncio.StreamWriter] = set()
         self._tag = secrets.token_hex(4)
         self.ports: dict[str, int] = {}  # transport -> the port bound (for listen = ":0")
@@ -153,13 +144,11 @@ class SipListener:
         if request.method == "ACK":
             return  # acknowledges a final response to an INVITE: no answer (RFC 3261 17.2.1)
         key = request.transaction_key()
-        now = time.monotonic()
-        self._expire(now)
         known = self._transactions.get(key)
         if known is not None:
             self.retransmissions += 1
-            if known.response is not None:
-                send(known.response)
+            if known is not PENDING:
+                send(known)
             return
         if request.method == "OPTIONS":
             self._answer(key, request, 200, send, [("Allow", ALLOW), ("Accept", CONTENT_TYPE)])
@@ -170,28 +159,25 @@ class SipListener:
         elif _token(request.one("content-type")) != CONTENT_TYPE:
             self._answer(key, request, 415, send, [("Accept", CONTENT_TYPE)])
         else:
-            self._publish(key, request, peer, transport, send, now)
+            self._publish(key, request, peer, transport, send)
 
     def _publish(
-        self,
-        key: tuple[str, ...],
-        request: Request,
-        peer: tuple[str, int],
-        transport: str,
-        send: Send,
-        now: float,
+        self, key: tuple[str, ...], request: Request, peer: tuple[str, int], transport: str, send: Send
     ) -> None:
         assert self._context is not None and self._loop is not None
         loop = self._loop
-        transaction = self._transactions[key] = _Transaction(now)
+        self._transactions.put(key)
+        verdict: list[Verdict] = []  # the intake's, known before `settled` runs (call_soon)
 
         def settled() -> None:
-            status = 400 if transaction.verdict is Verdict.QUARANTINED else 200
-            extra = [("SIP-ETag", secrets.token_hex(6)), ("Expires", "0")] if status == 200 else []
-            if status == 400:
-                extra = [("Warning", '399 hookflash "the report is malformed; set aside with the reason"')]
-            transaction.response = response(request, status, self._tag, extra)
-            send(transaction.response)
+            if verdict and verdict[0] is Verdict.QUARANTINED:
+                answer = response(request, 400, self._tag, [("Warning", _QUARANTINED)])
+            else:
+                answer = response(
+                    request, 200, self._tag, [("SIP-ETag", secrets.token_hex(6)), ("Expires", "0")]
+                )
+            self._transactions.put(key, answer)
+            send(answer)
 
         def ack() -> None:  # from the loop or the writer thread
             loop.call_soon_threadsafe(settled)
@@ -200,26 +186,19 @@ class SipListener:
         origin = f"{request.one('from') or ''} from {peer[0]}:{peer[1]}"
         if transport != "udp":
             origin += f";transport={transport}"
-        item = Received("sip", origin, request.body, datetime.now(UTC), ack)
-        transaction.verdict = self._context.intake.receive(item)
-        if transaction.verdict is Verdict.REFUSED:  # full: the phone may send it again later
-            del self._transactions[key]
+        verdict.append(
+            self._context.intake.receive(Received("sip", origin, request.body, datetime.now(UTC), ack))
+        )
+        if verdict[0] is Verdict.REFUSED:  # full: the phone may send it again later
+            self._transactions.forget(key)
             send(response(request, 503, self._tag, [("Retry-After", "5")]))
 
     def _answer(
         self, key: tuple[str, ...], request: Request, status: int, send: Send, extra: list[tuple[str, str]]
     ) -> None:
         answer = response(request, status, self._tag, extra)
-        self._transactions[key] = _Transaction(time.monotonic(), answer)
+        self._transactions.put(key, answer)
         send(answer)
-
-    def _expire(self, now: float) -> None:
-        transactions = self._transactions
-        while transactions:
-            first = next(iter(transactions.values()))
-            if now - first.started < TRANSACTION_S and len(transactions) < MAX_TRANSACTIONS:
-                break
-            transactions.popitem(last=False)
 
     # -- TCP and TLS -------------------------------------------------------------------------------
 

@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import OrderedDict
 from datetime import UTC, datetime
 
 from collector.config.sip import parse_listen
 from collector.config.snmp import TrapConfig
 from collector.core.interfaces import SourceContext, Verdict
 from collector.core.records import Received, Varbinds
+from collector.sources.answers import PENDING, RecentAnswers
 from collector.sources.snmp.codec import CodecError, decode_notification
 from provisioning.events import LifecycleEvent
 
 log = logging.getLogger(__name__)
 INFORM_MEMORY_S = 30.0
-MAX_INFORMS = 100_000
 
 
 class TrapListener:
@@ -40,8 +38,7 @@ class TrapListener:
         self._context: SourceContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.DatagramTransport | None = None
-        # (host, port, request-id) -> (when, the Response PDU once settled, else None)
-        self._informs: OrderedDict[tuple[str, int, int], tuple[float, bytes | None]] = OrderedDict()
+        self._informs = RecentAnswers(INFORM_MEMORY_S)  # (host, port, request-id) -> Response PDU
         self.port = 0
         self.refused = 0  # not a v2c notification, or a community not configured
 
@@ -76,22 +73,19 @@ class TrapListener:
             log.debug("a notification from %s:%d with a community not configured", *peer)
             return
         transport, loop = self._transport, self._loop
-        now = time.monotonic()
-        self._forget(now)
         key = (peer[0], peer[1], note.request_id)
-        if note.inform and key in self._informs:  # a retransmission
-            answer = self._informs[key][1]
-            if answer is not None:
+        if note.inform and (answer := self._informs.get(key)) is not None:  # a retransmission
+            if answer is not PENDING:
                 transport.sendto(answer, peer)
             return
         ack = None
         if note.inform:
-            self._informs[key] = (now, None)
+            self._informs.put(key)
             response = note.response
             assert response is not None
 
             def settled() -> None:
-                self._informs[key] = (now, response)
+                self._informs.put(key, response)
                 if not transport.is_closing():
                     transport.sendto(response, peer)
 
@@ -102,15 +96,7 @@ class TrapListener:
         varbinds = Varbinds(dict(note.varbinds))
         item = Received("snmp_trap", f"{peer[0]}:{peer[1]}", varbinds, datetime.now(UTC), ack)
         if self._context.intake.receive(item) is Verdict.REFUSED and note.inform:
-            del self._informs[key]  # unacknowledged: the sender tries again
-
-    def _forget(self, now: float) -> None:
-        informs = self._informs
-        while informs:
-            first = next(iter(informs.values()))
-            if now - first[0] < INFORM_MEMORY_S and len(informs) < MAX_INFORMS:
-                break
-            informs.popitem(last=False)
+            self._informs.forget(key)  # unacknowledged: the sender tries again
 
 
 class _Datagrams(asyncio.DatagramProtocol):
