@@ -231,16 +231,15 @@ class ServiceConfig(_Section):
     def resolved_credentials(self) -> dict[str, ResolvedCredential]:
         return {name: cred.resolved(name) for name, cred in self.credentials.items()}
 
-    def trap_communities(self) -> frozenset[bytes]:
-        """The communities a trap or inform may carry: the v2c credential sets' (those
-        `snmp_traps.communities_from` names, or all)."""
-        names = self.snmp_traps.communities_from or list(self.credentials)
+    def trap_credentials(self) -> list[ResolvedCredential]:
+        """The credential sets a trap or inform may come with (`snmp_traps.credentials_from`
+        names, or all): v2c communities and v3 users."""
+        names = self.snmp_traps.credentials_from or list(self.credentials)
         unknown = [n for n in names if n not in self.credentials]
         if unknown:
             names_text = ", ".join(map(repr, unknown))
-            raise ConfigError(f"snmp_traps.communities_from: no credential set {names_text}")
-        chosen = [self.credentials[n].resolved(n) for n in names]
-        return frozenset(c.community.encode() for c in chosen if c.version == "v2c" and c.community)
+            raise ConfigError(f"snmp_traps.credentials_from: no credential set {names_text}")
+        return [self.credentials[n].resolved(n) for n in names]
 
 
 def config_from_dict(data: dict[str, Any], origin: str) -> ServiceConfig:

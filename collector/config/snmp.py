@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from collector.config.sip import parse_listen
 from collector.core.errors import ConfigError
@@ -22,6 +22,10 @@ def from_env(variable: str, what: str) -> str:
     if not value:
         raise ConfigError(f"{what} names environment variable {variable}, which is not set")
     return value
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 class _Section(BaseModel):
@@ -128,14 +132,28 @@ class ResolvedCredential:
 
 
 class TrapConfig(_Section):
-    """`[snmp_traps]`: a listener for v2c traps and informs. 162 needs privileges: the
-    default is an unprivileged port (README: how to redirect 162 to it)."""
+    """`[snmp_traps]`: a listener for v2c and v3 traps and informs. 162 needs privileges:
+    the default is an unprivileged port (README: how to redirect 162 to it)."""
 
     enabled: bool = False
     listen: str = "127.0.0.1:10162"
-    # The communities taken: those of these credential sets (names in `credentials`; empty:
-    # every v2c set). A notification with another community is dropped and counted.
-    communities_from: list[str] = Field(default_factory=list)
+    # The credential sets taken (names in `credentials`; empty: every set): v2c sets give the
+    # communities, v3 sets the USM users. Anything else is dropped and counted.
+    # `communities_from` is the name this key had before v3 was taken.
+    credentials_from: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("credentials_from", "communities_from")
+    )
+    # This listener's SNMPv3 engine ID, in hex (the one senders of v3 informs discover). Empty:
+    # one is made at the first start and kept, with the boot counter, in the data dir.
+    engine_id: str = ""
+
+    @field_validator("engine_id")
+    @classmethod
+    def _engine_id(cls, value: str) -> str:
+        text = value.removeprefix("0x")
+        if value and not (len(text) % 2 == 0 and 10 <= len(text) <= 64 and _is_hex(text)):
+            raise ValueError("engine_id must be 5 to 32 octets in hex, e.g. 0x80001f8880aa55")
+        return text.lower()
 
     @field_validator("listen")
     @classmethod

@@ -54,7 +54,9 @@ SOURCES: tuple[SourcePlugin, ...] = (
     SourcePlugin(
         "snmp_trap",
         enabled=lambda config: config.snmp_traps.enabled,
-        build=lambda config, _profiles: TrapListener(config.snmp_traps, config.trap_communities()),
+        build=lambda config, _profiles: TrapListener(
+            config.snmp_traps, config.trap_credentials(), config.data_dir
+        ),
         codec=lambda _config: SnmpTrapCodec(),
     ),
 )

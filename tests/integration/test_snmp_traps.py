@@ -1,7 +1,8 @@
-"""v2c traps and informs from net-snmp's `snmptrap` and `snmpinform` into a running service:
-the varbinds read with the device's profile like a poll's; an inform acknowledged only once
-its records are stored; a trap with another community, from an unprovisioned host, or of a
-revoked account not stored (P1, P4)."""
+"""v2c and v3 traps and informs from net-snmp's `snmptrap` and `snmpinform` into a running
+service: the varbinds read with the device's profile like a poll's; an inform acknowledged
+only once its records are stored; a trap with another community or a wrong v3 key, from an
+unprovisioned host, of a revoked account, or replayed from an engine's past not stored
+(P1, P4)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,74 @@ UPTIME = "1.3.6.1.2.1.1.3.0"
 TRAP_OID = "1.3.6.1.4.1.42397.1.2.100"
 
 
+V3_USERS = {
+    # name: (snmptrap/snmpinform security options, the credential set)
+    "ops256": (
+        [
+            "-u",
+            "ops256",
+            "-l",
+            "authPriv",
+            "-a",
+            "SHA-256",
+            "-A",
+            "auth-secret-256",
+            "-x",
+            "AES",
+            "-X",
+            "priv-secret-128",
+        ],
+        {
+            "version": "v3",
+            "user": "ops256",
+            "auth_protocol": "SHA-256",
+            "auth_key_env": "TRAP_AUTH_256",
+            "priv_protocol": "AES-128",
+            "priv_key_env": "TRAP_PRIV_128",
+        },
+    ),
+    "ops512": (
+        ["-u", "ops512", "-l", "authNoPriv", "-a", "SHA-512", "-A", "auth-secret-512"],
+        {"version": "v3", "user": "ops512", "auth_protocol": "SHA-512", "auth_key_env": "TRAP_AUTH_512"},
+    ),
+    "opsdes": (
+        [
+            "-u",
+            "opsdes",
+            "-l",
+            "authPriv",
+            "-a",
+            "MD5",
+            "-A",
+            "auth-secret-md5",
+            "-x",
+            "DES",
+            "-X",
+            "priv-secret-des",
+        ],
+        {
+            "version": "v3",
+            "user": "opsdes",
+            "auth_protocol": "MD5",
+            "auth_key_env": "TRAP_AUTH_MD5",
+            "priv_protocol": "DES",
+            "priv_key_env": "TRAP_PRIV_DES",
+        },
+    ),
+}
+V3_SECRETS = {
+    "TRAP_AUTH_256": "auth-secret-256",
+    "TRAP_PRIV_128": "priv-secret-128",
+    "TRAP_AUTH_512": "auth-secret-512",
+    "TRAP_AUTH_MD5": "auth-secret-md5",
+    "TRAP_PRIV_DES": "priv-secret-des",
+}
+
+
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[tuple[RunningService, Path]]:
+def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningService, Path]]:
+    for name, value in V3_SECRETS.items():
+        monkeypatch.setenv(name, value)
     data = tmp_path / "data"
     registry = Registry(data / "registry.db")
     registry.import_devices([snmp_device(1, "acct-1", port=16161)], source="test")
@@ -35,7 +102,10 @@ def running(tmp_path: Path) -> Iterator[tuple[RunningService, Path]]:
         data_dir=data,
         snmp=SnmpConfig(enabled=False),
         snmp_traps=TrapConfig(enabled=True, listen="127.0.0.1:0"),
-        credentials={"default": SnmpCredential.model_validate({"community": COMMUNITY})},
+        credentials={
+            "default": SnmpCredential.model_validate({"community": COMMUNITY}),
+            **{name: SnmpCredential.model_validate(c) for name, (_, c) in V3_USERS.items()},
+        },
     )
     with RunningService(cfg) as service:
         yield service, data
@@ -47,12 +117,16 @@ def port(running: tuple[RunningService, Path]) -> int:
 
 
 def send(
-    command: str, target: int, version: str, community: str = COMMUNITY
+    command: str, target: int, version: str, community: str = COMMUNITY, v3: list[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`snmptrap`/`snmpinform` of the firmware version (an OCTET STRING) with the uptime
-    as the notification's sysUpTime (centiseconds)."""
-    args = [command, "-v2c", "-c", community, "-r", "0", "-t", "3", f"127.0.0.1:{target}", "360000", TRAP_OID]
-    return subprocess.run([*args, FIRMWARE, "s", version], capture_output=True, text=True, timeout=15)
+    as the notification's sysUpTime (centiseconds); v2c, or v3 with the options `v3`."""
+    security = ["-v3", *v3] if v3 is not None else ["-v2c", "-c", community]
+    args = [command, *security, "-r", "0", "-t", "3", f"127.0.0.1:{target}", "360000", TRAP_OID]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "SNMPCONFPATH": "/nonexistent"}
+    return subprocess.run(
+        [*args, FIRMWARE, "s", version], capture_output=True, text=True, timeout=15, env=env
+    )
 
 
 def versions(data: Path) -> list[tuple[str, str | None, int | None]]:
@@ -101,3 +175,41 @@ def test_what_is_not_kept(running: tuple[RunningService, Path]) -> None:
     assert send("snmpinform", port(running), "9.9.9.3").returncode == 0
     assert service.stats.dropped_not_provisioned == before + 1
     assert not [v for v in versions(data) if v[1] and v[1].startswith("9.9.9")]
+
+
+@pytest.mark.parametrize("user", sorted(V3_USERS))
+def test_v3_traps_and_informs(running: tuple[RunningService, Path], user: str) -> None:
+    """A v3 trap (keys localized to the engine ID it names) and a v3 inform (snmpinform first
+    discovers the listener's engine ID and clock), each user at its own security level."""
+    options = V3_USERS[user][0]
+    engine = ["-e", "0x80001f88804a1b2c3d"]
+    assert (
+        done := send("snmptrap", port(running), f"3.{len(user)}.1", v3=[*options, *engine])
+    ).returncode == 0
+    eventually(lambda: ("firmware", f"3.{len(user)}.1", None) in versions(running[1]), what="the v3 trap")
+    done = send("snmpinform", port(running), f"3.{len(user)}.2", v3=options)
+    assert done.returncode == 0, done.stderr
+    assert ("firmware", f"3.{len(user)}.2", None) in versions(running[1])  # stored when acknowledged
+    text = "".join(p.read_bytes().decode("latin-1") for p in running[1].rglob("*") if p.is_file())
+    assert not any(secret in text for secret in V3_SECRETS.values())
+
+
+def test_v3_refusals(running: tuple[RunningService, Path]) -> None:
+    """A wrong key, an unknown user, and a trap from an engine's earlier boot (a replay) are
+    refused and counted; an inform with a wrong key is never acknowledged."""
+    service, data = running
+    assert service.service is not None
+    usm = service.service.sources["snmp_trap"].usm  # type: ignore[attr-defined]
+    good = V3_USERS["ops256"][0]
+    wrong = [("auth-secret-wrong" if v == "auth-secret-256" else v) for v in good]
+    assert send("snmpinform", port(running), "8.8.8.1", v3=wrong).returncode != 0  # no Response
+    unknown = [("nobody" if v == "ops256" else v) for v in good]
+    send("snmptrap", port(running), "8.8.8.2", v3=[*unknown, "-e", "0x80001f8880aa"])
+    engine = ["-e", "0x80001f8880bb"]
+    assert send("snmptrap", port(running), "8.8.8.3", v3=[*good, *engine, "-Z", "7,500"]).returncode == 0
+    eventually(lambda: ("firmware", "8.8.8.3", None) in versions(data), what="the trap of boot 7")
+    send("snmptrap", port(running), "8.8.8.4", v3=[*good, *engine, "-Z", "6,900"])  # boot 6: past
+    send("snmptrap", port(running), "8.8.8.5", v3=[*good, *engine, "-Z", "7,100"])  # 400 s back
+    eventually(lambda: usm.counters["not_in_time_windows"] == 2, what="both replays refused")
+    assert usm.counters["wrong_digests"] >= 1 and usm.counters["unknown_user_names"] >= 1
+    assert not [v for v in versions(data) if v[1] in ("8.8.8.1", "8.8.8.2", "8.8.8.4", "8.8.8.5")]

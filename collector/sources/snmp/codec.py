@@ -77,7 +77,11 @@ _TAG_NAMES = {
     _INTEGER: "INTEGER",
     _OCTET_STRING: "OCTET STRING",
     _OID: "OBJECT IDENTIFIER",
+    _GET_REQUEST: "GetRequest-PDU",
     _GET_RESPONSE: "GetResponse-PDU",
+    0xA6: "InformRequest-PDU",
+    0xA7: "SNMPv2-Trap-PDU",
+    0xA8: "Report-PDU",
 }
 _STRING_TAGS = frozenset({_OCTET_STRING, _IPADDRESS, _OPAQUE})
 _UNSIGNED32_TAGS = frozenset({_COUNTER32, _GAUGE32, _TIMETICKS})

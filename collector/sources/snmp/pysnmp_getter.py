@@ -35,7 +35,7 @@ from collector.config import ResolvedCredential
 from collector.core.errors import SourceError
 from collector.core.records import RawValue
 
-_AUTH = {
+AUTH_PROTOCOLS = {
     "MD5": USM_AUTH_HMAC96_MD5,
     "SHA": USM_AUTH_HMAC96_SHA,
     "SHA-224": USM_AUTH_HMAC128_SHA224,
@@ -78,7 +78,7 @@ def auth_data(credential: ResolvedCredential) -> CommunityData | UsmUserData:
     return UsmUserData(
         credential.user,
         authKey=credential.auth_key,
-        authProtocol=_AUTH[credential.auth_protocol],
+        authProtocol=AUTH_PROTOCOLS[credential.auth_protocol],
         privKey=credential.priv_key or None,
         privProtocol=_PRIV[credential.priv_protocol] if credential.priv_protocol else None,
     )
