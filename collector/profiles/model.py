@@ -14,6 +14,61 @@ _PATH = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 Conversion = Literal["int", "float", "string", "bool", "timeticks_s", "mac", "oid", "enum"]
+_MIB_OBJECT = re.compile(r"^[A-Z][A-Za-z0-9-]*::[a-zA-Z][A-Za-z0-9-]*$")
+
+# The SYNTAX of an object as its MIB declares it (base types and the textual conventions
+# bundled profiles meet), what it travels as on the wire (the simulated agents and the
+# tests serve that), and which profile conversions can read it.
+Syntax = Literal[
+    "INTEGER", "Integer32", "Unsigned32", "Gauge32", "Counter32", "Counter64", "TimeTicks",
+    "TruthValue", "OCTET STRING", "DisplayString", "SnmpAdminString", "PhysAddress",
+    "MacAddress", "OBJECT IDENTIFIER", "IpAddress",
+]  # fmt: skip
+_NUMBERS = frozenset({"int", "float", "enum", "bool"})
+WIRE: dict[str, tuple[str, frozenset[str]]] = {
+    "INTEGER": ("integer", _NUMBERS),
+    "Integer32": ("integer", _NUMBERS),
+    "TruthValue": ("integer", frozenset({"enum", "bool"})),
+    "Unsigned32": ("gauge", _NUMBERS),
+    "Gauge32": ("gauge", _NUMBERS),
+    "Counter32": ("counter32", frozenset({"int", "float"})),
+    "Counter64": ("counter64", frozenset({"int", "float"})),
+    "TimeTicks": ("timeticks", frozenset({"timeticks_s", "int"})),
+    "OCTET STRING": ("octets", frozenset({"string", "mac", "enum"})),
+    "DisplayString": ("octets", frozenset({"string", "enum"})),
+    "SnmpAdminString": ("octets", frozenset({"string", "enum"})),
+    "PhysAddress": ("octets", frozenset({"mac", "string"})),
+    "MacAddress": ("octets", frozenset({"mac"})),
+    "OBJECT IDENTIFIER": ("oid", frozenset({"oid", "string"})),
+    "IpAddress": ("ipaddress", frozenset({"string"})),
+}
+
+
+class MibObject(BaseModel):
+    """Where an SNMP field comes from in a published MIB: `mib = "GS-HT8XX-MIB::versionCore"`
+    and the object's `syntax` there, which must suit the field's `type`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mib: str = ""
+    syntax: Syntax | None = None
+
+    @field_validator("mib")
+    @classmethod
+    def _module_and_object(cls, value: str) -> str:
+        if value and not _MIB_OBJECT.match(value):
+            raise ValueError(f"mib {value!r} must be MODULE::object, e.g. SNMPv2-MIB::sysUpTime")
+        return value
+
+    def _check_syntax(self, conversion: str) -> None:
+        if self.syntax is not None and conversion not in WIRE[self.syntax][1]:
+            allowed = ", ".join(sorted(WIRE[self.syntax][1]))
+            raise ValueError(f"type {conversion!r} cannot read a {self.syntax} (syntax allows: {allowed})")
+
+    @property
+    def wire(self) -> str | None:
+        """How the object travels (collector.sim.snmp_agent kinds), None without a syntax."""
+        return None if self.syntax is None else WIRE[self.syntax][0]
 
 
 class FieldSpec(BaseModel):
@@ -59,8 +114,13 @@ class FieldSpec(BaseModel):
         return self.kind, self.field
 
 
-class SnmpFieldSpec(FieldSpec):
+class SnmpFieldSpec(FieldSpec, MibObject):
     oid: str = Field(description="numeric OID of a scalar instance, e.g. 1.3.6.1.2.1.1.3.0")
+
+    @model_validator(mode="after")
+    def _syntax_fits(self) -> SnmpFieldSpec:
+        self._check_syntax(self.type)
+        return self
 
     @field_validator("oid")
     @classmethod
@@ -81,10 +141,8 @@ class MqttFieldSpec(FieldSpec):
         return value
 
 
-class TableColumn(BaseModel):
+class TableColumn(MibObject):
     """One column of an SNMP table: `column` is the sub-identifier under the entry OID."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     column: int = Field(ge=1)
     field: str
@@ -95,6 +153,11 @@ class TableColumn(BaseModel):
     max: float | None = None
     note: str = ""
 
+    @model_validator(mode="after")
+    def _syntax_fits(self) -> TableColumn:
+        self._check_syntax(self.type)
+        return self
+
 
 class TableSpec(BaseModel):
     """An SNMP table walked with GETBULK: one record of `kind` per row, tagged with its index."""
@@ -103,6 +166,7 @@ class TableSpec(BaseModel):
 
     kind: Kind
     oid: str = Field(description="numeric OID of the table entry, e.g. 1.3.6.1.2.1.2.2.1 (ifEntry)")
+    mib: str = ""  # the entry, e.g. IF-MIB::ifEntry
     index_field: str = "index"
     max_rows: int = Field(default=16, ge=1, le=64)
     columns: tuple[TableColumn, ...] = Field(min_length=1)
@@ -113,6 +177,11 @@ class TableSpec(BaseModel):
         if not re.match(r"^1(\.\d+){3,126}$", value):
             raise ValueError(f"oid {value!r} is not a numeric OID like 1.3.6.1.2.1.2.2.1")
         return value
+
+    @field_validator("mib")
+    @classmethod
+    def _entry(cls, value: str) -> str:
+        return MibObject(mib=value).mib
 
     @model_validator(mode="after")
     def _fields(self) -> TableSpec:

@@ -14,15 +14,36 @@ def test_bundled_profiles_resolve_with_extends() -> None:
     profiles = load_profiles()
     assert {"generic", "grandstream-ht8xx", "yealink-t5x"} <= set(profiles.names)
     ht = profiles.get("grandstream-ht8xx")
-    generic_oids = {s.oid for s in profiles.get("generic").snmp}
-    assert generic_oids < {s.oid for s in ht.snmp}  # everything generic, plus vendor fields
-    assert {s.kind for s in ht.snmp} >= {Kind.FIRMWARE, Kind.REGISTRATION, Kind.CALL_QUALITY}
+    generic_keys = {s.key for s in profiles.get("generic").snmp}
+    assert generic_keys < {s.key for s in ht.snmp}  # every generic field, plus vendor fields
+    version = next(s for s in ht.snmp if s.key == (Kind.FIRMWARE, "version"))
+    assert version.mib == "GS-HT8XX-MIB::versionCore"  # overrides entPhysicalSoftwareRev
+    assert {s.kind for s in ht.snmp} >= {Kind.FIRMWARE, Kind.REGISTRATION, Kind.CONFIG}
     assert {s.kind for s in profiles.get("yealink-t5x").mqtt} >= {Kind.SIGNAL, Kind.CALL_QUALITY}
+
+
+BUNDLED = Path(__file__).parents[2] / "collector" / "profiles" / "bundled"
+
+
+def test_no_bundled_oid_without_its_mib_object_and_syntax() -> None:
+    """Every OID a bundled profile declares names the published MIB object it is and the
+    SYNTAX that MIB gives it; no profile is marked unverified."""
+    profiles = load_profiles()
+    missing = []
+    for name in profiles.names:
+        profile = profiles.get(name)
+        missing += [(name, s.oid) for s in profile.snmp if not (s.mib and s.syntax)]
+        for table in profile.tables:
+            missing += [(name, table.oid)] if not table.mib else []
+            missing += [(name, f"{table.oid}.{c.column}") for c in table.columns if not (c.mib and c.syntax)]
+    assert not missing
+    for path in BUNDLED.glob("*.toml"):
+        assert "UNVERIFIED" not in path.read_text().upper(), path.name
 
 
 def test_profile_chosen_by_sysobjectid_prefix_then_generic() -> None:
     profiles = load_profiles()
-    assert profiles.by_sysobjectid("1.3.6.1.4.1.42397.1.812").name == "grandstream-ht8xx"
+    assert profiles.by_sysobjectid("1.3.6.1.4.1.42397.1.2.812").name == "grandstream-ht8xx"
     assert profiles.by_sysobjectid("1.3.6.1.4.1.423970.1").name == "generic"  # prefix is per arc
     assert profiles.by_model("Yealink", "T54W") is not None
 
@@ -64,6 +85,15 @@ def test_user_folder_overrides_bundled_and_can_extend_it(tmp_path: Path) -> None
             "needs an enum table",
         ),
         ('extends = ["nope"]\n', "extends unknown profile 'nope'"),
+        (
+            '[[snmp]]\noid = "1.3.6.1.2.1.1.1.0"\nmib = "SNMPv2-MIB::sysDescr"\nsyntax = "DisplayString"\n'
+            'kind = "inventory"\nfield = "d"\ntype = "int"\n',
+            "type 'int' cannot read a DisplayString",
+        ),
+        (
+            '[[snmp]]\noid = "1.3.6.1.2.1.1.1.0"\nmib = "sysDescr"\nkind = "inventory"\nfield = "d"\ntype = "string"\n',
+            "must be MODULE::object",
+        ),
         ('[[mqtt]]\npath = "a..b"\nkind = "signal"\nfield = "x"\ntype = "int"\n', "mqtt.0.path"),
         (
             '[[snmp]]\noid = "1.3.6.1.2.1.1.3.0"\nkind = "performance"\nfield = "Up Time"\ntype = "int"\n',
