@@ -13,6 +13,8 @@ from collector.profiles import ProfileResolver, SnmpFieldSpec, load_profiles
 from collector.retention import RetentionPolicy
 from collector.runtime.intake import Intake
 from collector.runtime.pipeline import Pipeline
+from collector.sim.served import agent_values
+from collector.sim.served import served as sim_served
 from collector.sinks.sqlite import EmbeddedStore
 from collector.tag import Tagger
 from provisioning.models import Device, Transport
@@ -82,23 +84,40 @@ def telemetry_record(**changes: Any) -> TelemetryRecord:
     return TelemetryRecord(**{**base, **changes})
 
 
-GS = "1.3.6.1.4.1.42397"
-# snmpd `override` lines that make net-snmp look like a Grandstream HT812.
-HT812_AGENT: dict[str, tuple[str, str | int]] = {
-    "1.3.6.1.2.1.1.1.0": ("octet_str", "Grandstream HT812 1.0.47.4"),
-    "1.3.6.1.2.1.1.2.0": ("object_id", f"{GS}.1.812"),
-    "1.3.6.1.2.1.47.1.1.1.1.8.1": ("octet_str", "V2.1A"),
-    "1.3.6.1.2.1.47.1.1.1.1.9.1": ("octet_str", "1.0.3.5"),
-    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4"),
-    "1.3.6.1.2.1.47.1.1.1.1.11.1": ("octet_str", "GS2234AB"),
-    "1.3.6.1.2.1.47.1.1.1.1.13.1": ("octet_str", "HT812"),
-    f"{GS}.1.2.1.1.0": ("integer", 1),
-    f"{GS}.1.2.1.2.0": ("integer", 3),
-    f"{GS}.1.3.1.1.0": ("gauge", 412),
-    f"{GS}.1.3.1.2.0": ("gauge", 9),
-    f"{GS}.1.3.1.3.0": ("gauge", 25),
-    f"{GS}.1.3.1.4.0": ("counter", 17),
+GS = "1.3.6.1.4.1.42397.1.2"  # GS-HT8XX-MIB::ht8xx
+# What a Grandstream HT812 reports, by kind and field: the values hookflash must store.
+HT812_FIELDS: dict[str, dict[str, FieldValue]] = {
+    "inventory": {
+        "description": "Grandstream HT812 1.0.47.4",
+        "sys_object_id": f"{GS}.812",
+        "model_name": "HT812",
+        "serial": "GS2234AB",
+        "hardware_rev": "V2.1A",
+        "part_number": "HT812",
+    },
+    "firmware": {
+        "version": "1.0.47.4",
+        "boot_version": "1.0.43.1",
+        "base_version": "1.0.47.4",
+        "prog_version": "1.0.47.4",
+    },
+    "registration": {"line1_state": "registered", "line2_state": "unregistered"},
+    "config": {"network_mode": 0, "pppoe_link": 0, "nat_traversal_1": 1, "nat_traversal_2": 0},
 }
+# A wire type of the simulated agents (TypedValue kinds) -> the snmpd `override` type.
+OVERRIDE_OF = {"integer": "integer", "gauge": "gauge", "counter32": "counter", "timeticks": "timeticks",
+               "octets": "octet_str", "oid": "object_id"}  # fmt: skip
+
+
+def agent_overrides(profile: str, fields: dict[str, dict[str, FieldValue]]) -> dict[str, tuple[str, Any]]:
+    """snmpd `override` lines that make net-snmp serve `fields` the way a device of
+    `profile` does: at the profile's OIDs, with the MIBs' types (collector.sim.served)."""
+    flat = {(kind, name): value for kind, values in fields.items() for name, value in values.items()}
+    served = agent_values(load_profiles().get(profile), flat)
+    return {oid: (OVERRIDE_OF[tv.kind], tv.value) for oid, tv in served.items()}
+
+
+HT812_AGENT = agent_overrides("grandstream-ht8xx", HT812_FIELDS)
 
 
 def intake_for(
@@ -128,22 +147,26 @@ def plausible(spec: SnmpFieldSpec, raw: int) -> int:
     return int(target / scale)
 
 
-def served(spec: SnmpFieldSpec) -> tuple[tuple[str, str | int], FieldValue]:
-    """What the agent serves for a field, and what hookflash must make of it."""
+def served(spec: SnmpFieldSpec) -> tuple[tuple[str, Any], FieldValue]:
+    """What an agent serves for a field (the snmpd override type and value, typed as the
+    field's MIB SYNTAX says), and what hookflash must make of it."""
+    value: FieldValue
     if spec.type == "enum":
         assert spec.enum is not None
-        key = sorted(spec.enum)[-1]
-        return (("integer", int(key)) if key.isdigit() else ("octet_str", key)), spec.enum[key]
-    if spec.type == "int":
+        value = spec.enum[sorted(spec.enum)[-1]]
+    elif spec.type == "int":
         raw = plausible(spec, 42)
-        return ("integer", raw), round(raw * spec.scale) if spec.scale else raw
-    if spec.type == "float":
-        raw = plausible(spec, 387)
-        return ("gauge", raw), round(raw * (spec.scale or 1.0), 6)
-    if spec.type == "timeticks_s":
-        return ("timeticks", 123456), 1234
-    if spec.type == "oid":
-        return ("object_id", "1.3.6.1.4.1.99999.7"), "1.3.6.1.4.1.99999.7"
-    if spec.type == "mac":
-        return ("octet_str", "00-0B-82-AB-CD-EF"), "00:0b:82:ab:cd:ef"
-    return ("octet_str", f"  {spec.field}-value\x00"), f"{spec.field}-value"  # DisplayString cleanup
+        value = round(raw * spec.scale) if spec.scale else raw
+    elif spec.type == "float":
+        value = round(plausible(spec, 387) * (spec.scale or 1.0), 6)
+    elif spec.type == "timeticks_s":
+        value = 1234
+    elif spec.type == "oid":
+        value = "1.3.6.1.4.1.99999.7"
+    elif spec.type == "mac":
+        value = "00:0b:82:ab:cd:ef"
+    else:  # padded and NUL-terminated as some agents send a DisplayString: hookflash trims it
+        wire = sim_served(spec, "").kind
+        return (OVERRIDE_OF[wire], f"  {spec.field}-value\x00"), f"{spec.field}-value"
+    typed = sim_served(spec, value)
+    return (OVERRIDE_OF[typed.kind], typed.value), value

@@ -279,8 +279,12 @@ class Mosquitto(_Service):
         return [t for k, c, t in self.events() if k == "unsubscribe" and client_id in (None, c)]
 
 
-def _override_line(oid: str, kind: str, value: str | int) -> str:
+def _override_line(oid: str, kind: str, value: str | int | bytes) -> str:
     kind, text = ("uinteger" if kind == "gauge" else kind), str(value)
+    if isinstance(value, bytes):
+        if kind != "octet_str":
+            raise ValueError(f"bytes can only be served as octet_str, not {kind} ({oid})")
+        return f"override .{oid.lstrip('.')} octet_str 0x{value.hex()}"
     if not _NUMERIC_OID.fullmatch(oid):
         raise ValueError(f"override OID must be numeric (no MIBs are loaded): {oid!r}")
     if kind not in OVERRIDE_TYPES:

@@ -1,15 +1,19 @@
 """What `hookflash profiles check` asks an agent: every declared scalar by GET, then the
-profile's enterprise subtree by GETBULK, over the poller's own v2c client."""
+profile's enterprise subtree by GETBULK, over the poller's own clients (the fast v2c one,
+pysnmp's engine for SNMPv3)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from collector.config import ResolvedCredential
 from collector.core.errors import ConversionError
 from collector.core.records import RawValue
 from collector.decode.convert import convert
 from collector.profiles.model import DeviceProfile
 from collector.sources.snmp.fast import FastGetter
+from collector.sources.snmp.pysnmp_getter import PysnmpGetter
 
 GET_CHUNK = 16  # OIDs per GET: small enough for any agent's message size
 WALK_LIMIT = 500  # varbinds read under the enterprise subtree at most
@@ -50,19 +54,59 @@ def enterprise_roots(profile: DeviceProfile) -> list[str]:
     return list(dict.fromkeys(roots))
 
 
+class _Asker(Protocol):
+    async def get(self, oids: list[str]) -> dict[str, RawValue | None]: ...
+    async def bulk(self, oids: list[str], repetitions: int) -> list[tuple[str, RawValue | None]]: ...
+    def close(self) -> None: ...
+
+
+class _V2c:
+    def __init__(self, address: tuple[str, int], community: str, timeout: float) -> None:
+        self._getter, self._address, self._community = FastGetter(timeout), address, community
+
+    async def start(self) -> None:
+        await self._getter.start()
+
+    async def get(self, oids: list[str]) -> dict[str, RawValue | None]:
+        return await self._getter.get(self._address, self._community, oids)
+
+    async def bulk(self, oids: list[str], repetitions: int) -> list[tuple[str, RawValue | None]]:
+        return await self._getter.bulk(self._address, self._community, oids, repetitions)
+
+    def close(self) -> None:
+        self._getter.close()
+
+
+class _V3:
+    def __init__(self, address: tuple[str, int], credential: ResolvedCredential, timeout: float) -> None:
+        self._getter, self._address, self._credential = PysnmpGetter(timeout), address, credential
+
+    async def get(self, oids: list[str]) -> dict[str, RawValue | None]:
+        return await self._getter.get(self._address, self._credential, oids)
+
+    async def bulk(self, oids: list[str], repetitions: int) -> list[tuple[str, RawValue | None]]:
+        return await self._getter.bulk(self._address, self._credential, oids, repetitions)
+
+    def close(self) -> None:
+        self._getter.close()
+
+
 async def check_agent(
-    profile: DeviceProfile, address: tuple[str, int], community: str, timeout: float
+    profile: DeviceProfile, address: tuple[str, int], credential: ResolvedCredential, timeout: float
 ) -> CheckReport:
-    getter = FastGetter(timeout)
-    await getter.start()
+    """Ask the agent with the credential set's version: v2c with its community, v3 as its USM user."""
+    getter: _Asker
+    if credential.version == "v2c":
+        getter = v2c = _V2c(address, credential.community, timeout)
+        await v2c.start()
+    else:
+        getter = _V3(address, credential, timeout)
     try:
         report = CheckReport()
         specs = list(profile.snmp)
         answers: dict[str, RawValue | None] = {}
         for start in range(0, len(specs), GET_CHUNK):
-            answers.update(
-                await getter.get(address, community, [s.oid for s in specs[start : start + GET_CHUNK]])
-            )
+            answers.update(await getter.get([s.oid for s in specs[start : start + GET_CHUNK]]))
         for spec in specs:
             raw = answers.get(spec.oid)
             check = FieldCheck(spec.kind.value, spec.field, spec.oid, raw is not None)
@@ -79,7 +123,7 @@ async def check_agent(
         for root in report.subtrees:
             cursor, seen = root, 0
             while seen < WALK_LIMIT:
-                varbinds = await getter.bulk(address, community, [cursor], 25)
+                varbinds = await getter.bulk([cursor], 25)
                 inside = [(o, v) for o, v in varbinds if o.startswith(root + ".") and v is not None]
                 for oid, value in inside:
                     if oid not in declared and not any(oid.startswith(t) for t in tables):

@@ -103,7 +103,7 @@ def _row(via: str, kind: str, field: str, read_from: str, spec: object, origin: 
 @profiles.command("check")
 @click.argument("name")
 @click.option("--agent", required=True, help="HOST[:PORT] of the agent (default port 161).")
-@click.option("--credential", required=True, help="A v2c credential set of the config.")
+@click.option("--credential", required=True, help="A credential set of the config (v2c or v3).")
 @config_option("The config holding the credential set (and profile_dirs).", required=True)
 @click.option("--timeout", default=2.0, show_default=True, help="Seconds per request.")
 @fail_cleanly
@@ -118,11 +118,9 @@ def check_profile(name: str, agent: str, credential: str, config_path: Path, tim
     creds = config.resolved_credentials()
     if credential not in creds:
         raise ValueError(f"no credential set {credential!r} in {config_path}")
-    if creds[credential].version != "v2c":
-        raise ValueError(f"credential set {credential!r} is SNMPv3; profiles check speaks v2c for now")
     host, _, port = agent.rpartition(":") if agent.count(":") == 1 else (agent, "", "")
     address = (host or agent, int(port) if port else 161)
-    report = asyncio.run(check_agent(profile, address, creds[credential].community, timeout))
+    report = asyncio.run(check_agent(profile, address, creds[credential], timeout))
     missing = [f for f in report.fields if not f.answered]
     rows = [
         {

@@ -1,5 +1,6 @@
 """A simulated fleet for `hookflash demo` and the tests: Grandstream ATAs answering SNMP
-and Yealink phones publishing JSON over MQTT, with values that drift over time.
+and Yealink phones publishing JSON over MQTT, with values that drift over time. The agents
+serve their profile's OIDs with the MIBs' types (sim/served.py), as a real device would.
 
 Only loopback addresses are used. Values are random walks seeded per device, so a run is
 varied but plausible: RSSI wanders, calls come and go, a few devices upgrade firmware,
@@ -18,14 +19,18 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.core.records import FieldValue
+from collector.profiles import load_profiles
+from collector.sim.served import Rows, agent_values
 from collector.sim.snmp_agent import SimulatedAgent, TypedValue
 from provisioning.models import Device, Transport
 
 COMMUNITY = "demo-community"
 ATA_MODELS = [("HT812", "1.0.43.11", "1.0.47.4"), ("HT802", "1.0.43.11", "1.0.47.4")]
 PHONE_MODELS = [("T54W", "96.86.0.100", "96.86.0.118"), ("T46U", "108.86.0.90", "108.86.0.118")]
-GS_ENTERPRISE = "1.3.6.1.4.1.42397"
+GS_HT8XX = "1.3.6.1.4.1.42397.1.2"  # GS-HT8XX-MIB::ht8xx; sysObjectIDs ht802 = .802, ht812 = .812
 YEALINK_ENTERPRISE = "1.3.6.1.4.1.37459"
+IF_ENTRY = "1.3.6.1.2.1.2.2.1"
 YEALINK_MAC_PREFIX = "805ec0"
 GRANDSTREAM_MAC_PREFIX = "000b82"
 
@@ -107,48 +112,64 @@ def build_fleet(size: int, seed: int = 7, accounts: int | None = None) -> list[D
     return states
 
 
+_PROFILES = load_profiles()
+
+
 def snmp_values(state: DeviceState) -> Mapping[str, TypedValue]:
+    """What the device's agent answers: its profile's OIDs, typed as the MIBs say."""
+    state.step()
     if state.device.vendor == "Yealink":
-        return phone_snmp_values(state)
-    state.step()
-    line = 1 if state.registered else 2
-    mac = bytes.fromhex(state.device.id)
+        fields = _standard_fields(state, f"Yealink SIP-{state.device.model}")
+        return agent_values(_PROFILES.get("yealink-t5x"), fields, _if_rows(state))
+    model = state.device.model
+    ports = 4 if model == "HT814" else 1 if model == "HT801" else 2
+    fields = _standard_fields(state, f"Grandstream {model}")
+    fields |= {
+        ("inventory", "part_number"): model,
+        ("firmware", "boot_version"): "1.0.43.1",
+        ("firmware", "base_version"): state.firmware,
+        ("firmware", "prog_version"): state.firmware,
+        ("config", "network_mode"): 0,  # the MIB leaves the numbers' meanings open
+        ("config", "pppoe_link"): 0,
+        ("config", "nat_traversal_1"): 0,
+        ("config", "nat_traversal_2"): 0,
+    }
+    # regStatusN is a DisplayString without listed values: the simulation says "registered"
+    for line in range(1, ports + 1):
+        registered = state.registered if line == 1 else False
+        fields[("registration", f"line{line}_state")] = "registered" if registered else "unregistered"
+    return agent_values(_PROFILES.get("grandstream-ht8xx"), fields, _if_rows(state))
+
+
+def _standard_fields(state: DeviceState, description: str) -> dict[tuple[str, str], FieldValue]:
+    """The generic profile's fields (SNMPv2-MIB, ENTITY-MIB, IF-MIB) of one device."""
+    model = state.device.model
+    arc = model[2:] if state.device.vendor == "Grandstream" else model[1:3]
+    enterprise = GS_HT8XX if state.device.vendor == "Grandstream" else YEALINK_ENTERPRISE
     return {
-        "1.3.6.1.2.1.1.1.0": TypedValue("octets", f"Grandstream {state.device.model} {state.firmware}"),
-        "1.3.6.1.2.1.1.2.0": TypedValue("oid", f"{GS_ENTERPRISE}.1.{state.device.model[2:]}"),
-        "1.3.6.1.2.1.1.3.0": TypedValue("timeticks", state.uptime_s * 100),
-        "1.3.6.1.2.1.1.5.0": TypedValue("octets", state.device.model),
-        "1.3.6.1.2.1.2.2.1.6.2": TypedValue("octets", mac),
-        "1.3.6.1.2.1.2.2.1.8.2": TypedValue("integer", 1),
-        "1.3.6.1.2.1.47.1.1.1.1.8.1": TypedValue("octets", "V2.1A"),
-        "1.3.6.1.2.1.47.1.1.1.1.9.1": TypedValue("octets", "1.0.3.5"),
-        "1.3.6.1.2.1.47.1.1.1.1.10.1": TypedValue("octets", state.firmware),
-        "1.3.6.1.2.1.47.1.1.1.1.11.1": TypedValue("octets", f"GS{state.device.id[-6:].upper()}"),
-        "1.3.6.1.2.1.47.1.1.1.1.13.1": TypedValue("octets", state.device.model),
-        f"{GS_ENTERPRISE}.1.2.1.1.0": TypedValue("integer", line),
-        f"{GS_ENTERPRISE}.1.2.1.2.0": TypedValue("integer", 2),
-        f"{GS_ENTERPRISE}.1.3.1.1.0": TypedValue("gauge", int(state.mos * 100)),
-        f"{GS_ENTERPRISE}.1.3.1.2.0": TypedValue("gauge", int(state.jitter)),
-        f"{GS_ENTERPRISE}.1.3.1.3.0": TypedValue("gauge", int(state.loss * 100)),
-        f"{GS_ENTERPRISE}.1.3.1.4.0": TypedValue("counter32", state.calls),
-        f"{GS_ENTERPRISE}.1.9.1.0": TypedValue(
-            "octets", "" if state.registered else "REGISTER timeout (408)"
-        ),
+        ("inventory", "description"): f"{description} {state.firmware}",
+        ("inventory", "sys_object_id"): f"{enterprise}.{arc}",
+        ("inventory", "model_name"): model,
+        ("inventory", "serial"): f"SN{state.device.id[-6:].upper()}",
+        ("inventory", "hardware_rev"): "V2.1A",
+        ("firmware", "version"): state.firmware,
+        ("firmware", "boot_version"): "1.0.3.5",
+        ("performance", "uptime_s"): state.uptime_s,
+        ("network", "wan_mac"): _colons(state.device.id),
+        ("network", "wan_oper_status"): "up",
     }
 
 
-def phone_snmp_values(state: DeviceState) -> Mapping[str, TypedValue]:
-    state.step()
-    return {
-        "1.3.6.1.2.1.1.1.0": TypedValue("octets", f"Yealink SIP-{state.device.model} {state.firmware}"),
-        "1.3.6.1.2.1.1.2.0": TypedValue("oid", f"{YEALINK_ENTERPRISE}.1.{state.device.model[1:3]}"),
-        "1.3.6.1.2.1.1.3.0": TypedValue("timeticks", state.uptime_s * 100),
-        "1.3.6.1.2.1.47.1.1.1.1.10.1": TypedValue("octets", state.firmware),
-        "1.3.6.1.2.1.47.1.1.1.1.13.1": TypedValue("octets", state.device.model),
-        f"{YEALINK_ENTERPRISE}.2.1.5.1.0": TypedValue("integer", round(state.rssi)),
-        f"{YEALINK_ENTERPRISE}.2.1.5.2.0": TypedValue("integer", 36),
-        f"{YEALINK_ENTERPRISE}.2.1.6.1.0": TypedValue("integer", 1 if state.registered else 3),
-    }
+def _colons(mac: str) -> str:
+    return ":".join(mac[i : i + 2] for i in range(0, 12, 2))
+
+
+def _if_rows(state: DeviceState) -> Rows:
+    row: dict[str, FieldValue] = {
+        "if_descr": "eth0", "if_type": 6, "if_speed_bps": 100_000_000, "if_mac": _colons(state.device.id),
+        "if_admin_status": "up", "if_oper_status": "up",
+    }  # fmt: skip
+    return {IF_ENTRY: {2: row}}
 
 
 def phone_messages(state: DeviceState, full: bool) -> list[tuple[str, dict[str, object]]]:

@@ -6,27 +6,39 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from collector.cli.main import cli
 from collector.profiles import load_profiles
 from factories import served
-from services import SnmpdFactory
+from services import SnmpdFactory, V3User
 
 EXTRA = "1.3.6.1.4.1.42397.1.2.77.0"
 
 
+CREDENTIALS = {
+    "v2c": '[credentials.lab]\ncommunity = "check-secret"\n',
+    "v3": '[credentials.lab]\nversion = "v3"\nuser = "checker"\nauth_protocol = "SHA-256"\n'
+    'auth_key_env = "CHECK_AUTH"\npriv_protocol = "AES-128"\npriv_key_env = "CHECK_PRIV"\n',
+}
+
+
+@pytest.mark.parametrize("version", sorted(CREDENTIALS))
 def test_check_reports_each_field_the_missing_one_and_what_is_undeclared(
-    tmp_path: Path, snmpd_factory: SnmpdFactory
+    tmp_path: Path, snmpd_factory: SnmpdFactory, monkeypatch: pytest.MonkeyPatch, version: str
 ) -> None:
+    monkeypatch.setenv("CHECK_AUTH", "check-auth-secret")
+    monkeypatch.setenv("CHECK_PRIV", "check-priv-secret")
     profile = load_profiles().get("grandstream-ht8xx")
     specs = list(profile.snmp)
-    missing = next(s for s in specs if s.field == "calls")
+    missing = next(s for s in specs if s.field == "line2_state")
     overrides = {s.oid: served(s)[0] for s in specs if s is not missing}
     overrides[EXTRA] = ("octet_str", "not in the profile")
-    agent = snmpd_factory(overrides, community="check-secret")
+    user = V3User("checker", "SHA-256", "check-auth-secret", "AES", "check-priv-secret")
+    agent = snmpd_factory(overrides, community="check-secret", v3_users=[user])
     config = tmp_path / "hookflash.toml"
-    config.write_text('[credentials.lab]\ncommunity = "check-secret"\n')
+    config.write_text(CREDENTIALS[version])
     result = CliRunner().invoke(
         cli,
         [
@@ -43,11 +55,11 @@ def test_check_reports_each_field_the_missing_one_and_what_is_undeclared(
     )
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())
-    assert "1 declared field(s) missing: calls" in text
+    assert "1 declared field(s) missing: line2_state" in text
     assert EXTRA in text and "not in the profile" in text
-    mos = next(s for s in specs if s.field == "mos")
-    assert repr(served(mos)[1]) in text  # a converted value is shown
-    assert "check-secret" not in result.output  # P7
+    mode = next(s for s in specs if s.field == "network_mode")
+    assert repr(served(mode)[1]) in text  # a converted value is shown
+    assert not any(s in result.output for s in ("check-secret", "check-auth", "check-priv"))  # P7
 
 
 def test_check_refuses_an_unknown_credential(tmp_path: Path) -> None:
