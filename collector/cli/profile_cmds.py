@@ -77,7 +77,7 @@ def show_profile(name: str, config_path: Path | None, fmt: str) -> None:
     for m in profile.mqtt:
         rows.append(_row("mqtt", m.kind.value, m.field, m.path, m, origins["mqtt"].get(m.key, "")))
     emit(
-        rows, fmt, ["via", "kind", "field", "read_from", "type", "scale", "range", "enum", "file"], title=name
+        rows, fmt, ["via", "kind", "field", "read_from", "mib", "type", "scale", "range", "enum", "file"], title=name
     )
 
 
@@ -92,6 +92,7 @@ def _row(via: str, kind: str, field: str, read_from: str, spec: object, origin: 
         "kind": kind,
         "field": field,
         "read_from": read_from,
+        "mib": " ".join(filter(None, (getattr(spec, "mib", ""), getattr(spec, "syntax", None) or ""))),
         "type": getattr(spec, "type", ""),
         "scale": getattr(spec, "scale", None),
         "range": "" if low is None and high is None else f"{_bound(low)}..{_bound(high)}",

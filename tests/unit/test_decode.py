@@ -23,38 +23,37 @@ DEV = "805ec0123456"
 
 
 def test_snmp_varbinds_become_typed_fields_per_kind() -> None:
+    gs = "1.3.6.1.4.1.42397.1.2"  # GS-HT8XX-MIB::ht8xx
     varbinds = {
         "1.3.6.1.2.1.1.1.0": b"Grandstream HT812 \x00\x00 ",
-        "1.3.6.1.2.1.1.2.0": "1.3.6.1.4.1.42397.1.812",
+        "1.3.6.1.2.1.1.2.0": f"{gs}.812",
         "1.3.6.1.2.1.1.3.0": 123456,
         "1.3.6.1.2.1.2.2.1.6.2": bytes.fromhex("000b82123456"),
         "1.3.6.1.2.1.2.2.1.8.2": 1,
-        "1.3.6.1.2.1.47.1.1.1.1.10.1": b"1.0.47.4",
-        "1.3.6.1.4.1.42397.1.2.1.1.0": 3,
-        "1.3.6.1.4.1.42397.1.3.1.1.0": 412,
-        "1.3.6.1.4.1.42397.1.3.1.3.0": 25,
-        "1.3.6.1.4.1.42397.1.2.1.2.0": None,  # noSuchObject: simply absent
+        "1.3.6.1.2.1.47.1.1.1.1.10.1": b"1.0.45.2",  # entPhysicalSoftwareRev: versionCore wins
+        f"{gs}.3.2.0": b"1.0.47.4",
+        f"{gs}.2.2.1.0": b"registered",
+        f"{gs}.4.1.0": 2,
+        f"{gs}.2.2.2.0": None,  # noSuchObject: simply absent
     }
     observations, problems = decode_snmp(HT, "000b82123456", varbinds, NOW)
     by_kind = {o.kind: o.fields for o in observations}
     assert problems == []
-    assert by_kind[Kind.INVENTORY] == {
-        "description": "Grandstream HT812",
-        "sys_object_id": "1.3.6.1.4.1.42397.1.812",
-    }
+    assert by_kind[Kind.INVENTORY] == {"description": "Grandstream HT812", "sys_object_id": f"{gs}.812"}
     assert by_kind[Kind.PERFORMANCE] == {"uptime_s": 1234}
     assert by_kind[Kind.NETWORK] == {"wan_mac": "00:0b:82:12:34:56", "wan_oper_status": "up"}
     assert by_kind[Kind.FIRMWARE] == {"version": "1.0.47.4"}
-    assert by_kind[Kind.REGISTRATION] == {"line1_state": "failed"}
-    assert by_kind[Kind.CALL_QUALITY] == {"mos": 4.12, "loss_pct": 0.25}
+    assert by_kind[Kind.REGISTRATION] == {"line1_state": "registered"}
+    assert by_kind[Kind.CONFIG] == {"network_mode": 2}
     assert all(o.source == "snmp" and o.observed_at == NOW for o in observations)
 
 
 def test_snmp_value_of_wrong_type_is_reported_not_stored() -> None:
-    observations, problems = decode_snmp(HT, "d", {"1.3.6.1.4.1.42397.1.2.1.1.0": 9}, NOW)
+    oid = "1.3.6.1.4.1.5003.9.10.10.2.5.4.0"  # AC-SYSTEM-MIB::acSysStateGWSeverity, 0..5
+    observations, problems = decode_snmp(PROFILES.get("audiocodes-mp11x"), "d", {oid: 9}, NOW)
     assert observations == []
     assert problems == [
-        "oid 1.3.6.1.4.1.42397.1.2.1.1.0 registration.line1_state: '9' is not one of ['1', '2', '3']"
+        f"oid {oid} performance.alarm_severity: '9' is not one of ['0', '1', '2', '3', '4', '5']"
     ]
 
 

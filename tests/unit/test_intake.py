@@ -141,7 +141,7 @@ def test_a_failure_at_any_stage_is_caught_for_that_item_alone(
 def test_an_snmp_answer_goes_through_the_same_intake(tmp_path: Path) -> None:
     s = Setup(tmp_path)
     answer = Varbinds(
-        {"1.3.6.1.2.1.47.1.1.1.1.10.1": b"1.0.47.4", "1.3.6.1.2.1.1.3.0": 12_345_600},
+        {"1.3.6.1.4.1.42397.1.2.3.2.0": b"1.0.47.4", "1.3.6.1.2.1.1.3.0": 12_345_600},
         kinds=frozenset({Kind.FIRMWARE, Kind.PERFORMANCE}),
     )
     item = Received("snmp", "127.0.0.1:1161", answer, datetime.now(UTC), device_id=ATA.id)

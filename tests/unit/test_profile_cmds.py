@@ -26,12 +26,13 @@ def test_list_names_every_bundled_profile() -> None:
 
 
 def test_show_resolves_extends_and_names_each_field_s_file() -> None:
-    code, rows, _ = run("show", "snom")
+    code, rows, _ = run("show", "grandstream-ht8xx")
     assert code == 0
     by_field = {(r["kind"], r["field"]): r for r in rows}
-    assert by_field[("firmware", "version")]["file"] == "bundled snom.toml"
+    assert by_field[("firmware", "version")]["file"] == "bundled grandstream-ht8xx.toml"
     assert by_field[("performance", "uptime_s")]["file"] == "bundled generic.toml"  # inherited
     assert by_field[("performance", "uptime_s")]["range"] == "0.."
+    assert by_field[("firmware", "version")]["mib"] == "GS-HT8XX-MIB::versionCore DisplayString"
 
 
 def test_a_user_profile_and_an_unknown_name(tmp_path: Path) -> None:

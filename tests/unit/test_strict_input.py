@@ -75,11 +75,11 @@ def test_not_decimal_text(text: str) -> None:
 
 
 def test_an_snmp_record_out_of_range_is_refused_whole_and_the_others_kept() -> None:
-    gs = "1.3.6.1.4.1.42397"
-    answer = {f"{gs}.1.3.1.1.0": 750, f"{gs}.1.3.1.2.0": 9, "1.3.6.1.2.1.1.3.0": 12_300}  # MOS 7.50
-    observations, refused = decode_snmp(HT, "d", answer, NOW)
-    assert {o.kind.value for o in observations} == {"performance"}  # not call_quality in part
-    assert refused == [f"oid {gs}.1.3.1.1.0 call_quality.mos: 7.5 is above the plausible maximum 5"]
+    ac = "1.3.6.1.4.1.5003.9.10.10.2"  # AC-SYSTEM-MIB::acSystemStatus
+    answer = {f"{ac}.3.2.0": -5, f"{ac}.3.1.0": b"MP-118 FXS", "1.3.6.1.2.1.1.3.0": 12_300}  # serial -5
+    observations, refused = decode_snmp(PROFILES.get("audiocodes-mp11x"), "d", answer, NOW)
+    assert {o.kind.value for o in observations} == {"performance"}  # not inventory in part
+    assert refused == [f"oid {ac}.3.2.0 inventory.board_serial: -5 is below the plausible minimum 0"]
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
