@@ -20,7 +20,17 @@ from provisioning.registry import Registry
 from runner import RunningService, eventually, hookflash
 from services import Mosquitto, Snmpd, SnmpdFactory
 
-DIAG_OID = "1.3.6.1.4.1.42397.1.9.1.0"
+# No published ATA MIB has a diagnostic object, so the lab's own profile adds one to the
+# bundled HT8xx profile: what P8 governs is any field of kind `diagnostic`.
+DIAG_OID = "1.3.6.1.4.1.99999.9.1.0"
+LAB_PROFILE = f"""extends = ["grandstream-ht8xx"]
+vendor = "Grandstream"
+[[snmp]]
+oid = "{DIAG_OID}"
+kind = "diagnostic"
+field = "last_sip_error"
+type = "string"
+"""
 
 
 def vars_per_poll(agent: Snmpd, seconds: float = 1.5) -> float:
@@ -30,17 +40,18 @@ def vars_per_poll(agent: Snmpd, seconds: float = 1.5) -> float:
 def test_diagnostics_only_inside_the_window(
     tmp_path: Path, snmpd_factory: SnmpdFactory, mosquitto: Mosquitto
 ) -> None:
-    agent = snmpd_factory(
-        {DIAG_OID: ("octet_str", "REGISTER timeout (408)"), "1.3.6.1.4.1.42397.1.3.1.1.0": ("gauge", 390)}
-    )
+    agent = snmpd_factory({DIAG_OID: ("octet_str", "REGISTER timeout (408)")})
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "lab-ata.toml").write_text(LAB_PROFILE)
     cfg = ServiceConfig(
         data_dir=tmp_path / "data",
+        profile_dirs=[tmp_path / "profiles"],
         # The interface table (network) is walked once; after that every poll is one GET.
         snmp=SnmpConfig(interval_s=0.25, timeout_s=0.5, retries=0, intervals={"network": 3600}),
         mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-debug"),
         credentials={"default": SnmpCredential.model_validate({"community": "public"})},
     )
-    ata = snmp_device(1, "acct-a", agent.port).model_copy(update={"profile": "grandstream-ht8xx"})
+    ata = snmp_device(1, "acct-a", agent.port).model_copy(update={"profile": "lab-ata"})
     phone = mqtt_device(2, "acct-a")
     Registry(cfg.data_dir / "registry.db").import_devices([ata, phone], source="test")
     controls: dict[str, dict[str, object]] = {}

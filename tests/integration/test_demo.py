@@ -34,8 +34,9 @@ def test_demo_collects_both_transports_and_honours_lifecycle(tmp_path: Path) -> 
         } <= set(row)
         assert row["retention_class"] and row["fields"]
     seen = {(r["kind"], r["source"]) for r in rows}
-    for kind in ("firmware", "signal", "call_quality", "registration", "performance"):
+    for kind in ("firmware", "registration", "performance"):
         assert (kind, "snmp") in seen and (kind, "mqtt") in seen, kind
+    assert {("config", "snmp"), ("signal", "mqtt"), ("call_quality", "mqtt"), ("call_quality", "sip")} <= seen
 
     accounts = {
         a["id"]: a

@@ -62,23 +62,22 @@ def test_records_arrive_in_victoriametrics_with_tags_and_values(
     Registry(cfg.data_dir / "registry.db").import_devices([device], source="test")
     with RunningService(cfg):
         eventually(
-            lambda: len(victoria.export('{__name__="call_quality_mos"}')) == 1,
+            lambda: len(victoria.export('{__name__="config_nat_traversal_1"}')) == 1,
             timeout=15,
-            what="call quality in VictoriaMetrics",
+            what="the device's config in VictoriaMetrics",
         )
     series = {s["metric"]["__name__"]: s for s in victoria.export()}
-    mos = series["call_quality_mos"]
-    assert mos["metric"] == {
-        "__name__": "call_quality_mos",
+    nat = series["config_nat_traversal_1"]
+    assert nat["metric"] == {
+        "__name__": "config_nat_traversal_1",
         "account_id": "acct-a",
         "device_id": device.id,
         "model": "HT812",
         "firmware": "1.0.47.4",
     }
-    stored = TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(kind="call_quality")
-    assert mos["values"][: len(stored)] == [r.fields["mos"] for r in stored][: len(mos["values"])]
-    assert set(mos["values"]) == {4.12}
-    assert series["call_quality_jitter_ms"]["values"][0] == 9
+    stored = TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(kind="config")
+    assert nat["values"][: len(stored)] == [r.fields["nat_traversal_1"] for r in stored][: len(nat["values"])]
+    assert set(nat["values"]) == {1} and series["config_network_mode"]["values"][0] == 0
     assert "performance_uptime_s" in series and "registration_line1_state" in series  # text kept as 0
 
 

@@ -13,8 +13,9 @@ from provisioning.registry import Registry
 from runner import RunningService, eventually
 from services import SnmpdFactory
 
+VERSION_CORE = "1.3.6.1.4.1.42397.1.2.3.2.0"  # GS-HT8XX-MIB::versionCore: firmware.version
 # The HT812 of the other tests, on an older firmware.
-AGENT = {**HT812_AGENT, "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.43.11")}
+AGENT = {**HT812_AGENT, VERSION_CORE: ("octet_str", "1.0.43.11")}
 
 
 def config(tmp_path: Path, **snmp: object) -> ServiceConfig:
@@ -40,6 +41,7 @@ def test_each_kind_is_polled_on_its_own_interval(tmp_path: Path, snmpd_factory: 
             "inventory": 3600,
             "firmware": 3600,
             "network": 3600,
+            "config": 3600,
             "performance": 0.25,
             "registration": 0.25,
             "call_quality": 0.25,
@@ -49,16 +51,16 @@ def test_each_kind_is_polled_on_its_own_interval(tmp_path: Path, snmpd_factory: 
     with RunningService(cfg):
         store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query(kind="performance")) >= 2, what="second poll")
-        # After the first poll only the fast tier is asked for: sysUpTime, 2 registration
-        # and 4 call-quality OIDs, all present on the agent.
-        assert agent.vars_per_request(1.5) == 7
+        # After the first poll only the fast tier is asked for: sysUpTime and the four
+        # regStatusN OIDs (an HT812 answers the first two).
+        assert agent.vars_per_request(1.5) == 5
         time.sleep(0.3)
     counts = {
         k: len(TelemetryQueries.open(cfg.data_dir / "telemetry.db").query(device_id=device_id, kind=k))
-        for k in ("inventory", "firmware", "performance", "call_quality")
+        for k in ("inventory", "firmware", "performance", "registration")
     }
     assert counts["inventory"] == 1 and counts["firmware"] == 1
-    assert counts["performance"] >= 6 and counts["call_quality"] == counts["performance"]
+    assert counts["performance"] >= 6 and counts["registration"] == counts["performance"]
 
 
 def test_unreachable_device_backs_off_reports_down_and_up_and_changes(
@@ -79,7 +81,7 @@ def test_unreachable_device_backs_off_reports_down_and_up_and_changes(
         sent = running.stats.polls_sent
         time.sleep(3.0)  # 15 polls at 0.2 s without backoff; with backoff capped at 1 s, about 3
         assert running.stats.polls_sent - sent <= 5
-        upgraded = {**AGENT, "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4")}
+        upgraded = {**AGENT, VERSION_CORE: ("octet_str", "1.0.47.4")}
         snmpd_factory(upgraded, port=agent.port)  # the device comes back with new firmware
         eventually(
             lambda: [r.fields["state"] for r in store.query(kind="reachability")] == ["up", "down", "up"],
@@ -109,7 +111,7 @@ def test_a_firmware_change_across_a_restart_of_hookflash_is_noticed(
         store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
         eventually(lambda: len(store.query(kind="firmware")) >= 1, what="firmware seen")
     agent.stop()
-    downgraded = {**AGENT, "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.41.2")}
+    downgraded = {**AGENT, VERSION_CORE: ("octet_str", "1.0.41.2")}
     snmpd_factory(downgraded, port=agent.port)
     with RunningService(cfg):
         eventually(lambda: len(store.query(kind="change")) >= 1, what="change after restart")
