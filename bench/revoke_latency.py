@@ -33,17 +33,18 @@ from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredenti
 from collector.retention import load_policy  # noqa: E402
 from collector.runtime.deactivation import build_deactivator  # noqa: E402
 from collector.sinks.sqlite import EmbeddedStore  # noqa: E402
-from factories import mqtt_device, snmp_device  # noqa: E402
+from factories import (  # noqa: E402
+    HT812_AGENT,
+    mqtt_device,
+    snmp_device,
+)
 from provisioning.receipts import Action  # noqa: E402
 from provisioning.registry import Registry  # noqa: E402
 from runner import RunningService, eventually  # noqa: E402
 from services import Mosquitto, Snmpd  # noqa: E402
 
 DEVICES, PER_ACCOUNT, AGENTS = 1000, 10, 4
-AGENT_VALUES = {
-    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4"),
-    "1.3.6.1.4.1.42397.1.3.1.1.0": ("gauge", 410),
-}
+AGENT_VALUES = HT812_AGENT
 
 
 def percentile(values: list[float], q: float) -> float:

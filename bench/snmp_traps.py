@@ -88,8 +88,8 @@ def inform(request_id: int, version: str) -> bytes:
         _tlv(0x30, name + value)
         for name, value in (
             (_oid("1.3.6.1.2.1.1.3.0"), _int(360000 + request_id, 0x43)),
-            (_oid("1.3.6.1.6.3.1.1.4.1.0"), _oid("1.3.6.1.4.1.42397.1.2.100")),
-            (_oid("1.3.6.1.2.1.47.1.1.1.1.10.1"), _tlv(0x04, version.encode())),
+            (_oid("1.3.6.1.6.3.1.1.4.1.0"), _oid("1.3.6.1.4.1.42397.1.2.5.1")),  # TimedTrap
+            (_oid("1.3.6.1.4.1.42397.1.2.3.2.0"), _tlv(0x04, version.encode())),  # versionCore
         )
     )
     pdu = _tlv(0xA6, _int(request_id) + _int(0) + _int(0) + _tlv(0x30, varbinds))

@@ -76,9 +76,8 @@ def show_profile(name: str, config_path: Path | None, fmt: str) -> None:
             )
     for m in profile.mqtt:
         rows.append(_row("mqtt", m.kind.value, m.field, m.path, m, origins["mqtt"].get(m.key, "")))
-    emit(
-        rows, fmt, ["via", "kind", "field", "read_from", "mib", "type", "scale", "range", "enum", "file"], title=name
-    )
+    columns = ["via", "kind", "field", "read_from", "mib", "type", "scale", "range", "enum", "file"]
+    emit(rows, fmt, columns, title=name)
 
 
 def _bound(value: float | None) -> str:

@@ -14,7 +14,7 @@ import pytest
 from collector.config import ApiConfig, ServiceConfig, SnmpConfig, SnmpCredential, WebhookConfig
 from collector.sinks.sqlite import TelemetryQueries
 from collector.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from factories import mqtt_device, snmp_device
+from factories import HT812_AGENT, mqtt_device, snmp_device
 from provisioning.registry import Registry
 from receiver import WebhookReceiver
 from runner import RunningService, eventually, hookflash
@@ -22,10 +22,7 @@ from services import SnmpdFactory, free_port
 
 TOKEN = "api-token-for-tests-0123456789"
 SECRET = "webhook-signing-secret"
-AGENT = {
-    "1.3.6.1.2.1.1.2.0": ("object_id", "1.3.6.1.4.1.42397.1.812"),
-    "1.3.6.1.4.1.42397.1.3.1.1.0": ("gauge", 401),
-}
+AGENT = HT812_AGENT
 
 
 @pytest.fixture(autouse=True)

@@ -46,7 +46,7 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
 def test_run_collects_from_agent_and_broker_and_stops_on_sigterm(
     tmp_path: Path, snmpd_factory: SnmpdFactory, mosquitto: Mosquitto
 ) -> None:
-    agent = snmpd_factory({"1.3.6.1.2.1.1.2.0": ("object_id", "1.3.6.1.4.1.42397.1.812")}, community=SECRET)
+    agent = snmpd_factory({"1.3.6.1.2.1.1.2.0": ("object_id", "1.3.6.1.4.1.42397.1.2.812")}, community=SECRET)
     data = tmp_path / "data"
     Registry(data / "registry.db").import_devices(
         [snmp_device(1, "acct-a", agent.port), mqtt_device(2, "acct-a")], source="test"

@@ -6,6 +6,7 @@ unprovisioned host, of a revoked account, or replayed from an engine's past not 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -15,15 +16,15 @@ import pytest
 
 from collector.config import ServiceConfig, SnmpConfig, SnmpCredential
 from collector.config.snmp import TrapConfig
-from factories import snmp_device
+from factories import GS, HT812_AGENT, HT812_FIELDS, snmp_device
 from provisioning.models import AccountStatus
 from provisioning.registry import Registry
 from runner import RunningService, eventually
 
 COMMUNITY = "trap-secret"
-FIRMWARE = "1.3.6.1.2.1.47.1.1.1.1.10.1"  # ENTITY-MIB::entPhysicalSoftwareRev.1: firmware.version
+FIRMWARE = "1.3.6.1.4.1.42397.1.2.3.2.0"  # GS-HT8XX-MIB::versionCore: firmware.version
 UPTIME = "1.3.6.1.2.1.1.3.0"
-TRAP_OID = "1.3.6.1.4.1.42397.1.2.100"
+TRAP_OID = "1.3.6.1.4.1.42397.1.2.5.1"  # GS-HT8XX-MIB::TimedTrap
 
 
 V3_USERS = {
@@ -213,3 +214,40 @@ def test_v3_refusals(running: tuple[RunningService, Path]) -> None:
     eventually(lambda: usm.counters["not_in_time_windows"] == 2, what="both replays refused")
     assert usm.counters["wrong_digests"] >= 1 and usm.counters["unknown_user_names"] >= 1
     assert not [v for v in versions(data) if v[1] in ("8.8.8.1", "8.8.8.2", "8.8.8.4", "8.8.8.5")]
+
+
+def test_the_ht8xx_timed_trap_yields_the_records_of_a_poll(running: tuple[RunningService, Path]) -> None:
+    """TimedTrap carries the whole GS-HT8XX-MIB: read with the profile, it gives the fields a
+    poll of the same objects gives (test_snmp_collection polls HT812_AGENT for HT812_FIELDS);
+    the objects the profile leaves out (call-forward numbers, do-not-disturb, hook state) are
+    not kept (P2)."""
+    ours = {oid: v for oid, v in HT812_AGENT.items() if oid.startswith(GS + ".")}
+    letters = {"octet_str": "s", "integer": "i", "gauge": "u"}
+    varbinds = [x for oid, (kind, value) in ours.items() for x in (oid, letters[kind], str(value))]
+    left_out = [
+        f"{GS}.2.4.1.0",
+        "s",
+        "+15551234567",
+        f"{GS}.2.3.1.0",
+        "i",
+        "1",
+        f"{GS}.2.1.1.0",
+        "s",
+        "off-hook",
+    ]
+    args = ["snmptrap", "-v2c", "-c", COMMUNITY, f"127.0.0.1:{port(running)}", "360000", TRAP_OID]
+    done = subprocess.run([*args, *varbinds, *left_out], capture_output=True, text=True, timeout=15)
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(running[1] / "telemetry.db")
+
+    def stored() -> dict[str, dict[str, object]]:
+        rows = db.execute(
+            "SELECT kind, fields FROM telemetry WHERE kind IN ('firmware', 'registration', 'config')"
+        )
+        return {str(k): json.loads(f) for k, f in rows}
+
+    eventually(lambda: len(stored()) == 3, what="the trap's records")
+    assert stored() == {k: HT812_FIELDS[k] for k in ("firmware", "registration", "config")}
+    db.close()
+    text = "".join(p.read_bytes().decode("latin-1") for p in running[1].rglob("*") if p.is_file())
+    assert "+15551234567" not in text and "off-hook" not in text

@@ -18,18 +18,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import MqttConfig, ServiceConfig, SnmpConfig, SnmpCredential
-from factories import mqtt_device, snmp_device
+from factories import HT812_AGENT, mqtt_device, snmp_device
 from provisioning.registry import Registry
 from runner import RunningService, eventually, hookflash
 from services import Mosquitto, SnmpdFactory
 
-GS = "1.3.6.1.4.1.42397"
-AGENT = {
-    "1.3.6.1.2.1.47.1.1.1.1.10.1": ("octet_str", "1.0.47.4"),
-    f"{GS}.1.2.1.1.0": ("integer", 1),
-    f"{GS}.1.3.1.1.0": ("gauge", 412),
-    f"{GS}.1.3.1.2.0": ("gauge", 9),
-}
+AGENT = HT812_AGENT
 VICTIM, OTHERS = "acct-victim", [f"acct-{n}" for n in range(1, 7)]
 # 280 SNMP devices polled every second and 210 phones: several thousand records/s.
 SNMP_PER_ACCOUNT, PHONES_PER_ACCOUNT = 40, 30

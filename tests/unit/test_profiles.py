@@ -91,7 +91,8 @@ def test_user_folder_overrides_bundled_and_can_extend_it(tmp_path: Path) -> None
             "type 'int' cannot read a DisplayString",
         ),
         (
-            '[[snmp]]\noid = "1.3.6.1.2.1.1.1.0"\nmib = "sysDescr"\nkind = "inventory"\nfield = "d"\ntype = "string"\n',
+            '[[snmp]]\noid = "1.3.6.1.2.1.1.1.0"\nmib = "sysDescr"\n'
+            'kind = "inventory"\nfield = "d"\ntype = "string"\n',
             "must be MODULE::object",
         ),
         ('[[mqtt]]\npath = "a..b"\nkind = "signal"\nfield = "x"\ntype = "int"\n', "mqtt.0.path"),
