@@ -7,7 +7,9 @@ an `[[snmp]]` entry with its type guessed from the value: STRING and IpAddress `
 Counter/Gauge/Unsigned `int`, Timeticks `timeticks_s`, OID `oid`. The kind is only a
 guess (text: inventory, numbers: performance) and the field name a placeholder: every
 entry says so, for the person who reviews it against the MIB and the privacy policy (P2:
-leave out what is not device information, such as call-forward numbers).
+leave out what is not device information, such as call-forward numbers). Each entry's
+`syntax` is the wire type the agent sent (the MIB may name a textual convention of it);
+standard objects get their `mib` name, vendor ones a TODO for it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ STANDARD: dict[str, tuple[str, str | None]] = {
     "1.3.6.1.2.1.1.7.0": ("SNMPv2-MIB::sysServices", "sys_services"),
     "1.3.6.1.2.1.1.8.0": ("SNMPv2-MIB::sysORLastChange", None),  # the agent's own bookkeeping
 }
+STANDARD_SYNTAX = {"1.3.6.1.2.1.1.5.0": "DisplayString", "1.3.6.1.2.1.1.7.0": "INTEGER"}
+# snmpwalk's type word -> the SMI base type it is
+_SYNTAX = {
+    "string": "OCTET STRING", "hex-string": "OCTET STRING", "integer": "INTEGER", "gauge32": "Gauge32",
+    "unsigned32": "Unsigned32", "counter32": "Counter32", "counter64": "Counter64",
+    "timeticks": "TimeTicks", "oid": "OBJECT IDENTIFIER", "ipaddress": "IpAddress",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class Walked:
     type: str  # the profile type guessed
     value: str  # as the walk showed it
     enum: tuple[tuple[str, str], ...] = ()
+    syntax: str = ""  # the SMI type the agent sent
 
 
 def parse_walk(text: str) -> list[Walked]:
@@ -49,7 +59,8 @@ def parse_walk(text: str) -> list[Walked]:
                 continue  # the continuation of a multi-line STRING
             raise ValueError(f"line {number}: not `snmpwalk -On` output: {line[:80]!r}")
         kind, value = (match.group("type") or "").lower(), match.group("value").strip()
-        found.append(_guess(match.group("oid"), kind, value))
+        guess = _guess(match.group("oid"), kind, value)
+        found.append(Walked(guess.oid, guess.type, guess.value, guess.enum, _SYNTAX.get(kind, "")))
     return found
 
 
@@ -90,12 +101,15 @@ def starting_profile(walk: list[Walked], vendor: str, model: str, covered: set[s
         if standard is not None and standard[1] is None:
             lines += ["", f"# {standard[0]} ({w.oid}) left out: not device information the policy lists (P2)"]
             continue
+        syntax = w.syntax
         if standard is not None:
-            name, note = str(standard[1]), f"{standard[0]}: walked {w.value[:50]}  (TODO: kind)"
+            name, note = str(standard[1]), f"walked {w.value[:50]}  (TODO: kind)"
+            mib, syntax = f"mib = {_quote(standard[0])}", STANDARD_SYNTAX.get(w.oid, syntax)
         else:
             parts = w.oid.split(".")
             name = "f_" + "_".join(parts[6:-1] if w.oid.startswith("1.3.6.1.4.1.") else parts)
-            note = f"walked: {w.value[:60]}  (TODO: kind, field name, and the MIB object)"
+            note = f"walked: {w.value[:60]}  (TODO: kind, field name)"
+            mib = '# mib = "VENDOR-MIB::object"  (TODO: the MIB object, and its SYNTAX below)'
         lines += [
             "",
             f"# {note}",
@@ -103,8 +117,10 @@ def starting_profile(walk: list[Walked], vendor: str, model: str, covered: set[s
             f'kind = "{kind}"',
             f'field = "{name}"',
             f'oid = "{w.oid}"',
-            f'type = "{w.type}"',
+            mib,
         ]
+        lines += [f"syntax = {_quote(syntax)}"] if syntax else []
+        lines.append(f'type = "{w.type}"')
         if w.enum:
             lines.append("enum = { " + ", ".join(f"{_quote(k)} = {_quote(v)}" for k, v in w.enum) + " }")
     return "\n".join(lines) + "\n"
