@@ -13,8 +13,10 @@ from collector.core.errors import ConversionError, Rejected
 from collector.core.records import FieldValue, Kind, Observation, RawValue, Received, Varbinds
 from collector.decode.base import Decoded, Located
 from collector.decode.convert import convert
-from collector.profiles.model import DeviceProfile, TableSpec
-from provisioning.models import Transport
+from collector.profiles.model import DeviceProfile, FieldSpec, TableSpec
+from provisioning.models import Transport, normalize_mac
+
+_IDENTITY = FieldSpec(kind=Kind.INVENTORY, field="device_id", type="mac")
 
 
 def decode_snmp(
@@ -114,10 +116,24 @@ class SnmpCodec:
 
 
 class SnmpTrapCodec(SnmpCodec):
-    """Traps and informs: the device is the one provisioned on the host the notification
-    came from; its varbinds are read with the device's profile like a poll's, so a trap
-    carrying the objects a poll asks for yields the same records."""
+    """Traps and informs: the device is the one a profile's `trap_identity` varbind names
+    (a MAC) when the notification carries one, else the one provisioned on the host it came
+    from; its varbinds are read with the device's profile like a poll's, so a trap carrying
+    the objects a poll asks for yields the same records."""
+
+    def __init__(self, identity_oids: Sequence[str] = ()) -> None:
+        self._identity_oids = tuple(dict.fromkeys(identity_oids))
 
     def locate(self, item: Received) -> Located:
         host = item.origin.rsplit(":", 1)[0].strip("[]")
+        payload = item.payload
+        if self._identity_oids and isinstance(payload, Varbinds):
+            for oid in self._identity_oids:
+                raw = payload.scalars.get(oid)
+                if raw is not None:
+                    try:
+                        mac = convert(_IDENTITY, raw)
+                        return Located(normalize_mac(str(mac)), None, "")
+                    except (ConversionError, ValueError) as exc:
+                        raise Rejected(f"oid {oid}: the device's identity is not a MAC ({exc})") from None
         return Located(None, host, "")

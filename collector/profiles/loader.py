@@ -94,6 +94,7 @@ class ProfileSet:
         problems: list[str] = []
         sections = {s: _Merge(name, s, problems) for s in ("snmp", "tables", "mqtt")}
         vendor, models, prefixes = spec.vendor, tuple(spec.models), tuple(spec.sysobjectid)
+        identity = spec.trap_identity
         for parent_name in spec.extends:
             parent = self._resolve(parent_name, (*chain, name))
             found = self.origins[parent_name]
@@ -101,6 +102,7 @@ class ProfileSet:
             sections["tables"].add(parent.tables, origin, found["tables"])
             sections["mqtt"].add(parent.mqtt, origin, found["mqtt"])
             vendor = vendor or parent.vendor
+            identity = identity or parent.trap_identity
         if not spec.getbulk:
             if spec.tables:
                 problems.append(
@@ -130,10 +132,16 @@ class ProfileSet:
             tables=sections["tables"].result(),
             mqtt=sections["mqtt"].result(),
             origin=origin,
+            trap_identity=identity,
         )
         self.origins[name] = {s: m.origins for s, m in sections.items()}
         self._resolved[name] = profile
         return profile
+
+    def identity_oids(self) -> list[str]:
+        """The OIDs of every profile's `trap_identity` varbind."""
+        found = (self.get(name).trap_identity for name in self.names)
+        return list(dict.fromkeys(i.oid for i in found if i is not None))
 
     @property
     def names(self) -> list[str]:

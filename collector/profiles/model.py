@@ -209,6 +209,23 @@ class TableSpec(BaseModel):
         )
 
 
+class TrapIdentity(MibObject):
+    """The varbind of a trap or inform that names its device (a MAC, as device IDs are),
+    for agents whose source address does not (several devices behind one NAT)."""
+
+    oid: str
+
+    @field_validator("oid")
+    @classmethod
+    def _numeric(cls, value: str) -> str:
+        return SnmpFieldSpec._numeric(value)
+
+    @model_validator(mode="after")
+    def _syntax_fits(self) -> TrapIdentity:
+        self._check_syntax("mac")
+        return self
+
+
 class ProfileFile(BaseModel):
     """A profile as written in its file, before `extends` is resolved."""
 
@@ -224,6 +241,7 @@ class ProfileFile(BaseModel):
     # False for agents that answer GET only (no GETNEXT/GETBULK): no table is walked.
     getbulk: bool = True
     mqtt: list[MqttFieldSpec] = []
+    trap_identity: TrapIdentity | None = None
 
     @field_validator("sysobjectid")
     @classmethod
@@ -247,6 +265,7 @@ class DeviceProfile(BaseModel):
     tables: tuple[TableSpec, ...] = ()
     mqtt: tuple[MqttFieldSpec, ...]
     origin: str
+    trap_identity: TrapIdentity | None = None
 
     def snmp_oids(self, kinds: frozenset[Kind]) -> list[str]:
         return [spec.oid for spec in self.snmp if spec.kind in kinds]

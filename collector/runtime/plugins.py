@@ -27,7 +27,7 @@ class SourcePlugin:
     name: SourceName
     enabled: Callable[[ServiceConfig], bool]
     build: Callable[[ServiceConfig, ProfileResolver], Source]
-    codec: Callable[[ServiceConfig], Codec]
+    codec: Callable[[ServiceConfig, ProfileResolver], Codec]
 
 
 SOURCES: tuple[SourcePlugin, ...] = (
@@ -35,13 +35,13 @@ SOURCES: tuple[SourcePlugin, ...] = (
         "snmp",
         enabled=lambda config: config.snmp.enabled,
         build=lambda config, profiles: SnmpPoller(config.snmp, config.resolved_credentials(), profiles),
-        codec=lambda _config: SnmpCodec(),
+        codec=lambda _config, _profiles: SnmpCodec(),
     ),
     SourcePlugin(
         "mqtt",
         enabled=lambda config: config.mqtt.enabled,
         build=lambda config, _profiles: MqttSubscriber(config.mqtt),
-        codec=lambda config: MqttJsonCodec(
+        codec=lambda config, _profiles: MqttJsonCodec(
             config.mqtt.device_id_from, config.mqtt.device_id_level, config.mqtt.max_payload_bytes
         ),
     ),
@@ -49,7 +49,7 @@ SOURCES: tuple[SourcePlugin, ...] = (
         "sip",
         enabled=lambda config: config.sip.enabled,
         build=lambda config, _profiles: SipListener(config.sip),
-        codec=lambda _config: VqRtcpxrCodec(),
+        codec=lambda _config, _profiles: VqRtcpxrCodec(),
     ),
     SourcePlugin(
         "snmp_trap",
@@ -57,6 +57,6 @@ SOURCES: tuple[SourcePlugin, ...] = (
         build=lambda config, _profiles: TrapListener(
             config.snmp_traps, config.trap_credentials(), config.data_dir
         ),
-        codec=lambda _config: SnmpTrapCodec(),
+        codec=lambda _config, profiles: SnmpTrapCodec(profiles.profiles.identity_oids()),
     ),
 )

@@ -86,7 +86,7 @@ class Service:
         self.intake = Intake(
             self.gate,
             self.profiles,
-            {plugin.name: plugin.codec(config) for plugin in SOURCES},
+            {plugin.name: plugin.codec(config, self.profiles) for plugin in SOURCES},
             Tagger(self.policy, self._changes()),
             self.pipeline,
             self.stats,

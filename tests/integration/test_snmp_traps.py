@@ -251,3 +251,51 @@ def test_the_ht8xx_timed_trap_yields_the_records_of_a_poll(running: tuple[Runnin
     db.close()
     text = "".join(p.read_bytes().decode("latin-1") for p in running[1].rglob("*") if p.is_file())
     assert "+15551234567" not in text and "off-hook" not in text
+
+
+NAT_PROFILE = """extends = ["grandstream-ht8xx"]
+vendor = "Grandstream"
+trap_identity = { oid = "1.3.6.1.2.1.2.2.1.6.2", mib = "IF-MIB::ifPhysAddress", syntax = "PhysAddress" }
+"""
+
+
+def test_a_profile_s_identity_varbind_names_the_device_behind_a_shared_address(tmp_path: Path) -> None:
+    """Two ATAs behind one address: the host alone names neither (dropped, P1); the
+    profile's `trap_identity` varbind (the WAN MAC) names the one that sent it."""
+    data = tmp_path / "data"
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "nat-ata.toml").write_text(NAT_PROFILE)
+    devices = [
+        snmp_device(n, "acct-1", port=16160 + n).model_copy(update={"profile": "nat-ata"}) for n in (1, 2)
+    ]
+    registry = Registry(data / "registry.db")
+    registry.import_devices(devices, source="test")
+    registry.close()
+    cfg = ServiceConfig(
+        data_dir=data,
+        profile_dirs=[tmp_path / "profiles"],
+        snmp=SnmpConfig(enabled=False),
+        snmp_traps=TrapConfig(enabled=True, listen="127.0.0.1:0"),
+        credentials={"default": SnmpCredential.model_validate({"community": COMMUNITY})},
+    )
+    mac = "1.3.6.1.2.1.2.2.1.6.2"
+    with RunningService(cfg) as service:
+        target = (service, data)
+        base = ["snmptrap", "-v2c", "-c", COMMUNITY, f"127.0.0.1:{port(target)}", "360000", TRAP_OID]
+
+        def trap(*varbinds: str) -> None:
+            done = subprocess.run([*base, *varbinds], capture_output=True, text=True, timeout=15)
+            assert done.returncode == 0, done.stderr
+
+        before = service.stats.dropped_not_provisioned
+        trap(FIRMWARE, "s", "5.0.0.1")  # no identity: the host has two devices
+        trap(mac, "x", "00 0b 82 99 99 99", FIRMWARE, "s", "5.0.0.2")  # a MAC nobody provisioned
+        trap(mac, "x", "00 0b 82 00 00 02", FIRMWARE, "s", "5.0.0.3")
+        eventually(lambda: ("firmware", "5.0.0.3", None) in versions(data), what="device 2's trap")
+        eventually(lambda: service.stats.dropped_not_provisioned == before + 2, what="the other two dropped")
+    db = sqlite3.connect(data / "telemetry.db")
+    rows = db.execute(
+        "SELECT device_id, fields->>'version' FROM telemetry WHERE kind = 'firmware'"
+    ).fetchall()
+    db.close()
+    assert rows == [("000b82000002", "5.0.0.3")]
