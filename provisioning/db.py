@@ -97,7 +97,7 @@ def migrate(db: sqlite3.Connection, path: Path, schema: Schema) -> tuple[int, in
 
 
 def open_db(path: Path, schema: Schema, *pragmas: str) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Shared between the event loop and one writer thread; callers serialize with a lock.
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:

@@ -104,6 +104,15 @@ class ReceiptBook:
             )
         return self.get(receipt_id)
 
+    def progress(self, receipt_id: str, result: dict[str, Any]) -> Receipt:
+        """Record what is done so far of a receipt that stays pending."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE receipts SET result = ? WHERE id = ? AND status = 'pending'",
+                (json.dumps(result, default=str), receipt_id),
+            )
+        return self.get(receipt_id)
+
     def get(self, receipt_id: str) -> Receipt:
         with self._lock:
             row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()

@@ -237,6 +237,22 @@ class Registry:
 
     # -- running collectors: heartbeats and acknowledgements of stop events ------------------
 
+    def set_remote_stores(self, names: Iterable[str]) -> None:
+        """The remote stores (sink names) the service of this data dir writes to now."""
+        wanted = sorted(set(names))
+        with self._tx() as db:
+            db.execute(
+                f"DELETE FROM remote_stores WHERE name NOT IN ({','.join('?' * len(wanted))})", wanted
+            )
+            now = self._clock().isoformat()
+            db.executemany(
+                "INSERT OR IGNORE INTO remote_stores (name, since) VALUES (?, ?)", [(n, now) for n in wanted]
+            )
+
+    def remote_stores(self) -> list[str]:
+        with self._lock:
+            return [str(r[0]) for r in self._db.execute("SELECT name FROM remote_stores ORDER BY name")]
+
     def collector_heartbeat(self, collector_id: str, pid: int) -> None:
         now = self._clock()
         with self._tx() as db:

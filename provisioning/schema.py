@@ -67,4 +67,8 @@ CREATE INDEX IF NOT EXISTS receipts_account ON receipts(account_id);
 # Version 2: the SIP addresses of record a phone sends its call-quality reports from.
 _REGISTRY_V2 = "ALTER TABLE devices ADD COLUMN sip_aor TEXT NOT NULL DEFAULT '';"
 
-REGISTRY = Schema("registry", (_REGISTRY_V1, _REGISTRY_V2))
+# Version 3: the remote stores the service of this data dir writes to, so that an erasure
+# made without them (the CLI, the service stopped) stays outstanding until they confirm.
+_REGISTRY_V3 = "CREATE TABLE IF NOT EXISTS remote_stores (name TEXT PRIMARY KEY, since TEXT NOT NULL);"
+
+REGISTRY = Schema("registry", (_REGISTRY_V1, _REGISTRY_V2, _REGISTRY_V3))

@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from services import Mosquitto, Snmpd, SnmpdFactory, V3User
+from services import Mosquitto, Snmpd, SnmpdFactory, V3User, VictoriaMetrics
 
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     with Mosquitto(tmp_path / "mosquitto") as broker:
         yield broker
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    with VictoriaMetrics(tmp_path / "vm") as server:
+        yield server
 
 
 @pytest.fixture

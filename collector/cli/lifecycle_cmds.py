@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,18 +26,29 @@ from collector.cli.common import (
 from collector.config import ServiceConfig, load_config
 from collector.retention import load_policy
 from collector.runtime.deactivation import Deactivator, action_for_status, build_deactivator
+from collector.runtime.sweeper import RetentionSweeper
+from collector.sinks.influx import InfluxSink
 from provisioning.models import AccountStatus, check_account_id, normalize_mac
 from provisioning.receipts import Action, Receipt, ReceiptStatus
 
+PENDING_EXIT = 3  # accepted and collection stopped, erasure not yet confirmed everywhere
 _CONFIG_HELP = "Service config: its webhooks are notified and its retention policy applied."
 
 
 def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
+    """The embedded store, and, when no collector is running, the remote stores the config
+    names. A running collector erases its remote stores itself, between the sends of its
+    spool (erasing from here could race a batch it is sending): the receipt stays pending
+    until it has, and `run_requests` waits for that."""
     config = load_config(config_path) if config_path else ServiceConfig()
     registry = open_registry(data_dir)
     store = open_store(data_dir)
     policy = load_policy(config.retention_policy)
-    return build_deactivator(config, registry, [store.sink, store.quarantine], policy)
+    remote_end = None
+    if config.influx.enabled and not registry.live_collectors():
+        influx = InfluxSink.from_config(config.influx, list(policy.classes))
+        remote_end = RetentionSweeper(policy, store, registry, remote=[influx]).end_revocation
+    return build_deactivator(config, registry, [store.sink, store.quarantine], policy, remote_end=remote_end)
 
 
 def describe(receipt: Receipt) -> str:
@@ -59,10 +71,13 @@ def describe(receipt: Receipt) -> str:
         if r.get("unacknowledged"):
             parts.append(f"NOT confirmed by {', '.join(r['unacknowledged'])}")
     for sink, per_class in r.get("erased", {}).items():
-        if isinstance(per_class, str):  # "failed: <reason>"
+        if isinstance(per_class, str):  # "failed: <reason>", "outstanding: …", or a store's own retention
             parts.append(f"{sink} erasure {per_class}")
         else:
             parts.append(f"{sink} ended " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
+    if receipt.status is ReceiptStatus.PENDING:
+        outstanding = ", ".join(r.get("outstanding", []))
+        parts.append(f"PENDING: erasure outstanding in {outstanding}; the running service retries it")
     return "; ".join(parts) + f" (receipt {receipt.id})"
 
 
@@ -75,21 +90,35 @@ def run_requests(
     fmt: str,
     device: bool = False,
 ) -> None:
-    failed = 0
+    failed = pending = 0
     for n, target in enumerate(targets):
         rid = f"{request_id}-{n}" if request_id and len(targets) > 1 else request_id
         account = deactivator_account(deactivator, target) if device else target
         receipt, _ = deactivator.request(action, account, reason, rid, target if device else None)
         done = asyncio.run(deactivator.process(receipt))
+        if done.status is ReceiptStatus.PENDING and deactivator.registry.live_collectors():
+            done = wait_while_pending(deactivator, done)
         failed += done.status is ReceiptStatus.FAILED
+        pending += done.status is ReceiptStatus.PENDING
         if fmt == "json":
             click.echo(json.dumps(done.model_dump(mode="json"), sort_keys=True))
         else:
-            (err_console if done.status is ReceiptStatus.FAILED else console).print(
+            (err_console if done.status is not ReceiptStatus.DONE else console).print(
                 describe(done), highlight=False
             )
     if failed:
         raise SystemExit(1)
+    if pending:
+        raise SystemExit(PENDING_EXIT)
+
+
+def wait_while_pending(deactivator: Deactivator, receipt: Receipt, timeout_s: float = 30.0) -> Receipt:
+    """The running collector finishes an erasure left outstanding here: wait for it."""
+    deadline = time.monotonic() + timeout_s
+    while receipt.status is ReceiptStatus.PENDING and time.monotonic() < deadline:
+        time.sleep(0.1)
+        receipt = deactivator.receipts.get(receipt.id)
+    return receipt
 
 
 def deactivator_account(deactivator: Deactivator, device_id: str) -> str:

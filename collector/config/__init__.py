@@ -186,6 +186,24 @@ class InfluxConfig(_Section):
     batch_lines: int = Field(default=5000, ge=1, le=100_000, description="lines per HTTP post, at most")
     gzip_level: int = Field(default=1, ge=0, le=9, description="0: posts are not compressed")
     timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Which server it is, for erasure: InfluxDB's /api/v2/delete, VictoriaMetrics'
+    # /api/v1/admin/tsdb/delete_series; "other" has no delete hookflash knows.
+    server: Literal["influxdb", "victoriametrics", "other"] = "influxdb"
+    # "delete": an account's data is deleted there when its retention ends (and the
+    # receipt is done only once the server confirmed). "server_retention": the server's
+    # own retention bounds the data and hookflash deletes nothing there; receipts say so.
+    # A server that cannot delete needs "server_retention", or start-up is refused.
+    erasure: Literal["delete", "server_retention"] = "delete"
+
+    @model_validator(mode="after")
+    def _can_erase(self) -> InfluxConfig:
+        if self.enabled and self.server == "other" and self.erasure == "delete":
+            raise ValueError(
+                'influx.server = "other" has no delete API hookflash knows, so an account\'s data '
+                'could not be erased there (P5): set influx.erasure = "server_retention" if the '
+                "server's own retention bounds it, or use InfluxDB or VictoriaMetrics"
+            )
+        return self
 
     def token(self) -> str:
         return from_env(self.token_env, "influx.token_env")

@@ -42,6 +42,11 @@ class SourceError(HookflashError):
     Never carries a secret."""
 
 
+class NotErasedHere(HookflashError):
+    """A store that erases nothing itself, by configuration: its own retention bounds the
+    data. The message says so; the receipt carries it."""
+
+
 class SinkError(HookflashError):
     """A sink refused or failed a write. `status` is the server's answer (HTTP), if any;
     `retry_after_s` what it asked for before the next attempt."""

@@ -24,7 +24,7 @@ from collector.config import ServiceConfig
 from collector.core.errors import UnknownDevice
 from collector.core.interfaces import AccountData
 from collector.retention import RetentionPolicy
-from collector.runtime.lifecycle import end_account
+from collector.runtime.lifecycle import end_account, is_outstanding
 from collector.webhooks import WebhookDispatcher, WebhookTarget
 from provisioning.events import LifecycleEvent
 from provisioning.models import AccountStatus
@@ -67,7 +67,11 @@ class Deactivator:
         hooks: Sequence[tuple[str, Hook]] = (),
         ack_timeout_s: float = 5.0,
         run_blocking: Runner[Any] = _in_thread,
+        remote_end: Callable[[str, datetime], bool] | None = None,
     ) -> None:
+        """`holders`: the stores erased directly; `remote_end(account, revoked_at)`: the
+        remote stores' erasure of one revocation, done once (RetentionSweeper.end_revocation)."""
+        self._remote_end = remote_end
         self.registry = registry
         self._registry = registry
         self.receipts = receipts
@@ -96,8 +100,12 @@ class Deactivator:
         return self.receipts.open(action, account_id, reason, request_id, device_id)
 
     async def process(self, receipt: Receipt) -> Receipt:
+        """Carry out a pending receipt, or (one whose stop is done and whose erasure is
+        outstanding somewhere) retry the erasure. Done only once every store confirmed."""
         if receipt.status is not ReceiptStatus.PENDING:
             return receipt
+        if "erased" in receipt.result:
+            return await self._complete(receipt, await self._erase(receipt, receipt.result))
         try:
             result = await self._carry_out(receipt)
         except Exception as exc:
@@ -110,6 +118,38 @@ class Deactivator:
                 device_id=receipt.device_id,
             )
             return failed
+        return await self._complete(receipt, result)
+
+    async def _erase(self, receipt: Receipt, result: dict[str, Any]) -> dict[str, Any]:
+        reason = receipt.reason or "revoked"
+        before = result.get("erased", {})
+        result = dict(result)
+        account, registry, holders, policy = receipt.account_id, self._registry, self._holders, self._policy
+
+        revoked_at = datetime.fromisoformat(str(result.get("revoked_at") or datetime.now(UTC).isoformat()))
+        end = self._remote_end
+        remote = None if end is None else functools.partial(end, account, revoked_at)
+
+        def erase() -> dict[str, Any]:
+            return end_account(registry, holders, policy, account, reason, before, remote)
+
+        result["erased"] = await self._run(erase)
+        return result
+
+    async def _complete(self, receipt: Receipt, result: dict[str, Any]) -> Receipt:
+        """Done, or still pending with the stores that have not confirmed the erasure."""
+        outstanding = sorted(k for k, v in result.get("erased", {}).items() if is_outstanding(v))
+        result.pop("outstanding", None)
+        if outstanding:
+            result["outstanding"] = outstanding
+            pending = await _io(self.receipts.progress, receipt.id, result)
+            await _io(
+                self._registry.record_audit,
+                "receipt.erasure_outstanding",
+                {"receipt": receipt.id, "stores": outstanding},
+                account_id=receipt.account_id,
+            )
+            return pending
         done = await _io(self.receipts.finish, receipt.id, ReceiptStatus.DONE, result)
         await _io(
             self._registry.record_audit,
@@ -132,13 +172,16 @@ class Deactivator:
             status = _STATUS[receipt.action]
             event = await _io(self._registry.set_status, receipt.account_id, status, receipt.reason)
         stopping = receipt.action is not Action.REACTIVATE
-        after = (await _io(self._registry.account, receipt.account_id)).status
+        changed = await _io(self._registry.account, receipt.account_id)
+        after = changed.status
         result: dict[str, Any] = {
             "status_before": before.value,
             "status_after": after.value,
             "collection_stopped": stopping,
             "changed": event is not None,
         }
+        if receipt.action is Action.REVOKE:
+            result["revoked_at"] = changed.status_changed_at.isoformat()
         if event is not None and stopping:
             result.update(await self._await_acks(event))
         if stopping:
@@ -157,10 +200,7 @@ class Deactivator:
                 for d in devices
             ]
         if receipt.action is Action.REVOKE:
-            reason = receipt.reason or "revoked"
-            result["erased"] = await self._run(
-                lambda: end_account(self._registry, self._holders, self._policy, receipt.account_id, reason)
-            )
+            result = await self._erase(receipt, result)
             result["end_actions"] = {c.name: c.end_action.value for c in self._policy.classes.values()}
         return result
 
@@ -212,6 +252,7 @@ def build_deactivator(
     holders: Sequence[AccountData],
     policy: RetentionPolicy,
     run_blocking: Runner[Any] = _in_thread,
+    remote_end: Callable[[str, datetime], bool] | None = None,
 ) -> Deactivator:
     """The one way every entry point (service, CLI, demo) assembles a Deactivator."""
     path = registry.path
@@ -224,6 +265,7 @@ def build_deactivator(
         hooks=load_hooks(),
         ack_timeout_s=config.ack_timeout_s,
         run_blocking=run_blocking,
+        remote_end=remote_end,
     )
 
 

@@ -16,10 +16,11 @@ import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from collector.core.errors import NotErasedHere
 from collector.core.interfaces import AccountData
 from collector.gate import Gate
 from collector.retention import RetentionPolicy
@@ -33,18 +34,37 @@ EventCallback = Callable[[LifecycleEvent], None]
 HEARTBEAT_S = 1.0
 
 
+OUTSTANDING = ("failed:", "outstanding:")
+RemoteEnd = Callable[[], bool]  # the remote stores' erasure of one revocation: confirmed?
+
+
 def end_account(
-    registry: Registry, holders: Sequence[AccountData], policy: RetentionPolicy, account_id: str, reason: str
+    registry: Registry,
+    holders: Sequence[AccountData],
+    policy: RetentionPolicy,
+    account_id: str,
+    reason: str,
+    done: Mapping[str, Any] | None = None,
+    remote: RemoteEnd | None = None,
 ) -> dict[str, Any]:
     """Apply every class's end action to an account's data wherever it is held, and audit
     it. Per store (the quarantine counts under the embedded store it lives in): counts per
-    class, or "failed: <reason>" (then the receipt and the audit say so, and running the
-    revocation again retries it)."""
+    class; "failed: <reason>" when the store did not confirm; "outstanding: …" for a remote
+    store the service of this data dir writes to that is not among `holders` and that
+    `remote` (the remote stores' erasure of this revocation, remembered in the ledger so it
+    runs once) did not confirm; or what a store keeps by its own retention. `done`: the
+    stores that confirmed before (a retry leaves them be)."""
     classes = list(policy.classes.values())
-    counts: dict[str, Any] = {}
+    counts: dict[str, Any] = {k: v for k, v in (done or {}).items() if not is_outstanding(v)}
+    confirmed = set(counts)
     for holder in holders:
+        if holder.name in confirmed:
+            continue
         try:
             ended = holder.erase_account(account_id, classes, policy.aggregate_text_fields)
+        except NotErasedHere as exc:
+            counts[holder.name] = str(exc)
+            continue
         except Exception as exc:
             counts[holder.name] = f"failed: {str(exc)[:300]}"
             log.error("account %s: erasure in %s failed: %s", account_id, holder.name, exc)
@@ -52,12 +72,27 @@ def end_account(
         held = counts.setdefault(holder.name, {})
         if isinstance(held, dict):
             held.update(ended)
+    missing = [name for name in registry.remote_stores() if name not in counts]
+    if missing and remote is not None:
+        try:
+            remote_done = remote()
+        except Exception as exc:
+            log.error("account %s: remote erasure failed: %s", account_id, exc)
+            remote_done = False
+        for name in missing:
+            counts[name] = {c.name: -1 for c in classes} if remote_done else "failed: not confirmed; retried"
+    for name in missing:
+        counts.setdefault(name, "outstanding: erased by the running service, which writes to it")
     registry.record_audit(
         "account.data_ended",
         {"reason": reason, "counts": counts, "actions": {c.name: c.end_action.value for c in classes}},
         account_id=account_id,
     )
     return counts
+
+
+def is_outstanding(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(OUTSTANDING)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import uvicorn
 
 from collector.api import create_app
 from collector.config import ServiceConfig
+from collector.core.backoff import Backoff
+from collector.core.files import tighten
 from collector.core.interfaces import AccountData, Sink, Source
 from collector.core.records import QuarantineEntry
 from collector.core.stats import Stats
@@ -39,6 +41,9 @@ from provisioning.receipts import Receipt, ReceiptStatus
 from provisioning.registry import Registry
 
 log = logging.getLogger(__name__)
+# Pending receipts: looked for every RECEIPT_POLL_S; one left pending (a store that did not
+# confirm its erasure) is retried after RECEIPT_RETRY_S, doubling up to RECEIPT_RETRY_MAX_S.
+RECEIPT_POLL_S, RECEIPT_RETRY_S, RECEIPT_RETRY_MAX_S = 0.25, 5.0, 300.0
 _GC_YOUNG = 20_000
 
 
@@ -101,8 +106,14 @@ class Service:
         self.watcher.on_event(self._forget_profile)
         for source in self.sources.values():
             self.watcher.on_event(source.on_event)
+        # Remote stores are erased through the sweeper's ledger, so each revocation once.
         self.deactivator = build_deactivator(
-            config, self.registry, self.holders, self.policy, run_blocking=self.pipeline.run_in_writer
+            config,
+            self.registry,
+            [self.store.sink, self.store.quarantine],
+            self.policy,
+            run_blocking=self.pipeline.run_in_writer,
+            remote_end=self.sweeper.end_revocation if self.remote else None,
         )
         self.dispatcher = webhook_dispatcher(config, self.registry) if config.webhooks else None
         self.observability = Observability(
@@ -170,6 +181,10 @@ class Service:
 
     async def start(self) -> None:
         tune_gc()
+        opened = await asyncio.to_thread(tighten, self.config.data_dir)
+        if opened:
+            where = self.config.data_dir
+            log.warning("%d file(s) in %s were readable by others: now owner-only", len(opened), where)
         for sink in self.remote:
             sink.start()
         self.pipeline.start()
@@ -182,14 +197,37 @@ class Service:
             self._spawn(self.dispatcher.run(), "webhooks")
         for coro, name in self.observability.tasks():
             self._spawn(coro, name)
-        for receipt in await asyncio.to_thread(self.deactivator.receipts.pending):
-            # Accepted before a crash or restart: finish it now, unless another process may
-            # still be carrying it out, or a later request for the account overtook it.
-            self._spawn(self._finish(receipt), f"receipt-{receipt.id}")
+        await asyncio.to_thread(self.registry.set_remote_stores, [sink.name for sink in self.remote])
+        # Receipts accepted before a crash or restart, or whose erasure is outstanding in a
+        # store (a remote one the CLI could not reach): finished now, then retried.
+        self._spawn(self._retry_receipts(), "receipts")
         if self.api_token is not None:
             await self._start_api(self.api_token)
 
+    async def _retry_receipts(self) -> None:
+        """Every pending receipt, at start and then with backoff while any is left."""
+        backoff = Backoff(RECEIPT_RETRY_S, RECEIPT_RETRY_MAX_S)
+        retry_at: dict[str, float] = {}  # receipt -> when it is tried again
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = await asyncio.to_thread(self.deactivator.receipts.pending)
+            retry_at = {r.id: retry_at.get(r.id, 0.0) for r in pending}
+            for receipt in pending:
+                if retry_at[receipt.id] > loop.time():
+                    continue
+                try:
+                    await self._finish(receipt)
+                except Exception:
+                    log.exception("receipt %s: not finished; retried later", receipt.id)
+                retry_at[receipt.id] = loop.time() + backoff.next()
+            if not retry_at:
+                backoff.reset()
+            await asyncio.sleep(RECEIPT_POLL_S)
+
     async def _finish(self, receipt: Receipt) -> None:
+        if "erased" in receipt.result:
+            await self.deactivator.process(receipt)  # the stop is done: only erasure is left
+            return
         age = (datetime.now(UTC) - receipt.requested_at).total_seconds()
         if age < 2 * self.config.ack_timeout_s + 5:
             return  # young: most likely being processed right now by the CLI or the API

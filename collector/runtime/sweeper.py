@@ -94,11 +94,17 @@ class RetentionSweeper:
                         account.id, account.status_changed_at, ending, self._policy.aggregate_text_fields
                     )
 
+    def end_revocation(self, account_id: str, revoked_at: datetime) -> bool:
+        """The remote sinks' part of one revocation (a receipt's): every class erased there,
+        once (the ledger remembers it, whoever did it first). True once all confirmed."""
+        every = list(self._policy.classes.values())
+        return self._end_remote(account_id, revoked_at, every, self._policy.aggregate_text_fields)
+
     def _end_remote(
         self, account_id: str, since: datetime, ending: list[RetentionClass], texts: frozenset[str]
-    ) -> None:
+    ) -> bool:
         if not self._remote or self._store.ledger.remote_erased(account_id, since):
-            return
+            return True
         for sink in self._remote:
             try:
                 sink.erase_account(account_id, ending, texts)
@@ -109,7 +115,7 @@ class RetentionSweeper:
                     sink.name,
                     exc,
                 )
-                return
+                return False
         self._store.ledger.mark_remote_erased(account_id, since)
         self._registry.record_audit(
             "retention.remote_ended",
@@ -119,3 +125,4 @@ class RetentionSweeper:
                 "classes": [c.name for c in ending],
             },
         )
+        return True

@@ -28,12 +28,6 @@ from services import SnmpdFactory, VictoriaMetrics, free_port
 POLICY = load_policy()
 
 
-@pytest.fixture
-def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
-    with VictoriaMetrics(tmp_path / "vm") as server:
-        yield server
-
-
 def record(**changes: Any) -> TelemetryRecord:
     escapes = {"fields": {"mos": 4.12, "jitter_ms": 9, "codec": 'G7"22', "ok": True}, "model": "HT 812"}
     return telemetry_record(**{"observed_at": datetime.now(UTC), **escapes, **changes})

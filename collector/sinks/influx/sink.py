@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 
+from collector.core.errors import NotErasedHere
 from collector.core.records import RetentionClass, TelemetryRecord
 from collector.sinks.influx.lines import LineEncoder, join_lines, line_protocol
 from collector.sinks.influx.status import isolation_budget, server_message
@@ -72,7 +73,10 @@ class InfluxSink:
         batch_lines: int = 5000,
         gzip_level: int = 1,
         on_rejected: OnRejected | None = None,
+        server: str = "influxdb",
+        erasure: str = "delete",
     ) -> None:
+        self._server, self._erasure = server, erasure
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
         self._http = WriteClient(self._client, url, org, token, timeout_s, gzip_level)
         self._org = org
@@ -107,6 +111,8 @@ class InfluxSink:
             batch_lines=config.batch_lines,
             gzip_level=config.gzip_level,
             on_rejected=on_rejected,
+            server=config.server,
+            erasure=config.erasure,
         )
 
     @property
@@ -257,7 +263,7 @@ class InfluxSink:
                 self.auth_failures,
             )
 
-    # -- erasure by predicate (InfluxDB's delete API; VictoriaMetrics does not implement it) ----
+    # -- erasure: InfluxDB's delete API by predicate, VictoriaMetrics' delete_series -----------
 
     def _delete(self, bucket: str, start: datetime, predicate: str) -> None:
         try:
@@ -271,23 +277,52 @@ class InfluxSink:
     def erase_account(
         self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
     ) -> dict[str, int]:
-        """Delete the account's points in each class's bucket. Anonymized aggregates live in the
-        embedded store, so here anonymize means delete too. The delete API reports no counts:
-        -1 says "deleted, count unknown"."""
-        for cls in classes:
-            self._delete(self.bucket(cls.name), _START_OF_TIME, predicate(account_id=account_id))
+        """Delete the account's points in each class's bucket (InfluxDB), or every series
+        labelled with the account (VictoriaMetrics, all buckets at once). Anonymized
+        aggregates live in the embedded store, so here anonymize means delete too. Neither
+        API reports counts: -1 says "deleted, count unknown". Raises SinkRetry when the
+        server did not confirm, NotErasedHere when its own retention is configured to bound
+        the data."""
+        self._erasable()
+        if self._server == "victoriametrics":
+            self._http.delete_series(selector(account_id=account_id))
+        else:
+            for cls in classes:
+                self._delete(self.bucket(cls.name), _START_OF_TIME, predicate(account_id=account_id))
         return {cls.name: -1 for cls in classes}
 
     def purge_since(self, account_id: str, since: datetime, device_id: str | None = None) -> int:
+        """Points observed since a stop (in flight when it happened). VictoriaMetrics deletes
+        whole series, not time ranges, so there nothing is purged: the points reach it
+        through the spool, which drops them first (runtime/spooled.py), and the account's
+        erasure deletes its series."""
+        if self._erasure != "delete" or self._server == "victoriametrics":
+            return 0
         for bucket in self._buckets.values():
             self._delete(bucket, since, predicate(account_id=account_id, device_id=device_id))
         return 0
+
+    def _erasable(self) -> None:
+        if self._erasure == "server_retention":
+            raise NotErasedHere(
+                f"not erased by hookflash: {self.name}'s own retention bounds the data (influx.erasure)"
+            )
 
     def last_seen(self, account_id: str) -> dict[str, datetime]:
         return {}  # the embedded store, always configured, answers this
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
+
+
+def selector(*, account_id: str, device_id: str | None = None) -> str:
+    """A series selector on the labels (values quoted, `"` and `\\` escaped)."""
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    labels = [f"account_id={quoted(account_id)}"] + ([f"device_id={quoted(device_id)}"] if device_id else [])
+    return "{" + ",".join(labels) + "}"
 
 
 def predicate(*, account_id: str, device_id: str | None = None) -> str:

@@ -47,7 +47,8 @@ class WriteClient:
         self._token = token
         self._gzip_level = gzip_level
         self._timeout = urllib3.Timeout(total=timeout_s)
-        self._base = url.rstrip("/") + "/api/v2/write?"
+        self._root = url.rstrip("/")
+        self._base = self._root + "/api/v2/write?"
         self._org = org
         self._headers = {
             "Authorization": f"Token {token}",
@@ -80,6 +81,23 @@ class WriteClient:
             raise SinkRetry(f"cannot reach the server: {type(exc).__name__}") from None
         if not 200 <= response.status < 300:
             raise self._failure(bucket, response.status, response.headers, response.data)
+
+    def delete_series(self, selector: str) -> None:
+        """VictoriaMetrics: delete every series the selector matches, all of its samples
+        (`/api/v1/admin/tsdb/delete_series`). Raises SinkRetry when not confirmed (2xx)."""
+        body = urllib.parse.urlencode({"match[]": selector}).encode()
+        headers = {**self._headers, "Content-Type": "application/x-www-form-urlencoded"}
+        headers.pop("Content-Encoding", None)
+        try:
+            response = self._pool.urlopen(
+                "POST", self._root + "/api/v1/admin/tsdb/delete_series", body=body, headers=headers,
+                retries=False, timeout=self._timeout, preload_content=True,
+            )  # fmt: skip
+        except CONNECTION_ERRORS as exc:
+            raise SinkRetry(f"cannot reach the server: {type(exc).__name__}") from None
+        if not 200 <= response.status < 300:
+            reason = server_message(response.data, self._token)
+            raise SinkRetry(f"delete_series failed: HTTP {response.status}: {reason}", status=response.status)
 
     def _failure(self, bucket: str, status: int, headers: Any, data: bytes) -> Exception:
         reason = server_message(data, self._token)
