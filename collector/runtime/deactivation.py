@@ -67,7 +67,7 @@ class Deactivator:
         hooks: Sequence[tuple[str, Hook]] = (),
         ack_timeout_s: float = 5.0,
         run_blocking: Runner[Any] = _in_thread,
-        remote_end: Callable[[str, datetime], bool] | None = None,
+        remote_end: Callable[[str, datetime], dict[str, Any] | None] | None = None,
     ) -> None:
         """`holders`: the stores erased directly; `remote_end(account, revoked_at)`: the
         remote stores' erasure of one revocation, done once (RetentionSweeper.end_revocation)."""
@@ -252,7 +252,7 @@ def build_deactivator(
     holders: Sequence[AccountData],
     policy: RetentionPolicy,
     run_blocking: Runner[Any] = _in_thread,
-    remote_end: Callable[[str, datetime], bool] | None = None,
+    remote_end: Callable[[str, datetime], dict[str, Any] | None] | None = None,
 ) -> Deactivator:
     """The one way every entry point (service, CLI, demo) assembles a Deactivator."""
     path = registry.path

@@ -35,7 +35,7 @@ HEARTBEAT_S = 1.0
 
 
 OUTSTANDING = ("failed:", "outstanding:")
-RemoteEnd = Callable[[], bool]  # the remote stores' erasure of one revocation: confirmed?
+RemoteEnd = Callable[[], dict[str, Any] | None]  # one revocation's remote erasure: per store, or None
 
 
 def end_account(
@@ -78,9 +78,9 @@ def end_account(
             remote_done = remote()
         except Exception as exc:
             log.error("account %s: remote erasure failed: %s", account_id, exc)
-            remote_done = False
+            remote_done = None
         for name in missing:
-            counts[name] = {c.name: -1 for c in classes} if remote_done else "failed: not confirmed; retried"
+            counts[name] = (remote_done or {}).get(name, "failed: not confirmed; retried")
     for name in missing:
         counts.setdefault(name, "outstanding: erased by the running service, which writes to it")
     registry.record_audit(

@@ -54,6 +54,7 @@ class SpooledSink:
         self.inner = inner
         self._erased = erased
         self.name = inner.name
+        self.not_erased_reason: str | None = getattr(inner, "not_erased_reason", None)
         self._spool = Spool(directory, max_bytes)
         self._stats = stats
         self._batch_records = batch_records

@@ -16,7 +16,9 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+from collector.core.errors import NotErasedHere
 from collector.core.interfaces import Sink
 from collector.core.records import RetentionClass
 from collector.retention import RetentionPolicy
@@ -94,20 +96,27 @@ class RetentionSweeper:
                         account.id, account.status_changed_at, ending, self._policy.aggregate_text_fields
                     )
 
-    def end_revocation(self, account_id: str, revoked_at: datetime) -> bool:
+    def end_revocation(self, account_id: str, revoked_at: datetime) -> dict[str, Any] | None:
         """The remote sinks' part of one revocation (a receipt's): every class erased there,
-        once (the ledger remembers it, whoever did it first). True once all confirmed."""
+        once (the ledger remembers it, whoever did it first). Per sink what it did, or None
+        while one has not confirmed."""
         every = list(self._policy.classes.values())
         return self._end_remote(account_id, revoked_at, every, self._policy.aggregate_text_fields)
 
     def _end_remote(
         self, account_id: str, since: datetime, ending: list[RetentionClass], texts: frozenset[str]
-    ) -> bool:
+    ) -> dict[str, Any] | None:
+        done: dict[str, Any] = {}
         if not self._remote or self._store.ledger.remote_erased(account_id, since):
-            return True
+            return {
+                s.name: getattr(s, "not_erased_reason", None) or {c.name: -1 for c in ending}
+                for s in self._remote
+            }
         for sink in self._remote:
             try:
-                sink.erase_account(account_id, ending, texts)
+                done[sink.name] = sink.erase_account(account_id, ending, texts)
+            except NotErasedHere as exc:  # its own retention bounds the data, by configuration
+                done[sink.name] = str(exc)
             except Exception as exc:
                 log.error(
                     "retention: ending %s's data in %s failed, next sweep retries: %s",
@@ -115,7 +124,7 @@ class RetentionSweeper:
                     sink.name,
                     exc,
                 )
-                return False
+                return None
         self._store.ledger.mark_remote_erased(account_id, since)
         self._registry.record_audit(
             "retention.remote_ended",
@@ -125,4 +134,4 @@ class RetentionSweeper:
                 "classes": [c.name for c in ending],
             },
         )
-        return True
+        return done

@@ -99,3 +99,30 @@ def test_revoked_while_the_service_is_stopped(
         eventually(finished, timeout=20, what="the service finishing the erasure at start")
         time.sleep(1.0)
         assert samples(victoria, "acct-1") == 0 and samples(victoria, "acct-2") > 20
+
+
+def test_revoked_and_reactivated_while_stopped_is_still_erased(
+    setup: tuple[ServiceConfig, Path], victoria: VictoriaMetrics
+) -> None:
+    """The revocation's erasure is owed even when the account is active again by the time
+    the service starts: nothing from before the reactivation is left there."""
+    cfg, _ = setup
+    with RunningService(cfg):
+        collected(victoria)
+    code, receipt = revoke(cfg, None)
+    assert code == 3 and receipt["status"] == "pending"
+    time.sleep(0.01)
+    again = hookflash("accounts", "reactivate", "acct-1", "--format", "json", "--data-dir", cfg.data_dir)
+    assert again.returncode == 0, again.stderr
+    reactivated_ms = time.time() * 1000
+    with RunningService(cfg):
+
+        def finished() -> bool:
+            shown = hookflash("receipts", "show", receipt["id"], "--data-dir", cfg.data_dir)
+            return bool(json.loads(shown.stdout)["status"] == "done")
+
+        eventually(finished, timeout=20, what="the revocation's erasure finished at start")
+        time.sleep(1.0)
+        stamps = [t for s in victoria.export('{account_id="acct-1"}') for t in s["timestamps"]]
+        assert all(t >= reactivated_ms - 50 for t in stamps), min(stamps) - reactivated_ms
+        assert samples(victoria, "acct-2") > 20

@@ -182,3 +182,13 @@ def test_every_bundled_number_with_a_physical_range_declares_it() -> None:
         for spec in (*profile.snmp, *profile.mqtt):
             if spec.field in ranged:
                 assert spec.min is not None, (name, spec.field)
+
+
+def test_a_remote_store_that_cannot_erase_is_refused_unless_its_retention_is_declared(tmp_path: Path) -> None:
+    """P5: an account's data must be erasable wherever it is sent."""
+    path = write_config(tmp_path, '[influx]\nenabled = true\nserver = "other"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert "influx" in str(refused.value) and 'influx.erasure = "server_retention"' in str(refused.value)
+    path = write_config(tmp_path, '[influx]\nenabled = true\nserver = "other"\nerasure = "server_retention"\n')
+    assert load_config(path).influx.erasure == "server_retention"

@@ -77,6 +77,12 @@ class InfluxSink:
         erasure: str = "delete",
     ) -> None:
         self._server, self._erasure = server, erasure
+        # Why this sink erases nothing itself (by configuration), or None: it does.
+        self.not_erased_reason = (
+            f"not erased by hookflash: {self.name}'s own retention bounds the data (influx.erasure)"
+            if erasure == "server_retention"
+            else None
+        )
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
         self._http = WriteClient(self._client, url, org, token, timeout_s, gzip_level)
         self._org = org
@@ -303,10 +309,8 @@ class InfluxSink:
         return 0
 
     def _erasable(self) -> None:
-        if self._erasure == "server_retention":
-            raise NotErasedHere(
-                f"not erased by hookflash: {self.name}'s own retention bounds the data (influx.erasure)"
-            )
+        if self.not_erased_reason is not None:
+            raise NotErasedHere(self.not_erased_reason)
 
     def last_seen(self, account_id: str) -> dict[str, datetime]:
         return {}  # the embedded store, always configured, answers this
