@@ -1,4 +1,6 @@
-"""The deactivation endpoints. Token-authenticated; idempotent by caller-supplied request id.
+"""The deactivation endpoints (and, with a NOC, the views and the dashboard). Every route
+but /healthz and the dashboard's static page needs a bearer token with its scope
+(collector/api/auth.py); deactivations are idempotent by caller-supplied request id.
 
 POST /v1/deactivations answers 202 at once with a receipt id; the work runs in the
 background and GET /v1/receipts/{id} returns the receipt when it is done.
@@ -7,24 +9,25 @@ background and GET /v1/receipts/{id} returns the receipt when it is done.
 from __future__ import annotations
 
 import asyncio
-import hmac
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from collector.api.auth import Auth
 from collector.api.dashboard import mount_dashboard
 from collector.api.fleet_routes import fleet_router
 from collector.api.ports import Deactivations, Noc
+from collector.config import ApiConfig, ResolvedToken
 from collector.core.errors import UnknownDevice
 from provisioning.models import normalize_mac
 from provisioning.receipts import Action, ConflictingRequest, Receipt
 from provisioning.registry import UnknownAccount
 
 MAX_BODY = 16 * 1024
-READ_PREFIXES = ("/v1/fleet/", "/v1/devices/", "/v1/rollouts/", "/v1/alerts")
 
 
 class DeactivationRequest(BaseModel):
@@ -48,60 +51,65 @@ class Accepted(BaseModel):
     receipt_url: str
 
 
-def create_app(deactivator: Deactivations, token: str, noc: Noc | None = None) -> FastAPI:
+def create_app(
+    deactivator: Deactivations, tokens: Sequence[ResolvedToken], noc: Noc | None = None
+) -> FastAPI:
+    api = noc.config.api if noc is not None else ApiConfig()
+    auth = Auth(tokens, api.rate_burst, api.rate_per_s)
     app = FastAPI(
         title="hookflash",
         version="1",
         description="Deactivation hooks: stop collection, erase per policy, get a receipt. "
         "Fleet, device, rollout and alert views for the NOC and the firmware team.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     background: set[asyncio.Task[Receipt]] = set()
 
-    def needs_token(path: str, method: str) -> bool:
-        """Deactivations and receipts always; reads and /metrics as configured."""
-        if noc is not None and method == "GET":
-            if path.startswith(READ_PREFIXES):
-                return noc.config.api.auth_reads
-            if path == "/metrics":
-                return noc.config.api.auth_metrics
-        return path.startswith("/v1/")
-
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Authenticate before the body is read, and refuse oversized bodies unread."""
-        if needs_token(request.url.path, request.method):
-            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
-                return JSONResponse(
-                    {"detail": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-            if int(request.headers.get("content-length") or 0) > MAX_BODY:
-                return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+        """Before any body is read: a request that carries one must come with a valid token
+        (whatever its path; the route's dependency then checks the scope), and no body
+        over MAX_BODY is read at all."""
+        if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            try:
+                auth.caller(request.headers.get("authorization"))
+            except HTTPException as exc:
+                return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
         return await call_next(request)
 
-    def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
-        scheme, _, presented = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing or wrong bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    deactivating = auth.needs("deactivate")
+    docs = auth.needs("read", open_=api.open_docs)
 
-    auth = [Depends(authorized)]
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(docs)])
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
 
-    @app.post("/v1/deactivations", status_code=202, response_model=Accepted, dependencies=auth)
-    async def deactivate(body: DeactivationRequest, response: Response) -> Accepted:
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(docs)])
+    async def swagger() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="hookflash API")
+
+    @app.post("/v1/deactivations", status_code=202, response_model=Accepted)
+    async def deactivate(
+        body: DeactivationRequest,
+        response: Response,
+        caller: ResolvedToken = Depends(deactivating),  # noqa: B008 (a local: Annotated cannot name it)
+    ) -> Accepted:
+        auth.limit(caller)
+        if body.action is Action.REACTIVATE and "admin" not in caller.scopes:
+            raise HTTPException(403, f"token {caller.name!r}: reactivation needs the 'admin' scope")
         device_id = None
         if (body.action is Action.REMOVE_DEVICE) != (body.device_id is not None):
             raise HTTPException(422, "device_id is required with action remove-device, and only then")
         try:
             if body.device_id is not None:
                 device_id = normalize_mac(body.device_id)
+            reason = f"{body.reason} (via API token {caller.name})".strip()
             receipt, created = await asyncio.to_thread(
-                deactivator.request, body.action, body.account_id, body.reason, body.request_id, device_id
+                deactivator.request, body.action, body.account_id, reason, body.request_id, device_id
             )
         except (UnknownAccount, UnknownDevice) as exc:
             raise HTTPException(404, str(exc)) from None
@@ -119,7 +127,7 @@ def create_app(deactivator: Deactivations, token: str, noc: Noc | None = None) -
             receipt_id=receipt.id, status=receipt.status.value, receipt_url=f"/v1/receipts/{receipt.id}"
         )
 
-    @app.get("/v1/receipts/{receipt_id}", dependencies=auth)
+    @app.get("/v1/receipts/{receipt_id}", dependencies=[Depends(deactivating)])
     async def get_receipt(receipt_id: str) -> dict[str, Any]:
         try:
             found = await asyncio.to_thread(deactivator.receipts.get, receipt_id)
@@ -132,6 +140,6 @@ def create_app(deactivator: Deactivations, token: str, noc: Noc | None = None) -
         return {"status": "ok"}
 
     if noc is not None:
-        app.include_router(fleet_router(noc))
-        mount_dashboard(app, noc)
+        app.include_router(fleet_router(noc, auth.needs("read", open_=not api.auth_reads)))
+        mount_dashboard(app, noc, auth.needs("read", open_=not api.auth_metrics))
     return app

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -17,7 +17,9 @@ from collector.api.ports import Noc
 STATIC = Path(str(resources.files("collector.api").joinpath("static")))
 
 
-def mount_dashboard(app: FastAPI, noc: Noc) -> None:
+def mount_dashboard(app: FastAPI, noc: Noc, metrics_guard: Any) -> None:
+    """The page and its static files need no token (they hold no data); /metrics needs the
+    `read` scope unless the config opens it."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
@@ -35,7 +37,7 @@ def mount_dashboard(app: FastAPI, noc: Noc) -> None:
             "alerts": noc.alerts is not None,
         }
 
-    @router.get("/metrics")
+    @router.get("/metrics", dependencies=[Depends(metrics_guard)])
     def metrics() -> Response:
         return Response(noc.metrics_exposition(), media_type=CONTENT_TYPE_LATEST)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from collector.api.ports import Noc
 from collector.core.records import Kind
@@ -43,9 +43,10 @@ def _device_id(raw: str) -> str:
         raise HTTPException(422, f"device_id: {exc}") from None
 
 
-def fleet_router(noc: Noc) -> APIRouter:
+def fleet_router(noc: Noc, guard: Any) -> APIRouter:
+    """`guard`: the dependency every route of the router needs (the `read` scope)."""
     views = noc.views
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", dependencies=[Depends(guard)])
 
     @router.get("/fleet/summary", response_model=FleetSummary, tags=["fleet"])
     def summary() -> FleetSummary:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,10 +35,12 @@ from provisioning.validation import describe, validate_strictly
 
 __all__ = [
     "ApiConfig",
+    "ApiToken",
     "ConfigError",
     "InfluxConfig",
     "MqttConfig",
     "ResolvedCredential",
+    "ResolvedToken",
     "ServiceConfig",
     "SipConfig",
     "SnmpConfig",
@@ -156,18 +159,76 @@ class SpoolConfig(_Section):
     flush_on_stop_s: float = Field(default=5.0, ge=0, le=300)
 
 
+Scope = Literal["read", "deactivate", "admin"]
+MIN_TOKEN_LENGTH = 24
+
+
+class ApiToken(_Section):
+    """One bearer token: its name (for the audit log), what it may do, and the environment
+    variable holding it. `read`: the NOC views, the dashboard, /metrics and /docs;
+    `deactivate`: suspend, set inactive, revoke, remove a device, and read receipts;
+    `admin`: all of that and reactivation."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    scopes: list[Scope] = Field(min_length=1)
+    token_env: str = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ResolvedToken:
+    name: str
+    scopes: frozenset[str]
+    secret: str = field(repr=False)
+
+
 class ApiConfig(_Section):
-    """The HTTP API for billing/CRM deactivation calls, served by `hookflash run`."""
+    """The HTTP API: deactivation hooks for billing/CRM and the NOC's views, served by
+    `hookflash run`. Every route but /healthz needs a token with the route's scope."""
 
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8480, ge=0, lt=65536, description="0: any free port")
+    # One admin token (named "default"); `tokens` names several, each with its scopes.
     token_env: str = "HOOKFLASH_API_TOKEN"
-    auth_reads: bool = True  # the fleet, device, rollout and alert endpoints need the token too
-    auth_metrics: bool = False  # /metrics needs the token (Prometheus: `authorization` in the scrape)
+    tokens: list[ApiToken] = []
+    auth_reads: bool = True  # false: the fleet, device, rollout and alert views need no token
+    auth_metrics: bool = True  # false: /metrics needs no token (a scraper on a closed network)
+    open_docs: bool = False  # true: /docs and /openapi.json need no token
+    # Deactivation requests per token: a burst of this many, refilled at this rate per second.
+    rate_burst: int = Field(default=20, ge=1, le=10_000)
+    rate_per_s: float = Field(default=5.0, gt=0, le=10_000)
+    tls_cert: Path | None = None  # PEM certificate (chain) and key: the API speaks HTTPS
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("api.tls_cert and api.tls_key go together")
+        names = [t.name for t in self.tokens]
+        if len(set(names)) != len(names):
+            raise ValueError("api.tokens: each token needs a name of its own")
+        return self
 
     def token(self) -> str:
         return from_env(self.token_env, "api.token_env")
+
+    def resolved_tokens(self) -> list[ResolvedToken]:
+        """Every token with its secret, checked for length; never printed."""
+        wanted = self.tokens or [ApiToken(name="default", scopes=["admin"], token_env=self.token_env)]
+        resolved = []
+        for n, t in enumerate(wanted):
+            where = f"api.tokens[{n}].token_env" if self.tokens else "api.token_env"
+            secret = from_env(t.token_env, where)
+            if len(secret) < MIN_TOKEN_LENGTH:
+                raise ConfigError(
+                    f"{where}: the token {t.name!r} ({t.token_env}) is {len(secret)} characters; "
+                    f"at least {MIN_TOKEN_LENGTH} are needed (e.g. `openssl rand -hex 24`)"
+                )
+            resolved.append(ResolvedToken(t.name, frozenset(t.scopes), secret))
+        secrets = [r.secret for r in resolved]
+        if len(set(secrets)) != len(secrets):
+            raise ConfigError("api.tokens: two tokens have the same value; give each its own")
+        return resolved
 
 
 _BUCKET_NAME = r'^[^_"\x00-\x1f][^"\x00-\x1f]{0,254}$'  # InfluxDB: no leading "_", no '"'
@@ -291,6 +352,12 @@ def load_config(path: Path | None = None) -> ServiceConfig:
                 update={
                     "tls_cert": base / config.sip.tls_cert if config.sip.tls_cert else None,
                     "tls_key": base / config.sip.tls_key if config.sip.tls_key else None,
+                }
+            ),
+            "api": config.api.model_copy(
+                update={
+                    "tls_cert": base / config.api.tls_cert if config.api.tls_cert else None,
+                    "tls_key": base / config.api.tls_key if config.api.tls_key else None,
                 }
             ),
         }

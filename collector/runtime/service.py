@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from collector.api import create_app
-from collector.config import ServiceConfig
+from collector.config import ResolvedToken, ServiceConfig
 from collector.core.backoff import Backoff
 from collector.core.files import tighten
 from collector.core.interfaces import AccountData, Sink, Source
@@ -121,7 +121,8 @@ class Service:
         )
         self.watcher.on_event(self.observability.on_event)
         self.watcher.on_event(self._on_lifecycle)
-        self.api_token = config.api.token() if config.api.enabled else None
+        # Resolved (and checked for length) now: a short or missing token stops start-up.
+        self.api_tokens = config.api.resolved_tokens() if config.api.enabled else None
         self.api_server: uvicorn.Server | None = None
         self.api_port: int | None = None  # the bound port (config.api.port may be 0: any free port)
         self._tasks: list[asyncio.Task[None]] = []
@@ -201,8 +202,8 @@ class Service:
         # Receipts accepted before a crash or restart, or whose erasure is outstanding in a
         # store (a remote one the CLI could not reach): finished now, then retried.
         self._spawn(self._retry_receipts(), "receipts")
-        if self.api_token is not None:
-            await self._start_api(self.api_token)
+        if self.api_tokens is not None:
+            await self._start_api(self.api_tokens)
 
     async def _retry_receipts(self) -> None:
         """Every pending receipt, at start and then with backoff while any is left."""
@@ -243,15 +244,19 @@ class Service:
             return
         await self.deactivator.process(receipt)
 
-    async def _start_api(self, token: str) -> None:
+    async def _start_api(self, tokens: list[ResolvedToken]) -> None:
         api = self.config.api
+        tls = {}
+        if api.tls_cert is not None and api.tls_key is not None:
+            tls = {"ssl_certfile": str(api.tls_cert), "ssl_keyfile": str(api.tls_key)}
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(self.deactivator, token, self.observability),
+                create_app(self.deactivator, tokens, self.observability),
                 host=api.host,
                 port=api.port,
                 log_level="warning",
                 lifespan="off",
+                **tls,  # type: ignore[arg-type]
             )
         )
         self.api_server = server

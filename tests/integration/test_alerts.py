@@ -74,7 +74,8 @@ def rounds(running: RunningService) -> int:
 
 def metrics(running: RunningService) -> dict[str, float]:
     assert running.service is not None
-    text = httpx.get(f"http://127.0.0.1:{running.service.api_port}/metrics", timeout=10).text
+    url = f"http://127.0.0.1:{running.service.api_port}/metrics"
+    text = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
     return {
         s.name + "".join(f"{{{k}={v}}}" for k, v in sorted(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)

@@ -116,8 +116,10 @@ def test_dashboard_shows_the_fleet_and_updates_live(
     with RunningService(config) as running:
         assert running.service is not None
         base = f"http://127.0.0.1:{running.service.api_port}"
-        # The token travels in the fragment, which the browser never sends to a server.
-        browser.get(f"{base}/?model={MODEL}&target={TARGET}#token={TOKEN}")
+        browser.get(f"{base}/?model={MODEL}&target={TARGET}")
+        wait_for(browser, "#status", "token needed", "the token prompt")
+        browser.find_element(By.ID, "token-input").send_keys(TOKEN)
+        browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
 
         wait_for(browser, "[data-stat=devices]", "14", "fleet size")
         assert {
@@ -231,7 +233,8 @@ def test_dashboard_asks_for_the_token(
     )
     with RunningService(config) as running:
         assert running.service is not None
-        browser.get(f"http://127.0.0.1:{running.service.api_port}/")
+        base = f"http://127.0.0.1:{running.service.api_port}"
+        browser.get(f"{base}/")
         wait_for(browser, "#status", "token needed", "the token prompt")
         assert browser.find_element(By.ID, "token-form").is_displayed()
         assert text(browser, "[data-stat=devices]") == "\u2013"  # nothing shown without the token
@@ -239,3 +242,10 @@ def test_dashboard_asks_for_the_token(
         browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
         wait_for(browser, "[data-stat=devices]", "14", "data once the token is given")
         assert not browser.find_element(By.ID, "token-form").is_displayed()
+        kept = browser.execute_script(
+            "return JSON.stringify([sessionStorage, localStorage, document.cookie]);"
+        )
+        assert TOKEN not in kept and TOKEN not in browser.current_url  # in memory only
+        browser.get(f"{base}/?again=1#token={TOKEN}")  # a link carrying a token is not taken
+        wait_for(browser, "#status", "token needed", "the prompt again: no token from a URL")
+        assert TOKEN not in browser.current_url

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.config import ApiConfig, MqttConfig, ServiceConfig, SnmpConfig
+from certs import make_tls_files
+from collector.config import ApiConfig, ApiToken, ConfigError, MqttConfig, ServiceConfig, SnmpConfig
 from rollout_fleet import ID, MODEL, NEWER, OLD, TARGET, Times, check_report, write_fleet
 from runner import RunningService, eventually
 from services import free_port
@@ -56,8 +57,13 @@ def test_reads_need_the_token_and_never_echo_it(service: RunningService) -> None
             assert answer.status_code == 401, path
             assert TOKEN not in answer.text and "wrong-token" not in answer.text
     assert client(service).get("/v1/fleet/summary").status_code == 200
-    assert client(service, None).get("/metrics").status_code == 200  # open by default
-    assert client(service, None).get("/").status_code == 200  # the page; its data needs the token
+    assert client(service, None).get("/metrics").status_code == 401  # behind the read scope too
+    assert client(service).get("/metrics").status_code == 200
+    for open_path in ("/", "/healthz"):  # the page (its data needs the token) and the probe
+        assert client(service, None).get(open_path).status_code == 200
+    # The read check is each route's own, not a path built from the Host header.
+    sneaky = client(service, None).get("/v1/fleet/summary", headers={"Host": "a/x"})
+    assert sneaky.status_code in (400, 401) and "devices" not in sneaky.text
 
 
 def test_summary_lists_and_firmware(service: RunningService) -> None:
@@ -166,7 +172,10 @@ def test_rollout_status_and_devices(service: RunningService) -> None:
 
 
 def test_openapi_describes_the_read_endpoints(service: RunningService) -> None:
-    paths = client(service, None).get("/openapi.json").json()["paths"]
+    assert client(service, None).get("/openapi.json").status_code == 401
+    assert client(service, None).get("/docs").status_code == 401
+    assert "swagger" in client(service).get("/docs").text.lower()
+    paths = client(service).get("/openapi.json").json()["paths"]
     for path in (
         "/v1/fleet/summary",
         "/v1/fleet/offline",
@@ -215,3 +224,76 @@ def test_metrics_can_require_the_token(tmp_path: Path, monkeypatch: pytest.Monke
         assert client(running).get("/metrics").status_code == 200
         assert client(running, None).get("/v1/fleet/summary").status_code == 200  # reads open
         assert client(running, None).get("/v1/receipts/rcpt_x").status_code == 401  # never open
+
+
+SCOPED = {"noc": ("read", "noc-read-token-0123456789abcdef"),
+          "billing": ("deactivate", "billing-token-0123456789abcdef"),
+          "privacy": ("admin", "privacy-admin-token-0123456789ab")}  # fmt: skip
+
+
+def test_each_scope_is_refused_where_it_does_not_belong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read: the views, /metrics, /docs; deactivate: stop and revoke, and receipts, nothing
+    else; admin: everything, reactivation included. Deactivations are rate-limited per token."""
+    for name, (_, value) in SCOPED.items():
+        monkeypatch.setenv(f"TOKEN_{name.upper()}", value)
+    write_fleet(tmp_path, T)
+    tokens = [
+        ApiToken(name=n, scopes=[scope], token_env=f"TOKEN_{n.upper()}") for n, (scope, _) in SCOPED.items()
+    ]
+    api = ApiConfig(enabled=True, port=free_port("tcp"), tokens=tokens, rate_burst=3, rate_per_s=0.01)
+    cfg = config(tmp_path).model_copy(update={"api": api})
+    with RunningService(cfg) as running:
+        noc, billing, privacy = (client(running, value) for _, value in SCOPED.values())
+
+        def stop(api_client: httpx.Client, n: int, action: str = "suspend") -> httpx.Response:
+            body = {"request_id": f"req-scope-{n:04d}", "account_id": "acct-1", "action": action}
+            return api_client.post("/v1/deactivations", json=body)
+
+        assert noc.get("/v1/fleet/summary").status_code == 200 and noc.get("/metrics").status_code == 200
+        refused = stop(noc, 1)
+        assert refused.status_code == 403 and "'noc' has no 'deactivate' scope" in refused.text
+        assert billing.get("/v1/fleet/summary").status_code == 403
+        assert billing.get("/metrics").status_code == 403 and billing.get("/docs").status_code == 403
+        accepted = stop(billing, 2)
+        assert accepted.status_code == 202
+        assert billing.get(accepted.json()["receipt_url"]).status_code == 200
+        assert noc.get(accepted.json()["receipt_url"]).status_code == 403
+        again = stop(billing, 3, "reactivate")
+        assert again.status_code == 403 and "needs the 'admin' scope" in again.text
+        stop(billing, 4)
+        limited = stop(billing, 5)  # the fourth deactivation call of a burst of 3
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert stop(privacy, 6, "reactivate").status_code == 202  # another token, its own budget
+        assert privacy.get("/v1/fleet/summary").status_code == 200
+        for value in (v for _, v in SCOPED.values()):
+            assert value not in refused.text + again.text + limited.text
+
+
+def test_a_short_token_stops_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_READ_TOKEN", "short-token")
+    with pytest.raises(
+        ConfigError, match=r"api.token_env: the token 'default' \(TEST_READ_TOKEN\) is 11 characters"
+    ):
+        config(tmp_path).api.resolved_tokens()
+
+
+def test_the_api_speaks_https_with_the_configured_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_READ_TOKEN", TOKEN)
+    tls = make_tls_files(tmp_path / "tls")
+    write_fleet(tmp_path, T)
+    cfg = config(tmp_path)
+    cfg = cfg.model_copy(
+        update={"api": cfg.api.model_copy(update={"tls_cert": tls.server_cert, "tls_key": tls.server_key})}
+    )
+    with RunningService(cfg) as running:
+        assert running.service is not None
+        base = f"https://127.0.0.1:{running.service.api_port}"
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=base, verify=str(tls.ca_cert), headers=headers, timeout=10) as api:
+            assert api.get("/v1/fleet/summary").status_code == 200
+        with pytest.raises(httpx.HTTPError):  # plain HTTP is not answered
+            httpx.get(f"http://127.0.0.1:{running.service.api_port}/healthz", timeout=5)

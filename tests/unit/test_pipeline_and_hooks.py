@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from collector.api.app import create_app
-from collector.config import ServiceConfig
+from collector.config import ResolvedToken, ServiceConfig
 from collector.core.errors import UnknownDevice
 from collector.core.interfaces import Verdict
 from collector.core.records import QuarantineEntry, Received
@@ -126,7 +126,8 @@ def test_a_device_can_only_be_removed_by_its_own_account(tmp_path: Path) -> None
 def test_api_authenticates_before_reading_the_body_and_limits_its_size(tmp_path: Path) -> None:
     registry, _gate, store, _pipeline, _intake = setup(tmp_path)
     deactivator = build_deactivator(ServiceConfig(data_dir=tmp_path), registry, [store.sink], POLICY)
-    client = TestClient(create_app(deactivator, "s3cret-token"))
+    token = ResolvedToken("billing", frozenset({"deactivate"}), "s3cret-token")
+    client = TestClient(create_app(deactivator, [token]))
     garbage = client.post(
         "/v1/deactivations", content=b"{not json", headers={"Content-Type": "application/json"}
     )

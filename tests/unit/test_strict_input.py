@@ -190,5 +190,6 @@ def test_a_remote_store_that_cannot_erase_is_refused_unless_its_retention_is_dec
     with pytest.raises(ConfigError) as refused:
         load_config(path)
     assert "influx" in str(refused.value) and 'influx.erasure = "server_retention"' in str(refused.value)
-    path = write_config(tmp_path, '[influx]\nenabled = true\nserver = "other"\nerasure = "server_retention"\n')
+    text = '[influx]\nenabled = true\nserver = "other"\nerasure = "server_retention"\n'
+    path = write_config(tmp_path, text)
     assert load_config(path).influx.erasure == "server_retention"

@@ -8,7 +8,7 @@ const STATES = ["on_target", "ahead", "pending", "failed", "regressed", "straggl
 const COLORS = ["#4aa3df", "#3fb97a", "#e0a93b", "#b07cd8", "#e5645c", "#62c4c3", "#c9c36a", "#8a9ba8"];
 const state = {
   settings: { refresh_s: 5 },
-  token: sessionStorage.getItem("hookflash-token") || "",
+  token: "",  // a read token, asked for once per page load and kept in memory only
   offsets: { offline: 0, quality: 0, unregistered: 0 },
   rollout: { model: "", target: "", busy: false },
   firmware: [],
@@ -283,12 +283,7 @@ async function loop() {
 }
 
 async function start() {
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  if (fragment.get("token")) {  // a link with #token=… (the fragment never reaches a server log)
-    state.token = fragment.get("token");
-    sessionStorage.setItem("hookflash-token", state.token);
-    history.replaceState(null, "", location.pathname + location.search);
-  }
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);  // no token in URLs
   try {
     state.settings = await (await fetch("dashboard.json", { cache: "no-store" })).json();
   } catch (_) { /* keep defaults */ }
@@ -297,7 +292,7 @@ async function start() {
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.token = $("#token-input").value.trim();
-    sessionStorage.setItem("hookflash-token", state.token);
+    $("#token-input").value = "";
     refresh();
   });
   $("#rollout-form").addEventListener("submit", (event) => {
