@@ -22,6 +22,7 @@ from collector.config import ApiConfig, MqttConfig, ServiceConfig, SnmpConfig, S
 from collector.config.alerts import AlertsConfig, FirmwareRegressedRule, MosBelowRule, RegistrationLostRule
 from collector.config.sip import SipConfig
 from collector.config.views import ViewsConfig
+from collector.core.scrub import install_log_scrubbing
 from collector.core.stats import Stats
 from collector.runtime.service import Service, registry_path, store_path
 from collector.sim.broker import EmbeddedBroker
@@ -97,6 +98,7 @@ async def run_demo(data_dir: Path, devices: int, duration: float, period: float,
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_scrubbing()  # P7: no secret in any log line, third-party ones included
     broker = EmbeddedBroker()
     await broker.start()
     fleet = SimulatedFleet(build_fleet(devices), broker.port, period_s=period)

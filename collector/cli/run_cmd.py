@@ -20,6 +20,7 @@ from collector.cli.common import (
     open_store,
 )
 from collector.config import load_config
+from collector.core.scrub import install_log_scrubbing
 from collector.runtime.service import Service
 
 
@@ -52,6 +53,7 @@ async def serve(service: Service) -> None:
 def run(config_path: Path, data_dir: Path | None, log_level: str) -> None:
     """Run the collector from a validated config file until Ctrl-C or SIGTERM."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_scrubbing()  # P7: no secret in any log line, third-party ones included
     config = load_config(config_path)
     if data_dir is not None:
         config = config.model_copy(update={"data_dir": data_dir})

@@ -3,7 +3,6 @@ records for the sinks, and quarantine entries for what could not become a record
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +11,8 @@ from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from collector.core.scrub import scrub_bytes
 
 FieldValue = int | float | str | bool
 RawValue = int | float | str | bytes | bool  # a value as a transport delivered it
@@ -133,17 +134,12 @@ class RetentionClass(BaseModel):
 
 
 HEAD_BYTES = 48
-# A JSON key that looks like it holds a secret, and its value (complete or cut off).
-_SECRET_VALUE = re.compile(
-    rb'("[^"]*(?:pass|secret|token|key|community|auth|cred)[^"]*"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]]*)',
-    re.IGNORECASE,
-)
 
 
 def redacted_head(payload: bytes) -> str:
     """The first bytes of a payload for the quarantine, with secret-looking values masked
     (P7) and escaped so control bytes and invalid UTF-8 are shown, never interpreted."""
-    masked = _SECRET_VALUE.sub(rb'\1"***"', payload[: HEAD_BYTES * 4])
+    masked = scrub_bytes(payload[: HEAD_BYTES * 4])
     return repr(masked[:HEAD_BYTES])[2:-1]
 
 

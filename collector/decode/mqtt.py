@@ -170,7 +170,7 @@ def _specs(profile: DeviceProfile, kind: Kind) -> _Specs:
     (profiles are immutable)."""
     cached = _SPECS.get((id(profile), kind))
     if cached is None or cached[0] is not profile:
-        specs = [(s, tuple(s.path.split("."))) for s in profile.mqtt if s.kind is kind]
+        specs = [(s, tuple(s.path.split("."))) for s in profile.mqtt if s.kind is kind and not s.secret]
         cached = _SPECS[(id(profile), kind)] = (profile, specs)
     return cached[1]
 

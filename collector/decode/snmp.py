@@ -32,7 +32,7 @@ def decode_snmp(
     refused: dict[Kind, str] = {}
     for spec in profile.snmp:
         raw = varbinds.get(spec.oid)
-        if raw is None or spec.kind in refused:
+        if raw is None or spec.kind in refused or spec.secret:
             continue
         try:
             by_kind[spec.kind][spec.field] = convert(spec, raw)

@@ -87,6 +87,9 @@ class FieldSpec(BaseModel):
     max: float | None = None
     # Replaces the field of the same kind and name that a profile it extends declares.
     override: bool = False
+    # A secret the device reports (a password, a key): never read, never stored (P7). It is
+    # declared so that `profiles check` and reviewers see it is known and left out.
+    secret: bool = False
     note: str = ""
 
     @field_validator("field")
@@ -268,7 +271,7 @@ class DeviceProfile(BaseModel):
     trap_identity: TrapIdentity | None = None
 
     def snmp_oids(self, kinds: frozenset[Kind]) -> list[str]:
-        return [spec.oid for spec in self.snmp if spec.kind in kinds]
+        return [spec.oid for spec in self.snmp if spec.kind in kinds and not spec.secret]  # never asked
 
     def kinds(self) -> list[Kind]:
         """Every kind this profile polls over SNMP, scalars and tables, in declaration order."""

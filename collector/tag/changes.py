@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 
 from collector.core.records import FieldValue, Kind, Observation
+from collector.core.scrub import is_secret_name
 from collector.core.versions import version_key
-
-_SECRET_NAME = re.compile(r"pass|secret|token|key|community|auth|cred", re.IGNORECASE)
 
 
 def config_hash(fields: Mapping[str, FieldValue]) -> str:
     """Stable hash of a configuration with anything secret-looking left out (P7)."""
-    redacted = {k: v for k, v in sorted(fields.items()) if not _SECRET_NAME.search(k)}
+    redacted = {k: v for k, v in sorted(fields.items()) if not is_secret_name(k)}
     return hashlib.sha256(json.dumps(redacted, sort_keys=True).encode()).hexdigest()[:16]
 
 

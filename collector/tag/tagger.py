@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from collector.core.records import Observation, TelemetryRecord
+from collections.abc import Mapping
+
+from collector.core.records import FieldValue, Observation, TelemetryRecord
+from collector.core.scrub import scrub_text
 from collector.retention import RetentionPolicy
 from collector.tag.changes import ChangeDetector
 from provisioning.models import Device
+
+
+def scrubbed(fields: Mapping[str, FieldValue]) -> Mapping[str, FieldValue]:
+    """Every text value with what looks like a secret masked (P7): a device's free text (a
+    log excerpt, a URL it reports) may carry a password, a SIP URI with one, a token."""
+    if not any(type(v) is str for v in fields.values()):
+        return fields
+    return {k: scrub_text(v) if type(v) is str else v for k, v in fields.items()}
 
 
 class Tagger:
@@ -26,7 +37,7 @@ class Tagger:
                 account_id=device.account_id,
                 kind=obs.kind,
                 observed_at=obs.observed_at,
-                fields=obs.fields,
+                fields=scrubbed(obs.fields),
                 retention_class=self.policy.kinds[obs.kind],
                 source=obs.source,
                 model=device.model,

@@ -1,6 +1,6 @@
 """Crash consistency under 20 SIGKILLs (tests/chaos.py): every acknowledged QoS 1 message of
 an active account stored exactly once in SQLite and in VictoriaMetrics; nothing of an
-account revoked between kills left in SQLite."""
+account revoked between kills left in SQLite or, once its receipt is done, in VictoriaMetrics."""
 
 from __future__ import annotations
 

@@ -276,6 +276,8 @@ class InfluxSink:
             self._client.delete_api().delete(start, _END_OF_TIME, predicate, bucket=bucket, org=self._org)
         except ApiException as exc:
             reason = server_message(exc.body or exc.reason, self._token)
+            if exc.status == 400 and "unsupported path" in reason:
+                reason += ' (VictoriaMetrics? then set influx.server = "victoriametrics")'
             raise SinkRetry(f"{self.name}: delete in {bucket} failed: HTTP {exc.status}: {reason}") from None
         except CONNECTION_ERRORS as exc:
             raise SinkRetry(f"{self.name}: cannot reach the server: {type(exc).__name__}") from None
