@@ -125,14 +125,27 @@ class Stream(threading.Thread):
         self.client.loop_stop()
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []  # killed when a run ends, even by a failure
+
+
 def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "collector.cli.main", "run", "-c", str(config)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "HOOKFLASH_INFLUX_TOKEN": "chaos-token", "PYTHONUNBUFFERED": "1"},
         )
+    _STARTED.append(process)
+    return process
+
+
+def _kill_leftovers() -> None:
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def _stored(data: Path) -> list[tuple[int, str]]:
@@ -170,7 +183,9 @@ def run(work: Path, kills: int = 20, rate: float = 300.0, seed: int = 7) -> Chao
     with (
         Mosquitto(work / "mosquitto", persistence=True) as broker,
         VictoriaMetrics(work / "vm", dedup=True) as vm,
+        contextlib.ExitStack() as cleanup,  # exited first: no hookflash outlives the run
     ):
+        cleanup.callback(_kill_leftovers)
         config = work / "hookflash.toml"
         config.write_text(
             'data_dir = "data"\nsweep_interval_s = 0.5\n[snmp]\nenabled = false\n'

@@ -88,11 +88,12 @@ class Service:
         first_event = self.registry.last_event_id()  # before the gate reads the registry
         self.gate = Gate(self.registry)
         self.pipeline = Pipeline(self.gate, self.sinks, self.store.quarantine, self.stats)
+        self.intake_changes = self._changes()  # what change detection knows of each device
         self.intake = Intake(
             self.gate,
             self.profiles,
             {plugin.name: plugin.codec(config, self.profiles) for plugin in SOURCES},
-            Tagger(self.policy, self._changes()),
+            Tagger(self.policy, self.intake_changes),
             self.pipeline,
             self.stats,
         )
@@ -293,6 +294,10 @@ class Service:
         self.observability.close()
 
     def _on_lifecycle(self, event: LifecycleEvent) -> None:
+        if event.type is EventType.ACCOUNT_REVOKED:
+            self.intake_changes.forget(d.id for d in self.gate.devices() if d.account_id == event.account_id)
+        elif event.type is EventType.DEVICE_REMOVED and event.device_id is not None:
+            self.intake_changes.forget([event.device_id])
         if event.type is EventType.ACCOUNT_REVOKED and self.remote:
             task = asyncio.create_task(self._end_remote(event.account_id))
             self._one_offs.add(task)

@@ -64,6 +64,7 @@ class RetentionSweeper:
             self._end_remote(account.id, account.status_changed_at, ending, texts)
         expired_quarantine = self._store.quarantine.expire(now - self._policy.quarantine_ttl)
         if sum(ended.values()) or expired_quarantine:
+            self._store.sink.db.forget_erased()  # what ended leaves the WAL too
             self._registry.record_audit("retention.swept", {**ended, "quarantine": expired_quarantine})
         return dict(ended)
 

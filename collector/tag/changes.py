@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from collector.core.records import FieldValue, Kind, Observation
 from collector.core.scrub import is_secret_name
@@ -30,6 +30,14 @@ class ChangeDetector:
         self._firmware.update(firmware)
         self._uptime.update(uptime)
         self._config.update(config)
+
+    def forget(self, device_ids: Iterable[str]) -> None:
+        """What was known of these devices (their data was erased: a revocation, a removal),
+        so the first record after a reactivation is not compared with the erased past."""
+        for device in device_ids:
+            self._firmware.pop(device, None)
+            self._uptime.pop(device, None)
+            self._config.pop(device, None)
 
     def firmware_of(self, device_id: str) -> str | None:
         return self._firmware.get(device_id)

@@ -199,3 +199,29 @@ def test_sweeper_ends_an_inactive_accounts_data_in_remote_sinks_once(tmp_path: P
     sweeper.sweep()
     sweeper.sweep()
     assert remote.erased[1:] == [("suspended", sorted(POLICY.classes))]
+
+
+def test_erased_identifiers_leave_the_files_wal_included(tmp_path: Path) -> None:
+    """secure_delete zeroes the erased rows' pages and a checkpoint truncates the WAL: the
+    raw bytes of telemetry.db and its -wal/-shm hold no identifier of the erased account."""
+    store = EmbeddedStore.open(tmp_path / "telemetry.db")
+    victim, other = snmp_device(7, "acct-gone"), snmp_device(8, "acct-kept")
+    for dev, ip in ((victim, "198.51.100.77"), (other, "198.51.100.88")):
+        store.sink.write(
+            [
+                record(POLICY, dev, Kind.NETWORK, {"wan_ip": ip, "wan_mac": dev.id}, minutes=m)
+                for m in range(50)
+            ]
+        )
+    head = b'{"ip": "198.51.100.77"}'
+    store.quarantine.quarantine(
+        [QuarantineEntry.of("mqtt", "t", head, "bad", T0, victim.id, victim.account_id)]
+    )
+    policy_classes = list(POLICY.classes.values())
+    store.sink.erase_account(victim.account_id, policy_classes, POLICY.aggregate_text_fields)
+    store.quarantine.erase_account(victim.account_id, policy_classes, POLICY.aggregate_text_fields)
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("telemetry.db*"))
+    for identifier in (victim.id, "198.51.100.77", victim.account_id):
+        assert identifier.encode() not in raw, identifier
+    assert other.id.encode() in raw and b"198.51.100.88" in raw  # the other account is still there
+    store.close()

@@ -31,6 +31,12 @@ class TelemetryDb:
         with self.lock:
             yield self.connection
 
+    def forget_erased(self) -> None:
+        """After an erasure: copy the WAL into the database (whose freed pages secure_delete
+        has zeroed) and truncate it, so the erased bytes are in neither file."""
+        with self.lock:
+            self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         with self.lock:
             self.connection.close()

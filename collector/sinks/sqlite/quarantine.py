@@ -46,6 +46,7 @@ class QuarantineStore:
         """Whatever the classes: a quarantined payload ends with its account."""
         with self.db.tx() as db:
             deleted = db.execute("DELETE FROM quarantine WHERE account_id = ?", (account_id,)).rowcount
+        self.db.forget_erased()
         return {"quarantine": deleted}
 
     def purge_since(self, account_id: str, since: datetime, device_id: str | None = None) -> int:

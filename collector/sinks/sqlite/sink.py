@@ -87,7 +87,9 @@ class SqliteSink:
     def erase_account(
         self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
     ) -> dict[str, int]:
-        return {cls.name: self._end(cls, "account_id = ?", (account_id,), aggregate_text) for cls in classes}
+        ended = {cls.name: self._end(cls, "account_id = ?", (account_id,), aggregate_text) for cls in classes}
+        self.db.forget_erased()
+        return ended
 
     def expire(self, cls: RetentionClass, older_than: datetime, aggregate_text: frozenset[str]) -> int:
         return self._end(cls, "observed_at < ?", (older_than.timestamp(),), aggregate_text)
