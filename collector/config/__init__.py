@@ -98,6 +98,11 @@ class MqttConfig(_Section):
     # topic for every device). The last two need subscribe = "wildcard".
     device_id_from: Literal["topic-root", "topic-level", "payload"] = "topic-root"
     device_id_level: int = Field(default=1, ge=0, le=32)
+    # Payload mode only, and required there: the topic level the broker binds to the device's
+    # login (mosquitto ACL `pattern write hookflash/%u/#`, each device logging in with its MAC
+    # as user name). A payload whose `device_id` is not that level's device is refused: without
+    # the binding any device could write records as any other.
+    payload_identity_level: int | None = Field(default=None, ge=0, le=32)
     qos: int = Field(default=1, ge=0, le=1, description="0 or 1 (QoS 2 is not offered)")
     max_payload_bytes: int = Field(default=65536, ge=64)
     protocol: Literal["3.1.1", "5"] = "5"
@@ -127,6 +132,12 @@ class MqttConfig(_Section):
     def _mapping_needs_wildcard(self) -> MqttConfig:
         if self.device_id_from != "topic-root" and self.subscribe != "wildcard":
             raise ValueError(f'device_id_from = {self.device_id_from!r} needs subscribe = "wildcard"')
+        if self.device_id_from == "payload" and self.payload_identity_level is None:
+            raise ValueError(
+                'device_id_from = "payload" lets any device write records as any other unless the '
+                "broker binds each device to a topic level: set payload_identity_level to the level "
+                "its ACL binds to the device's login (mosquitto: `pattern write hookflash/%u/#`; README)"
+            )
         return self
 
     def resolved_password(self) -> str | None:

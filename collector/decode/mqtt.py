@@ -203,9 +203,11 @@ class MqttJsonCodec:
         device_id_from: Literal["topic-root", "topic-level", "payload"] = "topic-root",
         device_id_level: int = 1,
         max_payload_bytes: int = 65536,
+        payload_identity_level: int | None = None,
     ) -> None:
         self._mode = device_id_from
         self._level = device_id_level
+        self._bound_level = payload_identity_level
         self._max_bytes = max_payload_bytes
 
     def locate(self, item: Received) -> Located:
@@ -223,9 +225,13 @@ class MqttJsonCodec:
         assert isinstance(payload, bytes)
         document = parse_payload(payload, self._max_bytes)
         named = document.get("kind")
-        return Located(
-            _device_by_mac(document.get("device_id")), None, named if isinstance(named, str) else "", document
-        )
+        device = _device_by_mac(document.get("device_id"))
+        if self._bound_level is not None:
+            levels = topic.split("/")
+            bound = _device_by_mac(levels[self._bound_level]) if self._bound_level < len(levels) else None
+            if device is None or device != bound:
+                raise Rejected(f"payload names device {device}, but the broker bound the sender to {bound}")
+        return Located(device, None, named if isinstance(named, str) else "", document)
 
     def decode(
         self, profile: DeviceProfile | None, device_id: str, item: Received, located: Located | None

@@ -42,7 +42,10 @@ SOURCES: tuple[SourcePlugin, ...] = (
         enabled=lambda config: config.mqtt.enabled,
         build=lambda config, _profiles: MqttSubscriber(config.mqtt),
         codec=lambda config, _profiles: MqttJsonCodec(
-            config.mqtt.device_id_from, config.mqtt.device_id_level, config.mqtt.max_payload_bytes
+            config.mqtt.device_id_from,
+            config.mqtt.device_id_level,
+            config.mqtt.max_payload_bytes,
+            config.mqtt.payload_identity_level,
         ),
     ),
     SourcePlugin(

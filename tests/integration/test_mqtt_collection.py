@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -164,36 +165,105 @@ def test_device_id_from_a_topic_level(tmp_path: Path, mosquitto: Mosquitto, publ
     assert sorted(r.device_id for r in store.query()) == ["805ec0000001", "805ec0000002"]
 
 
-def test_device_id_and_kind_from_the_payload(
-    tmp_path: Path, mosquitto: Mosquitto, publisher: mqtt.Client
+ACL = """user hookflash
+topic read fleet/#
+pattern write fleet/%u/telemetry
+"""
+
+
+def test_device_id_and_kind_from_the_payload_only_as_the_broker_bound_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = setup(tmp_path, mosquitto, subscribe="wildcard")
-    cfg = cfg.model_copy(
-        update={
-            "mqtt": cfg.mqtt.model_copy(
-                update={"wildcard_filter": "fleet/telemetry", "device_id_from": "payload"}
-            )
-        }
-    )
-    with RunningService(cfg) as running:
-        eventually(lambda: mosquitto.subscribed_topics(CLIENT_ID) == ["fleet/telemetry"], what="subscription")
-        bodies = [
-            {"device_id": "805ec0000001", "kind": "signal", **signal(-51)},
-            {"device_id": "805ec0000002", "kind": "call_quality", "ts": time.time(), "call": {"mos": 4.2}},
-            {"device_id": "805ec0000002", "kind": "signal", "wifi": {"rssi": "loud"}},  # quarantined
-            {"device_id": "805ec00000ff", "kind": "signal", **signal(-1)},  # not provisioned
-        ]
-        for body in bodies:
-            publisher.publish("fleet/telemetry", json.dumps(body), qos=1).wait_for_publish(5)
-        publisher.publish("fleet/telemetry", b"\xff not json", qos=1).wait_for_publish(5)  # nobody to blame
-        store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
-        eventually(lambda: len(store.query()) == 2 and running.stats.quarantined == 1, what="settled")
-        eventually(lambda: running.stats.dropped_not_provisioned == 2, what="two dropped")
-    assert {(r.device_id, r.kind.value) for r in store.query()} == {
-        ("805ec0000001", "signal"),
-        ("805ec0000002", "call_quality"),
+    """Payload mode: devices share one topic scheme, the broker's ACL lets each write only
+    under its own login (its MAC), and hookflash refuses a payload that names another
+    device than the one the topic level (bound by the ACL) says: no device writes as another."""
+    broker_dir = tmp_path / "broker"
+    broker_dir.mkdir()
+    passwords = broker_dir / "passwd"
+    logins = {
+        "hookflash": "hf-broker-pass-0123",
+        "805ec0000001": "dev1-pass-0123",
+        "805ec0000002": "dev2-pass-0123",
     }
-    assert [q.device_id for q in store.quarantined()] == ["805ec0000002"]
+    passwords.write_text("")
+    for user, password in logins.items():
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(passwords), user, password], check=True, capture_output=True
+        )
+    (broker_dir / "acl").write_text(ACL)
+    extra = ["allow_anonymous false", f"password_file {passwords}", f"acl_file {broker_dir / 'acl'}"]
+    with Mosquitto(broker_dir / "run", extra=extra) as broker:
+        cfg = setup(tmp_path, broker, subscribe="wildcard")
+        monkeypatch.setenv("TEST_HF_BROKER_PASS", logins["hookflash"])
+        mqtt_cfg = cfg.mqtt.model_copy(
+            update={
+                "wildcard_filter": "fleet/+/telemetry",
+                "device_id_from": "payload",
+                "payload_identity_level": 1,
+                "username": "hookflash",
+                "password_env": "TEST_HF_BROKER_PASS",
+            }
+        )
+        cfg = cfg.model_copy(update={"mqtt": mqtt_cfg})
+
+        def device(mac: str) -> mqtt.Client:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{mac}")
+            client.username_pw_set(mac, logins[mac])
+            client.connect(broker.host, broker.port)
+            client.loop_start()
+            return client
+
+        with RunningService(cfg) as running:
+            eventually(
+                lambda: broker.subscribed_topics(CLIENT_ID) == ["fleet/+/telemetry"], what="subscribed"
+            )
+            one, two = device("805ec0000001"), device("805ec0000002")
+            sends = [
+                (one, "805ec0000001", {"device_id": "805ec0000001", "kind": "signal", **signal(-51)}),
+                (
+                    two,
+                    "805ec0000002",
+                    {"device_id": "805ec0000002", "kind": "call_quality", "call": {"mos": 4.2}},
+                ),
+                (
+                    two,
+                    "805ec0000002",
+                    {"device_id": "805ec0000002", "kind": "signal", "wifi": {"rssi": "loud"}},
+                ),
+                (
+                    one,
+                    "805ec0000002",
+                    {"device_id": "805ec0000002", "kind": "signal", **signal(-2)},
+                ),  # ACL: dropped
+                (
+                    one,
+                    "805ec0000001",
+                    {"device_id": "805ec0000002", "kind": "signal", **signal(-3)},
+                ),  # as another
+            ]
+            for client, level, body in sends:
+                client.publish(f"fleet/{level}/telemetry", json.dumps(body), qos=1).wait_for_publish(5)
+            store = TelemetryQueries.open(cfg.data_dir / "telemetry.db")
+            eventually(lambda: len(store.query()) == 2 and running.stats.quarantined == 1, what="settled")
+            eventually(lambda: running.stats.dropped_not_provisioned == 1, what="the impersonation refused")
+            for client in (one, two):
+                client.disconnect()
+                client.loop_stop()
+            anonymous = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="nobody")
+            with pytest.raises(Exception):  # noqa: B017 - paho raises per reason code
+                anonymous.connect(broker.host, broker.port)
+                anonymous.loop_start()
+                eventually(anonymous.is_connected, timeout=2, what="an anonymous connection")
+            anonymous.loop_stop()
+    assert {(r.device_id, r.kind.value, r.fields.get("wifi_rssi_dbm")) for r in store.query()} == {
+        ("805ec0000001", "signal", -51),
+        ("805ec0000002", "call_quality", None),
+    }
+
+
+def test_payload_mode_without_a_broker_bound_identity_is_refused() -> None:
+    with pytest.raises(ValueError, match="lets any device write records as any other"):
+        MqttConfig(subscribe="wildcard", device_id_from="payload")
 
 
 def test_topic_mapping_other_than_root_needs_a_wildcard_subscription() -> None:
