@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from collector.core.records import Kind, Observation, Received, RetentionClass, TelemetryRecord
+from collector.core.records import Anonymization, Kind, Observation, Received, RetentionClass, TelemetryRecord
 from collector.core.stats import Stats
 from provisioning.events import LifecycleEvent
 from provisioning.models import Device, Transport
@@ -103,7 +103,7 @@ class AccountData(Protocol):
     name: str
 
     def erase_account(
-        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
+        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: Anonymization
     ) -> dict[str, int]:
         """Apply each class's end action to the account's records; counts per class."""
         ...

@@ -4,7 +4,7 @@ records for the sinks, and quarantine entries for what could not become a record
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
@@ -116,6 +116,20 @@ class EndAction(StrEnum):
 
     DELETE = "delete"
     ANONYMIZE = "anonymize"  # folded into per-model/firmware/day aggregates, identifiers dropped
+
+
+@dataclass(frozen=True)
+class Anonymization:
+    """How ended records become aggregates that single out no one (P5): a bucket (model,
+    firmware, kind, day, field) is kept only when the records folded into it together
+    come from at least `min_group_size` devices of as many accounts; a smaller one is
+    merged upward (firmware "*", then model "*") or dropped. Text is kept only for the
+    fields listed, and only values from each field's vocabulary (others count as "other";
+    a field without a vocabulary keeps its values, which the bucket's k then covers)."""
+
+    text_fields: frozenset[str] = frozenset()
+    text_values: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+    min_group_size: int = 10
 
 
 class RetentionClass(BaseModel):

@@ -7,12 +7,13 @@ import tomllib
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from collector.core.errors import PolicyError
-from collector.core.records import EndAction, Kind, RetentionClass
+from collector.core.records import Anonymization, EndAction, Kind, RetentionClass
 from provisioning.validation import describe, validate_strictly
 
 WHILE_ACTIVE = "while-active"
@@ -48,6 +49,8 @@ class _PolicySpec(BaseModel):
     inactive_grace: str = "30d"
     quarantine_ttl: str = "7d"
     aggregate_text_fields: list[str] = []
+    aggregate_text_values: dict[str, list[str]] = {}
+    min_group_size: int = Field(default=10, ge=1, le=100_000)
     classes: dict[str, _ClassSpec] = Field(min_length=1)
     kinds: dict[str, str]
 
@@ -66,6 +69,7 @@ class RetentionPolicy(BaseModel):
     inactive_grace: timedelta
     quarantine_ttl: timedelta = timedelta(days=7)
     aggregate_text_fields: frozenset[str] = frozenset()
+    anonymization: Anonymization = Anonymization()
     origin: str
 
     def class_for(self, kind: Kind) -> RetentionClass:
@@ -79,6 +83,12 @@ def _build(spec: _PolicySpec, origin: str) -> RetentionPolicy:
         raise PolicyError(
             f"{origin}: unknown record kind(s) {', '.join(unknown_kinds)} in [kinds]; "
             f"known kinds: {', '.join(sorted(known_kinds))}"
+        )
+    strays = sorted(set(spec.aggregate_text_values) - set(spec.aggregate_text_fields))
+    if strays:
+        raise PolicyError(
+            f"{origin}: aggregate_text_values names field(s) {', '.join(strays)} that "
+            "aggregate_text_fields does not list"
         )
     missing = sorted(known_kinds - set(spec.kinds))
     if missing:
@@ -104,6 +114,11 @@ def _build(spec: _PolicySpec, origin: str) -> RetentionPolicy:
         inactive_grace=parse_duration(spec.inactive_grace),
         quarantine_ttl=parse_duration(spec.quarantine_ttl),
         aggregate_text_fields=frozenset(spec.aggregate_text_fields),
+        anonymization=Anonymization(
+            frozenset(spec.aggregate_text_fields),
+            MappingProxyType({f: frozenset(v) for f, v in spec.aggregate_text_values.items()}),
+            spec.min_group_size,
+        ),
         origin=origin,
     )
 

@@ -61,7 +61,7 @@ def end_account(
         if holder.name in confirmed:
             continue
         try:
-            ended = holder.erase_account(account_id, classes, policy.aggregate_text_fields)
+            ended = holder.erase_account(account_id, classes, policy.anonymization)
         except NotErasedHere as exc:
             counts[holder.name] = str(exc)
             continue

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from collector.core.backoff import Backoff
 from collector.core.errors import SinkError
 from collector.core.interfaces import Sink, SinkHealth
-from collector.core.records import RetentionClass, TelemetryRecord
+from collector.core.records import Anonymization, RetentionClass, TelemetryRecord
 from collector.core.stats import Stats
 from collector.runtime.spool import Spool
 
@@ -127,7 +127,7 @@ class SpooledSink:
         return 0
 
     def erase_account(
-        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
+        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: Anonymization
     ) -> dict[str, int]:
         def erase() -> dict[str, int]:
             self._spool.drop(lambda r: r.account_id == account_id)

@@ -20,7 +20,7 @@ from typing import Any
 
 from collector.core.errors import NotErasedHere
 from collector.core.interfaces import Sink
-from collector.core.records import RetentionClass
+from collector.core.records import Anonymization, RetentionClass
 from collector.retention import RetentionPolicy
 from collector.sinks.sqlite import EmbeddedStore
 from provisioning.models import Account, AccountStatus
@@ -49,7 +49,7 @@ class RetentionSweeper:
         """One pass; returns how many records each class ended."""
         now = self._clock()
         ended: Counter[str] = Counter(dict.fromkeys(self._policy.classes, 0))
-        texts = self._policy.aggregate_text_fields
+        texts = self._policy.anonymization
         for cls in self._policy.classes.values():
             if cls.ttl is not None:
                 ended[cls.name] += self._store.sink.expire(cls, now - cls.ttl, texts)
@@ -94,7 +94,7 @@ class RetentionSweeper:
                 ending = self._ending(account, now)
                 if ending:
                     self._end_remote(
-                        account.id, account.status_changed_at, ending, self._policy.aggregate_text_fields
+                        account.id, account.status_changed_at, ending, self._policy.anonymization
                     )
 
     def end_revocation(self, account_id: str, revoked_at: datetime) -> dict[str, Any] | None:
@@ -102,10 +102,10 @@ class RetentionSweeper:
         once (the ledger remembers it, whoever did it first). Per sink what it did, or None
         while one has not confirmed."""
         every = list(self._policy.classes.values())
-        return self._end_remote(account_id, revoked_at, every, self._policy.aggregate_text_fields)
+        return self._end_remote(account_id, revoked_at, every, self._policy.anonymization)
 
     def _end_remote(
-        self, account_id: str, since: datetime, ending: list[RetentionClass], texts: frozenset[str]
+        self, account_id: str, since: datetime, ending: list[RetentionClass], texts: Anonymization
     ) -> dict[str, Any] | None:
         done: dict[str, Any] = {}
         if not self._remote or self._store.ledger.remote_erased(account_id, since):

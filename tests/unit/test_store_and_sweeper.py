@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def test_revocation_erases_and_anonymizes_leaving_nothing_identifying(tmp_path: 
         [QuarantineEntry.of("mqtt", "site1/kitchen/signal", b"x", "bad", T0, "000b82000001", "gone")]
     )
     registry.set_status("gone", AccountStatus.REVOKED)
-    counts = end_account(registry, [store.sink, store.quarantine], POLICY, "gone", "revoked")["sqlite"]
+    lenient = POLICY.model_copy(update={"anonymization": replace(POLICY.anonymization, min_group_size=1)})
+    counts = end_account(registry, [store.sink, store.quarantine], lenient, "gone", "revoked")["sqlite"]
     assert counts == {
         "account_lifetime": 2,
         "identifying": 1,
@@ -218,10 +220,43 @@ def test_erased_identifiers_leave_the_files_wal_included(tmp_path: Path) -> None
         [QuarantineEntry.of("mqtt", "t", head, "bad", T0, victim.id, victim.account_id)]
     )
     policy_classes = list(POLICY.classes.values())
-    store.sink.erase_account(victim.account_id, policy_classes, POLICY.aggregate_text_fields)
-    store.quarantine.erase_account(victim.account_id, policy_classes, POLICY.aggregate_text_fields)
+    store.sink.erase_account(victim.account_id, policy_classes, POLICY.anonymization)
+    store.quarantine.erase_account(victim.account_id, policy_classes, POLICY.anonymization)
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("telemetry.db*"))
     for identifier in (victim.id, "198.51.100.77", victim.account_id):
         assert identifier.encode() not in raw, identifier
     assert other.id.encode() in raw and b"198.51.100.88" in raw  # the other account is still there
+    store.close()
+
+
+def test_aggregates_single_out_no_device(tmp_path: Path) -> None:
+    """k = 10 devices of 10 accounts per kept bucket: a firmware with 9 devices and one with
+    3 are kept only merged into their model's bucket (firmware "*"); a model with one
+    device only in every model's; one revoked account alone leaves no aggregate at all;
+    free text outside a field's vocabulary is "other"."""
+    store = EmbeddedStore.open(tmp_path / "t.db")
+    fleet = [snmp_device(n, f"acct-{n}") for n in range(1, 13)]
+    lone = snmp_device(99, "acct-lone", model="HT999")
+    records = []
+    for n, dev in enumerate([*fleet, lone]):
+        firmware = "1.0.47.4" if n < 9 else "1.0.45.1"
+        mos = 1.234 if dev is lone else 4.0 + n / 100
+        records += [
+            record(POLICY, dev, Kind.CALL_QUALITY, {"mos": mos, "codec": "G722"}, firmware=firmware),
+            record(
+                POLICY, dev, Kind.REGISTRATION, {"line1_state": f"Registered to {dev.id}"}, firmware=firmware
+            ),
+        ]
+    store.sink.write(records)
+    alone = end_account(
+        Registry(tmp_path / "r.db"), [store.sink], POLICY, "acct-lone", "revoked"
+    )  # the lone device's account is revoked: its data alone
+    assert alone["sqlite"]["operational"] == 2 and store.queries.aggregates() == []
+    store.sink.expire(POLICY.classes["operational"], T0 + timedelta(days=1), POLICY.anonymization)
+    aggs = store.queries.aggregates()
+    assert {(a["model"], a["firmware"]) for a in aggs} == {("HT812", "*")}  # 9 and 3: merged upward
+    mos = next(a for a in aggs if a["field"] == "mos")
+    assert mos["count"] == 12 and 1.234 not in (mos["min"], mos["max"])
+    assert {a["field"] for a in aggs} == {"mos", "codec=G722", "line1_state=other"}  # no device's text
+    assert not any(dev.id in str(a) for a in aggs for dev in fleet)
     store.close()

@@ -63,12 +63,12 @@ def test_latest_follows_writes_purges_and_erasure(tmp_path: Path) -> None:
     assert state(store, A.id) == ((T0 + timedelta(minutes=5)).timestamp(), "unregistered", 4.4, "1.0.47.4")
 
     # Retention ends the older operational records: nothing of them is left in the index.
-    store.sink.expire(POLICY.classes["operational"], T0 + timedelta(minutes=6), POLICY.aggregate_text_fields)
+    store.sink.expire(POLICY.classes["operational"], T0 + timedelta(minutes=6), POLICY.anonymization)
     assert ("call_quality", A.id) not in latest(store) and ("registration", A.id) not in latest(store)
     assert ("reachability", A.id) in latest(store)  # at +30 min: still within
     assert state(store, A.id) == ((T0 + timedelta(minutes=3)).timestamp(), None, None, "1.0.47.4")
 
-    store.sink.erase_account("acct-a", list(POLICY.classes.values()), POLICY.aggregate_text_fields)
+    store.sink.erase_account("acct-a", list(POLICY.classes.values()), POLICY.anonymization)
     assert {d for _, d in latest(store)} == {B.id}
     assert state(store, A.id) is None and A.id not in store.queries.text_dump()
 

@@ -30,7 +30,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 
 from collector.core.errors import NotErasedHere
-from collector.core.records import RetentionClass, TelemetryRecord
+from collector.core.records import Anonymization, RetentionClass, TelemetryRecord
 from collector.sinks.influx.lines import LineEncoder, join_lines, line_protocol
 from collector.sinks.influx.status import isolation_budget, server_message
 from collector.sinks.influx.writer import CONNECTION_ERRORS, Refused, SinkRetry, WriteClient
@@ -283,7 +283,7 @@ class InfluxSink:
             raise SinkRetry(f"{self.name}: cannot reach the server: {type(exc).__name__}") from None
 
     def erase_account(
-        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
+        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: Anonymization
     ) -> dict[str, int]:
         """Delete the account's points in each class's bucket (InfluxDB), or every series
         labelled with the account (VictoriaMetrics, all buckets at once). Anonymized

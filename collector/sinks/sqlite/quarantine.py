@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from collector.core.records import QuarantineEntry, RetentionClass
+from collector.core.records import Anonymization, QuarantineEntry, RetentionClass
 from collector.sinks.sqlite.db import TelemetryDb
 
 
@@ -41,7 +41,7 @@ class QuarantineStore:
             )
 
     def erase_account(
-        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
+        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: Anonymization
     ) -> dict[str, int]:
         """Whatever the classes: a quarantined payload ends with its account."""
         with self.db.tx() as db:

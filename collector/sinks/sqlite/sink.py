@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.core.records import EndAction, RetentionClass, TelemetryRecord
+from collector.core.records import Anonymization, EndAction, RetentionClass, TelemetryRecord
+from collector.sinks.sqlite.anonymize import fold
 from collector.sinks.sqlite.db import TelemetryDb
 
 _INSERT_BATCH = """
@@ -17,15 +17,6 @@ INSERT OR IGNORE INTO telemetry (device_id, account_id, kind, observed_at, recei
 SELECT value->>0, value->>1, value->>2, value->>3, ?, value->>4, value->>5, value->>6, value->>7,
        value->>8, value->>9
 FROM json_each(?)
-"""
-
-_UPSERT_AGGREGATE = """
-INSERT INTO aggregates VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
-ON CONFLICT (retention_class, kind, model, firmware, day, field) DO UPDATE SET
-    count = count + 1,
-    sum = CASE WHEN excluded.sum IS NULL THEN sum ELSE coalesce(sum, 0) + excluded.sum END,
-    min = CASE WHEN excluded.min IS NULL THEN min ELSE min(coalesce(min, excluded.min), excluded.min) END,
-    max = CASE WHEN excluded.max IS NULL THEN max ELSE max(coalesce(max, excluded.max), excluded.max) END
 """
 
 
@@ -85,35 +76,26 @@ class SqliteSink:
             return db.execute(sql, args).rowcount
 
     def erase_account(
-        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: frozenset[str]
+        self, account_id: str, classes: Sequence[RetentionClass], aggregate_text: Anonymization
     ) -> dict[str, int]:
         ended = {cls.name: self._end(cls, "account_id = ?", (account_id,), aggregate_text) for cls in classes}
         self.db.forget_erased()
         return ended
 
-    def expire(self, cls: RetentionClass, older_than: datetime, aggregate_text: frozenset[str]) -> int:
+    def expire(self, cls: RetentionClass, older_than: datetime, aggregate_text: Anonymization) -> int:
         return self._end(cls, "observed_at < ?", (older_than.timestamp(),), aggregate_text)
 
     def _end(
-        self, cls: RetentionClass, where: str, args: tuple[Any, ...], aggregate_text: frozenset[str]
+        self, cls: RetentionClass, where: str, args: tuple[Any, ...], aggregate_text: Anonymization
     ) -> int:
         predicate = f"retention_class = ? AND {where}"
         params = (cls.name, *args)
         with self.db.tx() as db:
             if cls.end_action is EndAction.ANONYMIZE:
-                for row in db.execute(f"SELECT * FROM telemetry WHERE {predicate}", params).fetchall():
-                    _fold(db, row, aggregate_text)
+                fold(
+                    db,
+                    db.execute(f"SELECT * FROM telemetry WHERE {predicate}", params).fetchall(),
+                    aggregate_text,
+                )
             cur = db.execute(f"DELETE FROM telemetry WHERE {predicate}", params)
         return cur.rowcount
-
-
-def _fold(db: sqlite3.Connection, row: sqlite3.Row, aggregate_text: frozenset[str]) -> None:
-    """Fold one record into per-model/firmware/day aggregates; identifiers are dropped."""
-    day = datetime.fromtimestamp(row["observed_at"], UTC).strftime("%Y-%m-%d")
-    key = (row["retention_class"], row["kind"], row["model"], row["firmware"] or "", day)
-    for name, value in json.loads(row["fields"]).items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            if name in aggregate_text and isinstance(value, str | bool):
-                db.execute(_UPSERT_AGGREGATE, (*key, f"{name}={value}", None, None, None))
-            continue
-        db.execute(_UPSERT_AGGREGATE, (*key, name, value, value, value))
