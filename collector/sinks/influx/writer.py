@@ -89,6 +89,15 @@ class WriteClient:
         headers = {**self._headers, "Content-Type": "application/x-www-form-urlencoded"}
         headers.pop("Content-Encoding", None)
         try:
+            # Samples VictoriaMetrics took but still buffers are not yet in its index, and
+            # delete_series would miss them: flush them first (single-node VictoriaMetrics).
+            self._pool.urlopen(
+                "GET",
+                self._root + "/internal/force_flush",
+                headers=headers,
+                retries=False,
+                timeout=self._timeout,
+            )
             response = self._pool.urlopen(
                 "POST", self._root + "/api/v1/admin/tsdb/delete_series", body=body, headers=headers,
                 retries=False, timeout=self._timeout, preload_content=True,
