@@ -276,6 +276,18 @@ class AlertEngine:
                     (account_id, device_id),
                 )
 
+    def forget_all_but(self, active_accounts: set[str]) -> int:
+        """At start: drop the alerts and queued notices of every account not active now (it
+        stopped while hookflash was down, so no event told us). Sink alerts (no account) stay."""
+        with transaction(self._db, self._lock) as db:
+            accounts = {r[0] for r in db.execute("SELECT DISTINCT account_id FROM alert_state")}
+            accounts |= {r[0] for r in db.execute("SELECT DISTINCT account_id FROM outbox")}
+            stopped = [a for a in accounts if a and a not in active_accounts]
+            for account in stopped:
+                db.execute("DELETE FROM alert_state WHERE account_id = ?", (account,))
+                db.execute("DELETE FROM outbox WHERE account_id = ?", (account,))
+        return len(stopped)
+
     # -- running ---------------------------------------------------------------------------
 
     async def run(self) -> None:

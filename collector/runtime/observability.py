@@ -19,6 +19,7 @@ from collector.views.cache import ReportCache
 from collector.views.db import ViewsDb
 from collector.views.fleet import FleetViews
 from provisioning.events import EventType, LifecycleEvent
+from provisioning.models import AccountStatus
 from provisioning.registry import Registry
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ class Observability:
     ) -> None:
         data = config.data_dir
         self.config = config
+        self._registry = registry
         self.stats = stats
         self.views = FleetViews(ViewsDb(data / "telemetry.db", registry.path), config.views)
         self.rollouts = ReportCache(ROLLOUT_CACHE_S)
@@ -73,11 +75,21 @@ class Observability:
     def tasks(self) -> list[tuple[Coroutine[Any, Any, None], str]]:
         if self.alerts is None:
             return []
-        tasks: list[tuple[Coroutine[Any, Any, None], str]] = [(self.alerts.run(), "alerts")]
+        tasks: list[tuple[Coroutine[Any, Any, None], str]] = [(self._run_alerts(self.alerts), "alerts")]
         dispatcher = self.alerts.dispatcher()
         if dispatcher is not None:
             tasks.append((dispatcher.run(), "alert-webhooks"))
         return tasks
+
+    async def _run_alerts(self, alerts: AlertEngine) -> None:
+        def forget_stopped() -> int:
+            active = {a.id for a in self._registry.accounts() if a.status is AccountStatus.ACTIVE}
+            return alerts.forget_all_but(active)
+
+        forgotten = await asyncio.to_thread(forget_stopped)
+        if forgotten:
+            log.info("alerts: forgot %d account(s) that stopped while hookflash was down", forgotten)
+        await alerts.run()
 
     def on_event(self, event: LifecycleEvent) -> None:
         """A lifecycle event (from the LifecycleWatcher): count stops, forget their alerts."""
