@@ -157,16 +157,20 @@ class Mosquitto(_Service):
         tls: TlsFiles | None = None,
         extra: Sequence[str] = (),
         config_file: Path | None = None,
+        acl_extra: Sequence[str] = (),
     ):
         """`users` adds a password listener (`password_port`); `tls` adds a TLS listener
         (`tls_port`) that also requires a user. The plain listener stays anonymous.
         `extra`: more mosquitto.conf lines, e.g. "queue_qos0_messages true".
         `config_file`: run this mosquitto.conf (docker/mosquitto.conf) as it is, but for
-        its listener port, persistence folder and log, which are rewritten to this run's."""
+        its listener ports (the first plain, the second `tls_port`), persistence folder, log,
+        TLS files (`tls`), password file (`users`) and ACL (the `mosquitto.acl` beside it,
+        plus `acl_extra` lines), which are rewritten to this run's."""
         super().__init__(workdir, port, "tcp")
         self.config_file = config_file
         self.persistence = persistence
         self.extra = list(extra)
+        self.acl_extra = list(acl_extra)
         self.users = dict(users or {})
         self.tls = tls
         self.password_port = free_port("tcp") if self.users else None
@@ -207,10 +211,28 @@ class Mosquitto(_Service):
 
     def _rewritten(self, text: str, logging: list[str]) -> list[str]:
         lines: list[str] = []
+        listeners = 0
+        tls = self.tls
         for line in text.splitlines():
             word = line.split(" ", 1)[0]
             if word == "listener":
-                lines.append(f"listener {self.port} {HOST}")
+                listeners += 1
+                if listeners > 1 and (tls is None or self.tls_port is None):
+                    raise ValueError(f"{self.config_file} has a second (TLS) listener: give tls=")
+                lines.append(f"listener {self.port if listeners == 1 else self.tls_port} {HOST}")
+            elif word in ("cafile", "certfile", "keyfile"):
+                if tls is None:
+                    raise ValueError(f"{self.config_file} names TLS files: give tls=")
+                files = {"cafile": tls.ca_cert, "certfile": tls.server_cert, "keyfile": tls.server_key}
+                lines.append(f"{word} {files[word]}")
+            elif word == "password_file":
+                lines.append(f"password_file {self._password_file()}")
+            elif word == "acl_file":
+                assert self.config_file is not None
+                acl = self.workdir / "acl"
+                shipped = (self.config_file.parent / "mosquitto.acl").read_text()
+                acl.write_text(shipped + "\n" + "\n".join(self.acl_extra) + "\n")
+                lines.append(f"acl_file {acl}")
             elif word == "persistence_location":
                 lines.append(f"persistence_location {self.workdir}/")
             elif word == "log_dest":
@@ -219,13 +241,17 @@ class Mosquitto(_Service):
                 lines.append(line)
         return lines
 
-    def _secure_listeners(self) -> list[str]:
-        if not self.users:
-            return []
+    def _password_file(self) -> Path:
         passwords = self.workdir / "passwords"
         passwords.write_text("")
         for user, password in self.users.items():
             subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+        return passwords
+
+    def _secure_listeners(self) -> list[str]:
+        if not self.users:
+            return []
+        passwords = self._password_file()
         lines = [
             f"listener {self.password_port} {HOST}",
             "allow_anonymous false",

@@ -68,10 +68,19 @@ def message(i: int) -> bytes:
 class Publisher(threading.Thread):
     """Publishes `count` QoS 1 messages round-robin over the phones' topics."""
 
-    def __init__(self, broker: Mosquitto, topics: list[str], count: int, pause_every: int = 50) -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        topics: list[str],
+        count: int,
+        pause_every: int = 50,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.topics, self.count, self.pause_every = topics, count, pause_every
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"phones-{time.monotonic_ns()}")
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)  # keep everything while the broker is away
         self.client.reconnect_delay_set(0.1, 1)
@@ -271,12 +280,23 @@ def test_wrong_ca_or_password_is_refused_and_nothing_secret_is_logged(
 SHIPPED = Path(__file__).parents[2] / "docker" / "mosquitto.conf"
 
 
+LOGINS = {"hookflash": SECRET, "publisher": "pub-broker-pass-0123"}  # start_hookflash sets HF_MQTT_PASSWORD
+
+
 def test_the_shipped_broker_config_keeps_a_long_backlog_across_a_kill_9(tmp_path: Path) -> None:
-    """docker/mosquitto.conf as shipped (only its port, data folder and log rewritten):
-    hookflash is killed, 6,000 QoS 1 messages arrive while it is down (mosquitto's default
-    of 1,000 queued messages would drop 5,000 of them), and after the restart every one is
-    stored exactly once."""
-    with Mosquitto(tmp_path / "mosquitto", config_file=SHIPPED) as shipped:
+    """docker/mosquitto.conf as shipped (its ports, data folder, log, TLS files, password
+    file and ACL rewritten to this run's; the test's publisher may write every phone's
+    topic): hookflash is killed, 6,000 QoS 1 messages arrive while it is down (mosquitto's
+    default of 1,000 queued messages would drop 5,000 of them), and after the restart every
+    one is stored exactly once."""
+    tls = make_tls_files(tmp_path / "tls")
+    with Mosquitto(
+        tmp_path / "mosquitto",
+        config_file=SHIPPED,
+        tls=tls,
+        users=LOGINS,
+        acl_extra=["user publisher", "topic write hookflash/#"],
+    ) as shipped:
         data = tmp_path / "data"
         topics = provision(data)
         config = tmp_path / "hookflash.toml"
@@ -284,16 +304,17 @@ def test_the_shipped_broker_config_keeps_a_long_backlog_across_a_kill_9(tmp_path
             f'data_dir = "data"\n[snmp]\nenabled = false\n'
             f"[mqtt]\nenabled = true\nport = {shipped.port}\n"
             'client_id = "hf-shipped"\nreceive_maximum = 200\n'
+            'username = "hookflash"\npassword_env = "HF_MQTT_PASSWORD"\n'
         )
         first = start_hookflash(config)
         eventually(lambda: len(shipped.subscribed_topics("hf-shipped")) == PHONES, what="subscribed")
-        early = Publisher(shipped, topics, 300)
+        early = Publisher(shipped, topics, 300, login=("publisher", LOGINS["publisher"]))
         early.start()
         eventually(lambda: len(stored_channels(data)) >= 100, timeout=30, what="some messages stored")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         early.finish()
-        late = Publisher(shipped, topics, 6000)
+        late = Publisher(shipped, topics, 6000, login=("publisher", LOGINS["publisher"]))
         late.start()
         late.finish(60)
         second = start_hookflash(config)

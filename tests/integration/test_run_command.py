@@ -27,6 +27,12 @@ def test_example_config_is_valid() -> None:
     config = load_config(REPO / "docker" / "hookflash.toml")
     assert config.mqtt.enabled and config.snmp.enabled
     assert config.credentials["default"].community_env == "HOOKFLASH_SNMP_COMMUNITY"
+    assert (config.mqtt.username, config.mqtt.password_env) == ("hookflash", "HOOKFLASH_MQTT_PASSWORD")
+    assert {t.name: t.scopes for t in config.api.tokens} == {
+        "noc": ["read"],
+        "billing": ["deactivate"],
+        "privacy-office": ["admin"],
+    }
 
 
 def test_bad_config_names_the_key(tmp_path: Path) -> None:
