@@ -216,9 +216,12 @@ class FleetViews:
         if not found:
             return None
         d = found[0]
+        # Only the current owner's records: a device moved to another customer shows
+        # nothing of the previous one's.
         rows = self.db.rows(
-            "SELECT slot, observed_at, firmware, fields FROM latest WHERE device_id = ? ORDER BY slot",
-            (device_id,),
+            "SELECT slot, observed_at, firmware, fields FROM latest WHERE device_id = ? AND account_id = ?"
+            " ORDER BY slot",
+            (device_id, d["account_id"]),
         )
         seen = [r["observed_at"] for r in rows if r["slot"] != "reachability"]
         last_seen = max(seen) if seen else None
@@ -248,7 +251,8 @@ class FleetViews:
     ) -> History | None:
         """The device's records, newest first, a page at a time (keyset: `before` is the
         `next` of the previous page)."""
-        if self.device(device_id) is None:
+        detail = self.device(device_id)
+        if detail is None:
             return None
         _page_args(limit, 0)
         cursor_ts, cursor_id = float("inf"), 0
@@ -262,10 +266,17 @@ class FleetViews:
                 ) from None
         rows = self.db.rows(
             """SELECT id, kind, observed_at, firmware, source, fields FROM telemetry
-            WHERE device_id = :device AND (:kind IS NULL OR kind = :kind)
+            WHERE device_id = :device AND account_id = :account AND (:kind IS NULL OR kind = :kind)
               AND (observed_at < :ts OR (observed_at = :ts AND id < :id))
             ORDER BY observed_at DESC, id DESC LIMIT :limit""",
-            {"device": device_id, "kind": kind, "ts": cursor_ts, "id": cursor_id or 2**62, "limit": limit},
+            {
+                "device": device_id,
+                "account": detail.account_id,
+                "kind": kind,
+                "ts": cursor_ts,
+                "id": cursor_id or 2**62,
+                "limit": limit,
+            },
         )
         items = [
             HistoryRecord(

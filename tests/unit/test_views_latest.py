@@ -91,3 +91,25 @@ def test_an_older_store_gets_its_index_filled_once(tmp_path: Path) -> None:
     store.close()
     store = EmbeddedStore.open(tmp_path / "telemetry.db")
     assert (latest(store), state(store, A.id), state(store, B.id)) == before
+
+
+def test_a_moved_device_shows_only_its_current_owner_s_records(tmp_path: Path) -> None:
+    from collector.config.views import ViewsConfig
+    from collector.views.db import ViewsDb
+    from collector.views.fleet import FleetViews
+    from provisioning.registry import Registry
+
+    registry = Registry(tmp_path / "registry.db")
+    registry.import_devices([A], source="t")
+    store = EmbeddedStore.open(tmp_path / "telemetry.db")
+    store.sink.write([record(POLICY, A, Kind.CALL_QUALITY, {"mos": 2.2}, minutes=m) for m in range(3)])
+    moved = A.model_copy(update={"account_id": "acct-new"})
+    registry.import_devices([moved], source="t")  # the ATA was handed to another customer
+    store.sink.write([record(POLICY, moved, Kind.CALL_QUALITY, {"mos": 4.4}, minutes=10)])
+    views = FleetViews(ViewsDb(tmp_path / "telemetry.db", tmp_path / "registry.db"), ViewsConfig())
+    detail, history = views.device(A.id), views.history(A.id)
+    assert detail is not None and history is not None and detail.account_id == "acct-new"
+    assert [r.fields["mos"] for r in history.items] == [4.4]  # nothing of the previous owner's
+    assert all(r.fields.get("mos") != 2.2 for r in detail.latest)
+    store.close()
+    registry.close()
