@@ -5,6 +5,7 @@ account's devices disappear from every view."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -293,7 +294,12 @@ def test_the_api_speaks_https_with_the_configured_certificate(
         assert running.service is not None
         base = f"https://127.0.0.1:{running.service.api_port}"
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        with httpx.Client(base_url=base, verify=str(tls.ca_cert), headers=headers, timeout=10) as api:
+        with httpx.Client(
+            base_url=base,
+            verify=ssl.create_default_context(cafile=str(tls.ca_cert)),
+            headers=headers,
+            timeout=10,
+        ) as api:
             assert api.get("/v1/fleet/summary").status_code == 200
         with pytest.raises(httpx.HTTPError):  # plain HTTP is not answered
             httpx.get(f"http://127.0.0.1:{running.service.api_port}/healthz", timeout=5)
