@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from collector.core.records import FieldValue, Observation, TelemetryRecord
-from collector.core.scrub import scrub_text
+from collector.core.scrub import might_hide_a_secret, scrub_text
 from collector.retention import RetentionPolicy
 from collector.tag.changes import ChangeDetector
 from provisioning.models import Device
@@ -14,8 +14,8 @@ from provisioning.models import Device
 def scrubbed(fields: Mapping[str, FieldValue]) -> Mapping[str, FieldValue]:
     """Every text value with what looks like a secret masked (P7): a device's free text (a
     log excerpt, a URL it reports) may carry a password, a SIP URI with one, a token."""
-    if not any(type(v) is str for v in fields.values()):
-        return fields
+    if not any(type(v) is str and might_hide_a_secret(v) for v in fields.values()):
+        return fields  # the common case: numbers and plain words, no copy
     return {k: scrub_text(v) if type(v) is str else v for k, v in fields.items()}
 
 
