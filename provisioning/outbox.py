@@ -98,6 +98,15 @@ class Outbox:
                 (self._clock(), entry_id),
             )
 
+    def forget_delivered(self, account_id: str) -> int:
+        """Delivered notices about an account whose data has ended: not kept (P5). Pending
+        ones stay until delivered (the revocation's own stop notice among them)."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM outbox WHERE account_id = ? AND status = 'delivered'", (account_id,)
+            )
+        return cur.rowcount
+
     def failed(self, entry_id: str, error: str, retry_in_s: float) -> None:
         with self._lock:
             self._db.execute(

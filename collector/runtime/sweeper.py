@@ -24,6 +24,7 @@ from collector.core.records import Anonymization, RetentionClass
 from collector.retention import RetentionPolicy
 from collector.sinks.sqlite import EmbeddedStore
 from provisioning.models import Account, AccountStatus
+from provisioning.outbox import Outbox
 from provisioning.registry import Registry
 
 Clock = Callable[[], datetime]
@@ -44,6 +45,7 @@ class RetentionSweeper:
         self._registry = registry
         self._clock = clock
         self._remote = list(remote)
+        self._outbox = Outbox(registry.path)  # webhook notices delivered about ended accounts
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns how many records each class ended."""
@@ -54,6 +56,8 @@ class RetentionSweeper:
             if cls.ttl is not None:
                 ended[cls.name] += self._store.sink.expire(cls, now - cls.ttl, texts)
         for account in self._registry.accounts():
+            if account.status is AccountStatus.REVOKED:
+                self._outbox.forget_delivered(account.id)
             ending = self._ending(account, now)
             if not ending:
                 continue

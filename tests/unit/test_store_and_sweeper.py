@@ -260,3 +260,20 @@ def test_aggregates_single_out_no_device(tmp_path: Path) -> None:
     assert {a["field"] for a in aggs} == {"mos", "codec=G722", "line1_state=other"}  # no device's text
     assert not any(dev.id in str(a) for a in aggs for dev in fleet)
     store.close()
+
+
+def test_delivered_notices_about_a_revoked_account_are_not_kept(tmp_path: Path) -> None:
+    from provisioning.outbox import Outbox
+
+    registry = Registry(tmp_path / "r.db", clock=lambda: T0)
+    registry.import_devices([snmp_device(1, "gone"), snmp_device(2, "stays")], source="t")
+    outbox = Outbox(tmp_path / "r.db")
+    sent = [outbox.enqueue("billing", "collection.stopped", {"account_id": a}, a) for a in ("gone", "stays")]
+    for entry in sent:
+        outbox.delivered(entry)
+    queued = outbox.enqueue("billing", "collection.stopped", {"devices": ["000b82000001"]}, "gone")
+    registry.set_status("gone", AccountStatus.REVOKED)
+    RetentionSweeper(POLICY, EmbeddedStore.open(tmp_path / "t.db"), registry, clock=lambda: T0).sweep()
+    left = {(e["account_id"], e["status"]) for e in outbox.entries()}
+    assert left == {("stays", "delivered"), ("gone", "pending")}  # the pending one is still owed
+    assert queued in {e["id"] for e in outbox.entries("gone")}
