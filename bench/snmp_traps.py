@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from udp_load import baseline_rate, cpu_seconds, free_port, rounds, send_windowed, start_hookflash  # noqa: E402
 
+from collector.sources.snmp.codec import _encode_int, _encode_oid, _tlv  # noqa: E402
 from factories import snmp_device  # noqa: E402
 from provisioning.registry import Registry  # noqa: E402
 
@@ -56,44 +57,19 @@ asyncio.run(main())
 """
 
 
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    length = (
-        bytes([n])
-        if n < 0x80
-        else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
-    )
-    return bytes([tag]) + length + content
-
-
-def _oid(text: str) -> bytes:
-    parts = [int(p) for p in text.split(".")]
-    out = bytearray([40 * parts[0] + parts[1]])
-    for part in parts[2:]:
-        chunk = [part & 0x7F]
-        part >>= 7
-        while part:
-            chunk.append(0x80 | (part & 0x7F))
-            part >>= 7
-        out += bytes(reversed(chunk))
-    return _tlv(0x06, bytes(out))
-
-
-def _int(value: int, tag: int = 0x02) -> bytes:
-    return _tlv(tag, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True))
-
-
 def inform(request_id: int, version: str) -> bytes:
+    """A v2c InformRequest, encoded with hookflash's own BER helpers (the decoder under
+    test is a separate piece of code)."""
     varbinds = b"".join(
         _tlv(0x30, name + value)
         for name, value in (
-            (_oid("1.3.6.1.2.1.1.3.0"), _int(360000 + request_id, 0x43)),
-            (_oid("1.3.6.1.6.3.1.1.4.1.0"), _oid("1.3.6.1.4.1.42397.1.2.5.1")),  # TimedTrap
-            (_oid("1.3.6.1.4.1.42397.1.2.3.2.0"), _tlv(0x04, version.encode())),  # versionCore
+            (_encode_oid("1.3.6.1.2.1.1.3.0"), _encode_int(360000 + request_id, 0x43)),
+            (_encode_oid("1.3.6.1.6.3.1.1.4.1.0"), _encode_oid("1.3.6.1.4.1.42397.1.2.5.1")),  # TimedTrap
+            (_encode_oid("1.3.6.1.4.1.42397.1.2.3.2.0"), _tlv(0x04, version.encode())),  # versionCore
         )
     )
-    pdu = _tlv(0xA6, _int(request_id) + _int(0) + _int(0) + _tlv(0x30, varbinds))
-    return _tlv(0x30, _int(1) + _tlv(0x04, COMMUNITY) + pdu)
+    pdu = _tlv(0xA6, _encode_int(request_id) + _encode_int(0) + _encode_int(0) + _tlv(0x30, varbinds))
+    return _tlv(0x30, _encode_int(1) + _tlv(0x04, COMMUNITY) + pdu)
 
 
 def _content(message: bytes, pos: int) -> tuple[int, int]:

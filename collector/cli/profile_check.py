@@ -4,8 +4,9 @@ pysnmp's engine for SNMPv3)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from functools import partial
 
 from collector.config import ResolvedCredential
 from collector.core.errors import ConversionError
@@ -54,59 +55,38 @@ def enterprise_roots(profile: DeviceProfile) -> list[str]:
     return list(dict.fromkeys(roots))
 
 
-class _Asker(Protocol):
-    async def get(self, oids: list[str]) -> dict[str, RawValue | None]: ...
-    async def bulk(self, oids: list[str], repetitions: int) -> list[tuple[str, RawValue | None]]: ...
-    def close(self) -> None: ...
-
-
-class _V2c:
-    def __init__(self, address: tuple[str, int], community: str, timeout: float) -> None:
-        self._getter, self._address, self._community = FastGetter(timeout), address, community
-
-    async def start(self) -> None:
-        await self._getter.start()
-
-    async def get(self, oids: list[str]) -> dict[str, RawValue | None]:
-        return await self._getter.get(self._address, self._community, oids)
-
-    async def bulk(self, oids: list[str], repetitions: int) -> list[tuple[str, RawValue | None]]:
-        return await self._getter.bulk(self._address, self._community, oids, repetitions)
-
-    def close(self) -> None:
-        self._getter.close()
-
-
-class _V3:
-    def __init__(self, address: tuple[str, int], credential: ResolvedCredential, timeout: float) -> None:
-        self._getter, self._address, self._credential = PysnmpGetter(timeout), address, credential
-
-    async def get(self, oids: list[str]) -> dict[str, RawValue | None]:
-        return await self._getter.get(self._address, self._credential, oids)
-
-    async def bulk(self, oids: list[str], repetitions: int) -> list[tuple[str, RawValue | None]]:
-        return await self._getter.bulk(self._address, self._credential, oids, repetitions)
-
-    def close(self) -> None:
-        self._getter.close()
+Get = Callable[[list[str]], Awaitable[dict[str, RawValue | None]]]
+Bulk = Callable[[list[str], int], Awaitable[list[tuple[str, RawValue | None]]]]
 
 
 async def check_agent(
     profile: DeviceProfile, address: tuple[str, int], credential: ResolvedCredential, timeout: float
 ) -> CheckReport:
-    """Ask the agent with the credential set's version: v2c with its community, v3 as its USM user."""
-    getter: _Asker
+    """Ask the agent with the credential set's version: v2c with its community (the poller's
+    fast client), v3 as its USM user (pysnmp's engine); both getters take (address, who, …)."""
+    get: Get
+    bulk: Bulk
     if credential.version == "v2c":
-        getter = v2c = _V2c(address, credential.community, timeout)
-        await v2c.start()
+        fast = FastGetter(timeout)
+        await fast.start()
+        get, bulk, close = (
+            partial(fast.get, address, credential.community),
+            partial(fast.bulk, address, credential.community),
+            fast.close,
+        )
     else:
-        getter = _V3(address, credential, timeout)
+        engine = PysnmpGetter(timeout)
+        get, bulk, close = (
+            partial(engine.get, address, credential),
+            partial(engine.bulk, address, credential),
+            engine.close,
+        )
     try:
         report = CheckReport()
         specs = list(profile.snmp)
         answers: dict[str, RawValue | None] = {}
         for start in range(0, len(specs), GET_CHUNK):
-            answers.update(await getter.get([s.oid for s in specs[start : start + GET_CHUNK]]))
+            answers.update(await get([s.oid for s in specs[start : start + GET_CHUNK]]))
         for spec in specs:
             raw = answers.get(spec.oid)
             check = FieldCheck(spec.kind.value, spec.field, spec.oid, raw is not None)
@@ -123,7 +103,7 @@ async def check_agent(
         for root in report.subtrees:
             cursor, seen = root, 0
             while seen < WALK_LIMIT:
-                varbinds = await getter.bulk([cursor], 25)
+                varbinds = await bulk([cursor], 25)
                 inside = [(o, v) for o, v in varbinds if o.startswith(root + ".") and v is not None]
                 for oid, value in inside:
                     if oid not in declared and not any(oid.startswith(t) for t in tables):
@@ -134,4 +114,4 @@ async def check_agent(
                 cursor = varbinds[-1][0]
         return report
     finally:
-        getter.close()
+        close()

@@ -13,6 +13,7 @@ mappings and lists at any depth.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -87,7 +88,7 @@ class ScrubbingFilter:
     libraries' alike (httpx logs each request's URL), leaves with secrets masked (URL
     user-info, query tokens, `password=…`, SIP URIs with a password)."""
 
-    def filter(self, record: Any) -> bool:
+    def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a broken format: leave it to the handler to report
@@ -96,8 +97,6 @@ class ScrubbingFilter:
         if scrubbed != message:
             record.msg, record.args = scrubbed, ()
         if record.exc_info and not record.exc_text:
-            import logging
-
             record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:
             record.exc_text = scrub_text(record.exc_text)
@@ -106,8 +105,6 @@ class ScrubbingFilter:
 
 def install_log_scrubbing() -> None:
     """Add the filter to every handler of the root logger (call after configuring it)."""
-    import logging
-
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, ScrubbingFilter) for f in handler.filters):
             handler.addFilter(ScrubbingFilter())

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from collector.cli.main import cli
 from collector.profiles import load_profiles
@@ -15,6 +15,22 @@ from factories import served
 from services import SnmpdFactory, V3User
 
 EXTRA = "1.3.6.1.4.1.42397.1.2.77.0"
+
+
+def check(profile: str, port: int, config: Path) -> Result:
+    """`hookflash profiles check PROFILE` against the agent, with the config's set `lab`."""
+    args = [
+        "profiles",
+        "check",
+        profile,
+        "--agent",
+        f"127.0.0.1:{port}",
+        "--credential",
+        "lab",
+        "-c",
+        str(config),
+    ]
+    return CliRunner().invoke(cli, args)
 
 
 CREDENTIALS = {
@@ -39,20 +55,7 @@ def test_check_reports_each_field_the_missing_one_and_what_is_undeclared(
     agent = snmpd_factory(overrides, community="check-secret", v3_users=[user])
     config = tmp_path / "hookflash.toml"
     config.write_text(CREDENTIALS[version])
-    result = CliRunner().invoke(
-        cli,
-        [
-            "profiles",
-            "check",
-            "grandstream-ht8xx",
-            "--agent",
-            f"127.0.0.1:{agent.port}",
-            "--credential",
-            "lab",
-            "-c",
-            str(config),
-        ],
-    )
+    result = check("grandstream-ht8xx", agent.port, config)
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())
     assert "1 declared field(s) missing: line2_state" in text
@@ -107,20 +110,7 @@ def test_a_new_profile_from_a_walk_checks_clean_against_its_agent(
     assert 'oid = "1.3.6.1.2.1.1.3.0"' not in text  # generic reads sysUpTime already
     shown = CliRunner().invoke(cli, ["profiles", "show", "acme-a7", "-c", str(config), "--format", "json"])
     assert shown.exit_code == 0, shown.output
-    checked = CliRunner().invoke(
-        cli,
-        [
-            "profiles",
-            "check",
-            "acme-a7",
-            "--agent",
-            f"127.0.0.1:{agent.port}",
-            "--credential",
-            "lab",
-            "-c",
-            str(config),
-        ],
-    )
+    checked = check("acme-a7", agent.port, config)
     text = " ".join(checked.output.split())
     assert "'ACME-7 v2.3.1'" in text and "123" in text
     # generic's ENTITY-MIB fields are missing on this agent, and are the only ones

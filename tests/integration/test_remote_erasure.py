@@ -57,6 +57,11 @@ def revoke(cfg: ServiceConfig, config_file: Path | None) -> tuple[int, dict[str,
     return done.returncode, json.loads(done.stdout.splitlines()[-1])
 
 
+def receipt_done(cfg: ServiceConfig, receipt_id: str) -> bool:
+    shown = hookflash("receipts", "show", receipt_id, "--data-dir", cfg.data_dir)
+    return bool(json.loads(shown.stdout)["status"] == "done")
+
+
 def collected(victoria: VictoriaMetrics) -> None:
     eventually(
         lambda: samples(victoria, "acct-1") > 20 and samples(victoria, "acct-2") > 20,
@@ -78,6 +83,9 @@ def test_revoked_while_the_service_runs(
         time.sleep(1.0)  # anything still in flight would have landed by now
         assert samples(victoria, "acct-1") == 0
         assert samples(victoria, "acct-2") > 20  # the other account untouched
+        # and in the running service's own files, WAL included: no trace of the device
+        raw = b"".join(p.read_bytes() for p in cfg.data_dir.glob("telemetry.db*"))
+        assert b"000b82000001" not in raw and b"000b82000002" in raw
 
 
 def test_revoked_while_the_service_is_stopped(
@@ -91,12 +99,11 @@ def test_revoked_while_the_service_is_stopped(
     assert receipt["result"]["erased"]["influx"].startswith("outstanding:")
     assert samples(victoria, "acct-1") > 20
     with RunningService(cfg):
-
-        def finished() -> bool:
-            shown = hookflash("receipts", "show", receipt["id"], "--data-dir", cfg.data_dir)
-            return bool(json.loads(shown.stdout)["status"] == "done")
-
-        eventually(finished, timeout=20, what="the service finishing the erasure at start")
+        eventually(
+            lambda: receipt_done(cfg, receipt["id"]),
+            timeout=20,
+            what="the service finishing the erasure at start",
+        )
         time.sleep(1.0)
         assert samples(victoria, "acct-1") == 0 and samples(victoria, "acct-2") > 20
 
@@ -116,12 +123,11 @@ def test_revoked_and_reactivated_while_stopped_is_still_erased(
     assert again.returncode == 0, again.stderr
     reactivated_ms = time.time() * 1000
     with RunningService(cfg):
-
-        def finished() -> bool:
-            shown = hookflash("receipts", "show", receipt["id"], "--data-dir", cfg.data_dir)
-            return bool(json.loads(shown.stdout)["status"] == "done")
-
-        eventually(finished, timeout=20, what="the revocation's erasure finished at start")
+        eventually(
+            lambda: receipt_done(cfg, receipt["id"]),
+            timeout=20,
+            what="the revocation's erasure finished at start",
+        )
         time.sleep(1.0)
         stamps = [t for s in victoria.export('{account_id="acct-1"}') for t in s["timestamps"]]
         assert all(t >= reactivated_ms - 50 for t in stamps), min(stamps) - reactivated_ms

@@ -42,8 +42,8 @@ class _Bucket:
     devices: set[str] = field(default_factory=set)
     accounts: set[str] = field(default_factory=set)
 
-    def add(self, value: float | None, device: str, account: str, count: int = 1) -> None:
-        self.count += count
+    def add(self, value: float | None, device: str, account: str) -> None:
+        self.count += 1
         if value is not None:
             self.total = (self.total or 0.0) + value
             self.low = value if self.low is None else min(self.low, value)

@@ -133,6 +133,12 @@ def _tlv(tag: int, content: bytes) -> bytes:
     return bytes((tag,)) + _encode_length(len(content)) + content
 
 
+def _encode_int(value: int, tag: int = _INTEGER) -> bytes:
+    """An INTEGER (or, with `tag`, a Counter32 / TimeTicks …) in its shortest two's-complement
+    form: a leading zero octet where the top bit would otherwise read as a sign."""
+    return _tlv(tag, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True))
+
+
 def _encode_oid(oid: str) -> bytes:
     text = oid[1:] if oid.startswith(".") else oid
     parts = text.split(".")

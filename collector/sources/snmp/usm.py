@@ -37,6 +37,7 @@ from collector.sources.snmp.codec import (
     _SEQUENCE,
     CodecError,
     Notification,
+    _encode_int,
     _encode_oid,
     _header,
     _integer,
@@ -267,9 +268,10 @@ class UsmReceiver:
     def _report(self, msg: _Message, oid: str, user: _User | None, request_id: int = 0) -> bytes:
         """A Report PDU with one usmStats counter: unauthenticated, or authNoPriv for `user`."""
         count = self.counters["unknown_engine_ids" if oid == UNKNOWN_ENGINE_IDS else "not_in_time_windows"]
-        value = _tlv(_COUNTER32, count.to_bytes(5, "big", signed=False).lstrip(b"\x00") or b"\x00")
-        varbind = _tlv(_SEQUENCE, _encode_oid(oid) + value)
-        pdu = _tlv(_REPORT, _int(request_id) + _int(0) + _int(0) + _tlv(_SEQUENCE, varbind))
+        varbind = _tlv(_SEQUENCE, _encode_oid(oid) + _encode_int(count, _COUNTER32))
+        pdu = _tlv(
+            _REPORT, _encode_int(request_id) + _encode_int(0) + _encode_int(0) + _tlv(_SEQUENCE, varbind)
+        )
         return self._encode(msg, user, _scoped(self.engine_id, b"", pdu), report=True)
 
     def _encode(self, msg: _Message, user: _User | None, scoped: bytes, report: bool = False) -> bytes:
@@ -292,21 +294,26 @@ class UsmReceiver:
         else:
             data = scoped
         header = _tlv(
-            _SEQUENCE, _int(msg.msg_id) + _int(65507) + _tlv(_OCTET_STRING, bytes((flags,))) + _int(_USM)
+            _SEQUENCE,
+            _encode_int(msg.msg_id)
+            + _encode_int(65507)
+            + _tlv(_OCTET_STRING, bytes((flags,)))
+            + _encode_int(_USM),
         )
         user_name = user.credential.user.encode() if user is not None else msg.user
-        head = _tlv(_OCTET_STRING, self.engine_id) + _int(boots) + _int(now) + _tlv(_OCTET_STRING, user_name)
+        head = (
+            _tlv(_OCTET_STRING, self.engine_id)
+            + _encode_int(boots)
+            + _encode_int(now)
+            + _tlv(_OCTET_STRING, user_name)
+        )
         params = _tlv(_SEQUENCE, head + _tlv(_OCTET_STRING, bytes(length)) + _tlv(_OCTET_STRING, salt))
-        whole = _tlv(_SEQUENCE, _int(3) + header + _tlv(_OCTET_STRING, params) + data)
+        whole = _tlv(_SEQUENCE, _encode_int(3) + header + _tlv(_OCTET_STRING, params) + data)
         if digest is None:
             return whole
         mac = hmac.new(auth_key, whole, digest).digest()[:length]
         at = len(whole) - len(data) - len(_tlv(_OCTET_STRING, salt)) - length
         return whole[:at] + mac + whole[at + length :]
-
-
-def _int(value: int) -> bytes:
-    return _tlv(_INTEGER, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True))
 
 
 def _scoped(context_engine: bytes, context_name: bytes, pdu: bytes) -> bytes:
