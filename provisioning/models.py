@@ -8,6 +8,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from provisioning.pseudonyms import is_pseudonym
+
 _MAC_SEPARATORS = re.compile(r"[:\-.\s]")
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -70,6 +72,8 @@ def normalize_mac(raw: str) -> str:
 def check_account_id(raw: str) -> str:
     if not _ACCOUNT_ID.match(raw):
         raise ValueError(f"bad account id {raw!r}: 1-64 characters, letters, digits, '_', '.', '-'")
+    if is_pseudonym(raw):
+        raise ValueError(f"bad account id {raw!r}: ids of this shape are the pseudonyms of ended accounts")
     return raw
 
 

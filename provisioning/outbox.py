@@ -38,7 +38,7 @@ class Outbox:
     ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = open_db(path, schema)
+        self._db = open_db(path, schema, "secure_delete=ON")
 
     def enqueue(self, webhook: str, event: str, payload: Mapping[str, Any], account_id: str | None) -> str:
         entry_id = f"dlv_{uuid.uuid4().hex}"
@@ -99,13 +99,22 @@ class Outbox:
             )
 
     def forget_delivered(self, account_id: str) -> int:
-        """Delivered notices about an account whose data has ended: not kept (P5). Pending
-        ones stay until delivered (the revocation's own stop notice among them)."""
+        """Delivered notices about an account whose data has ended (and the originals
+        fanned out to each webhook): not kept (P5). Pending ones stay until delivered (the
+        revocation's own stop notice among them)."""
         with self._lock:
             cur = self._db.execute(
-                "DELETE FROM outbox WHERE account_id = ? AND status = 'delivered'", (account_id,)
+                "DELETE FROM outbox WHERE account_id = ? AND status != 'pending'", (account_id,)
             )
         return cur.rowcount
+
+    def pending_for(self, account_id: str) -> int:
+        """Notices about this account still to be delivered."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM outbox WHERE account_id = ? AND status = 'pending'", (account_id,)
+            ).fetchone()
+        return int(row[0])
 
     def failed(self, entry_id: str, error: str, retry_in_s: float) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from provisioning.db import open_db, transaction
+from provisioning.pseudonyms import KEY_FILE, Pseudonyms
 from provisioning.registry import Clock, utcnow
 from provisioning.schema import REGISTRY
 
@@ -60,7 +61,25 @@ class ReceiptBook:
     def __init__(self, path: Path, clock: Clock = utcnow) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = open_db(path, REGISTRY)
+        self._path = path
+        self._db = open_db(path, REGISTRY, "secure_delete=ON")
+        self._pseudonyms: Pseudonyms | None = None
+
+    def _names(self, value: str) -> tuple[str, str]:
+        """`value` and the pseudonym it is kept under once its account has ended."""
+        if self._pseudonyms is None:
+            if not self._path.with_name(KEY_FILE).exists():
+                return value, value  # nothing was ever de-identified here
+            self._pseudonyms = Pseudonyms.beside(self._path)
+        return value, self._pseudonyms(value)
+
+    def find(self, request_id: str) -> Receipt | None:
+        """The receipt of a caller's request id, also once its account has ended."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM receipts WHERE request_id IN (?, ?)", self._names(request_id)
+            ).fetchone()
+        return None if row is None else _receipt(row)
 
     def open(
         self,
@@ -73,7 +92,9 @@ class ReceiptBook:
         """The receipt for this request, and whether it was created now (False: a retry)."""
         request_id = request_id or uuid.uuid4().hex
         with transaction(self._db, self._lock):
-            row = self._db.execute("SELECT * FROM receipts WHERE request_id = ?", (request_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT * FROM receipts WHERE request_id IN (?, ?)", self._names(request_id)
+            ).fetchone()
             created = row is None
             if created:
                 receipt_id = f"rcpt_{uuid.uuid4().hex[:20]}"
@@ -92,7 +113,13 @@ class ReceiptBook:
                 )
                 row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
         receipt = _receipt(row)
-        if (receipt.action, receipt.account_id, receipt.device_id) != (action, account_id, device_id):
+        same_account = receipt.account_id in self._names(account_id)
+        same_device = (
+            receipt.device_id is None
+            if device_id is None
+            else receipt.device_id in self._names(device_id)
+        )
+        if receipt.action is not action or not same_account or not same_device:
             raise ConflictingRequest(f"request id {request_id!r} was already used for a different request")
         return receipt, created
 
@@ -123,7 +150,8 @@ class ReceiptBook:
     def for_account(self, account_id: str) -> list[Receipt]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM receipts WHERE account_id = ? ORDER BY requested_at", (account_id,)
+                "SELECT * FROM receipts WHERE account_id IN (?, ?) ORDER BY requested_at",
+                self._names(account_id),
             ).fetchall()
         return [_receipt(r) for r in rows]
 

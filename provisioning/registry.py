@@ -17,7 +17,9 @@ from typing import Any
 
 from provisioning.db import open_db, transaction
 from provisioning.events import EventType, LifecycleEvent, event_for_transition
+from provisioning.forget import forget_account
 from provisioning.models import Account, AccountStatus, Device, Transport, check_account_id
+from provisioning.pseudonyms import KEY_FILE, Pseudonyms
 from provisioning.schema import REGISTRY
 
 Clock = Callable[[], datetime]
@@ -34,9 +36,16 @@ class DuplicateTopic(ValueError):
 
 
 class UnknownAccount(LookupError):
-    def __init__(self, account_id: str) -> None:
-        super().__init__(f"no such account: {account_id!r}")
+    def __init__(self, account_id: str, ended_at: datetime | None = None) -> None:
+        hint = (
+            ""
+            if ended_at is None
+            else f" (its data ended and the registry forgot it on {ended_at:%Y-%m-%d}: import its"
+            " devices again to collect from it as a new account)"
+        )
+        super().__init__(f"no such account: {account_id!r}{hint}")
         self.account_id = account_id
+        self.ended_at = ended_at
 
 
 def utcnow() -> datetime:
@@ -53,8 +62,16 @@ class Registry:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
-        self._db = open_db(path, REGISTRY, "foreign_keys=ON")
+        # secure_delete: what an erasure or a de-identification replaces is zeroed in the file.
+        self._db = open_db(path, REGISTRY, "foreign_keys=ON", "secure_delete=ON")
         self._listeners: list[Listener] = []
+        self._pseudonyms: Pseudonyms | None = None
+
+    def pseudonym(self, value: str) -> str:
+        """The keyed pseudonym the registry keeps of `value` once its account has ended."""
+        if self._pseudonyms is None:
+            self._pseudonyms = Pseudonyms.beside(self.path)
+        return self._pseudonyms(value)
 
     def close(self) -> None:
         self._db.close()
@@ -69,16 +86,30 @@ class Registry:
     # -- queries ---------------------------------------------------------------------------
 
     def accounts(self) -> list[Account]:
+        """The accounts the registry knows (not those it keeps only as pseudonyms)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM accounts ORDER BY id").fetchall()
+            rows = self._db.execute("SELECT * FROM accounts WHERE ended_at IS NULL ORDER BY id").fetchall()
         return [Account.model_validate(dict(r)) for r in rows]
 
     def account(self, account_id: str) -> Account:
         with self._lock:
-            row = self._db.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT * FROM accounts WHERE id = ? AND ended_at IS NULL", (account_id,)
+            ).fetchone()
         if row is None:
-            raise UnknownAccount(account_id)
+            raise UnknownAccount(account_id, self.ended_at(account_id))
         return Account.model_validate(dict(row))
+
+    def ended_at(self, account_id: str) -> datetime | None:
+        """When the registry forgot this account (its data had ended), or None."""
+        if not self.path.with_name(KEY_FILE).exists():
+            return None  # nothing was ever forgotten here
+        with self._lock:
+            row = self._db.execute(
+                "SELECT ended_at FROM accounts WHERE id = ? AND ended_at IS NOT NULL",
+                (self.pseudonym(account_id),),
+            ).fetchone()
+        return None if row is None else datetime.fromisoformat(row[0])
 
     def devices(self, account_id: str | None = None, transport: Transport | None = None) -> list[Device]:
         sql, args = "SELECT * FROM devices WHERE 1=1", list[str]()
@@ -129,7 +160,7 @@ class Registry:
                 count += 1
                 if db.execute("SELECT 1 FROM accounts WHERE id = ?", (dev.account_id,)).fetchone() is None:
                     db.execute(
-                        "INSERT INTO accounts VALUES (?, 'active', ?)",
+                        "INSERT INTO accounts (id, status, status_changed_at) VALUES (?, 'active', ?)",
                         (dev.account_id, now.isoformat()),
                     )
                     emitted.append(self._emit(db, now, EventType.ACCOUNT_ACTIVATED, dev.account_id))
@@ -234,6 +265,24 @@ class Registry:
             )
         self._notify([event])
         return event
+
+    def forget_account(self, account_id: str) -> dict[str, int]:
+        """Delete the account's devices and keep the rest of its registry rows only under
+        pseudonyms (provisioning.forget): for an account whose data has ended everywhere."""
+        now = self._clock()
+        self.pseudonym(account_id)  # the key exists before anything is rewritten with it
+        assert self._pseudonyms is not None
+        with self._tx() as db:
+            if db.execute(
+                "SELECT 1 FROM accounts WHERE id = ? AND ended_at IS NULL", (account_id,)
+            ).fetchone() is None:
+                raise UnknownAccount(account_id, self.ended_at(account_id))
+            counts = forget_account(db, self._pseudonyms, account_id, now)
+            detail = {**counts, "deidentified": True}  # nothing in it to de-identify later
+            self._audit(db, now, self.pseudonym(account_id), None, "account.forgotten", detail)
+        with self._lock:  # the old bytes leave the WAL too
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return counts
 
     # -- running collectors: heartbeats and acknowledgements of stop events ------------------
 

@@ -71,4 +71,20 @@ _REGISTRY_V2 = "ALTER TABLE devices ADD COLUMN sip_aor TEXT NOT NULL DEFAULT '';
 # made without them (the CLI, the service stopped) stays outstanding until they confirm.
 _REGISTRY_V3 = "CREATE TABLE IF NOT EXISTS remote_stores (name TEXT PRIMARY KEY, since TEXT NOT NULL);"
 
-REGISTRY = Schema("registry", (_REGISTRY_V1, _REGISTRY_V2, _REGISTRY_V3))
+# Version 4: an account whose data has ended is kept only as a pseudonym (provisioning.forget):
+# `ended_at` marks it, and the audit log lets a row be de-identified, once, and nothing else.
+_REGISTRY_V4 = r"""
+ALTER TABLE accounts ADD COLUMN ended_at TEXT;
+DROP TRIGGER IF EXISTS audit_no_update;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    WHEN NOT (
+        NEW.id = OLD.id AND NEW.at = OLD.at AND NEW.action = OLD.action
+        AND json_extract(OLD.detail, '$.deidentified') IS NULL
+        AND json_extract(NEW.detail, '$.deidentified') = 1
+        AND (NEW.account_id IS OLD.account_id OR NEW.account_id GLOB 'anon_*')
+        AND (NEW.device_id IS OLD.device_id OR NEW.device_id GLOB 'anon_*')
+    )
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+
+REGISTRY = Schema("registry", (_REGISTRY_V1, _REGISTRY_V2, _REGISTRY_V3, _REGISTRY_V4))

@@ -5,7 +5,8 @@ Each device function returns {device_id: Firing} for devices of active accounts 
 sink functions {"sink:<name>": Firing} with no account. The MOS
 rule is incremental: it re-reads the last K calls only of devices with new call-quality
 records since the previous round (and of those firing), so a round stays cheap at
-100,000 devices.
+100,000 devices. Every rule reads only what a device stored under its current account (the
+views' index is keyed by owner): a device moved to another customer starts afresh.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def offline(db: ViewsDb, rule: OfflineRule, now: float) -> dict[str, Firing]:
     rows = db.rows(
         f"""WITH {ACTIVE_DEVICES}
         SELECT a.id, a.account_id, a.model, s.last_seen FROM active a
-        JOIN device_state s ON s.device_id = a.id WHERE s.last_seen < :cut""",
+        JOIN device_state s ON s.device_id = a.id AND s.account_id = a.account_id
+        WHERE s.last_seen < :cut""",
         {"cut": now - rule.minutes * 60},
     )
     return {
@@ -67,9 +69,10 @@ def offline(db: ViewsDb, rule: OfflineRule, now: float) -> dict[str, Firing]:
 def registration_lost(db: ViewsDb, rule: RegistrationLostRule) -> dict[str, Firing]:
     rows = db.rows(
         f"""WITH {ACTIVE_DEVICES}
-        SELECT a.id, a.account_id, a.model, l.fields, l.observed_at FROM active a
-        JOIN device_state s ON s.device_id = a.id AND s.reg_state = 'unregistered'
-        JOIN latest l ON l.slot = 'registration' AND l.device_id = a.id"""
+        SELECT a.id, a.account_id, a.model, l.fields, l.observed_at FROM latest l CROSS JOIN device_state s
+            ON s.device_id = l.device_id AND s.account_id = l.account_id AND s.reg_state = 'unregistered'
+        JOIN active a ON a.id = l.device_id AND a.account_id = l.account_id
+        WHERE l.slot = 'registration'"""
     )
     return {
         r["id"]: Firing(
@@ -88,8 +91,9 @@ def firmware_regressed(db: ViewsDb, rule: FirmwareRegressedRule) -> dict[str, Fi
     rows = db.rows(
         f"""WITH {ACTIVE_DEVICES}
         SELECT a.id, a.account_id, a.model, l.fields, l.observed_at FROM active a
-        JOIN latest l ON l.slot = 'change.firmware_changed' AND l.device_id = a.id
-        JOIN device_state s ON s.device_id = a.id
+        JOIN latest l
+            ON l.slot = 'change.firmware_changed' AND l.device_id = a.id AND l.account_id = a.account_id
+        JOIN device_state s ON s.device_id = a.id AND s.account_id = a.account_id
         WHERE l.fields->>'direction' = 'downgrade' AND s.version = l.fields->>'version'"""
     )
     out = {}
@@ -147,21 +151,27 @@ class MosTracker:
         changed = db.rows(
             f"""WITH {ACTIVE_DEVICES}
             SELECT a.id, a.account_id, a.model, l.row_id FROM active a
-            JOIN latest l ON l.slot = 'call_quality' AND l.device_id = a.id WHERE l.row_id > :cursor""",
+            JOIN latest l ON l.slot = 'call_quality' AND l.device_id = a.id AND l.account_id = a.account_id
+            WHERE l.row_id > :cursor""",
             {"cursor": self.cursor},
         )
         if changed:
             self.cursor = max(r["row_id"] for r in changed)
             owners = {r["id"]: (r["account_id"], r["model"]) for r in changed}
+            # By the device index; the owner (`+`: not an index) filters.
             rows = db.rows(
-                """SELECT c.value AS id, (
+                """SELECT c.value->>0 AS id, (
                     SELECT json_group_array(mos) FROM (
                         SELECT CAST(fields->>'mos' AS REAL) AS mos FROM telemetry
-                        WHERE device_id = c.value AND kind = 'call_quality'
+                        WHERE device_id = c.value->>0 AND kind = 'call_quality'
+                          AND +account_id = c.value->>1
                           AND coalesce(fields->>'direction', 'local') != 'remote'
                         ORDER BY observed_at DESC, id DESC LIMIT :calls)) AS last
-                FROM json_each(:ids) c""",
-                {"ids": json.dumps(sorted(owners)), "calls": self.rule.calls},
+                FROM json_each(:devices) c""",
+                {
+                    "devices": json.dumps(sorted([d, o[0]] for d, o in owners.items())),
+                    "calls": self.rule.calls,
+                },
             )
             for r in rows:
                 values = [v for v in json.loads(r["last"]) if isinstance(v, int | float)]

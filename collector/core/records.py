@@ -12,7 +12,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector.core.scrub import scrub_bytes
+from collector.core.scrub import scrub_bytes, scrub_text
 
 FieldValue = int | float | str | bool
 RawValue = int | float | str | bytes | bool  # a value as a transport delivered it
@@ -186,10 +186,12 @@ class QuarantineEntry:
         return cls(
             at=at,
             source=source,
-            topic=topic[:256],
+            # A topic may be a SIP From header and a reason may quote the bad value: both
+            # are scrubbed like the payload's head (P7).
+            topic=scrub_text(topic[:1024])[:256],
             size=len(payload),
             head=redacted_head(payload),
-            reason=reason[:300],
+            reason=scrub_text(reason[:1200])[:300],
             device_id=device_id,
             account_id=account_id,
         )

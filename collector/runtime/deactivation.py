@@ -90,7 +90,10 @@ class Deactivator:
         request_id: str | None = None,
         device_id: str | None = None,
     ) -> tuple[Receipt, bool]:
-        """Accept a request: validate it and return its pending receipt (or the existing one)."""
+        """Accept a request: validate it and return its pending receipt (or the existing one,
+        also once the account has ended and the registry keeps it only as a pseudonym)."""
+        if request_id is not None and self.receipts.find(request_id) is not None:
+            return self.receipts.open(action, account_id, reason, request_id, device_id)
         self._registry.account(account_id)  # raises UnknownAccount
         if device_id is not None:
             device = self._registry.device(device_id)
@@ -109,7 +112,6 @@ class Deactivator:
         try:
             result = await self._carry_out(receipt)
         except Exception as exc:
-            failed = await _io(self.receipts.finish, receipt.id, ReceiptStatus.FAILED, {"error": str(exc)})
             await _io(
                 self._registry.record_audit,
                 "receipt.failed",
@@ -117,7 +119,7 @@ class Deactivator:
                 account_id=receipt.account_id,
                 device_id=receipt.device_id,
             )
-            return failed
+            return await _io(self.receipts.finish, receipt.id, ReceiptStatus.FAILED, {"error": str(exc)})
         return await self._complete(receipt, result)
 
     async def _erase(self, receipt: Receipt, result: dict[str, Any]) -> dict[str, Any]:
@@ -150,17 +152,19 @@ class Deactivator:
                 account_id=receipt.account_id,
             )
             return pending
-        done = await _io(self.receipts.finish, receipt.id, ReceiptStatus.DONE, result)
+        # Audit and notices first, the receipt done last: once nothing about an account is
+        # pending, the registry may forget it (provisioning.forget), and nothing may name
+        # it after. A crash in between leaves the receipt pending: retried, notified again.
         await _io(
             self._registry.record_audit,
             "receipt.completed",
-            {"receipt": done.id, "action": done.action.value, **result},
-            account_id=done.account_id,
-            device_id=done.device_id,
+            {"receipt": receipt.id, "action": receipt.action.value, **result},
+            account_id=receipt.account_id,
+            device_id=receipt.device_id,
         )
         if result.get("collection_stopped"):
-            await _io(self._notify, done)
-        return done
+            await _io(self._notify, receipt, result)
+        return await _io(self.receipts.finish, receipt.id, ReceiptStatus.DONE, result)
 
     async def _carry_out(self, receipt: Receipt) -> dict[str, Any]:
         before = (await _io(self._registry.account, receipt.account_id)).status
@@ -222,7 +226,7 @@ class Deactivator:
             "stop_latency_ms": round(latency, 1),
         }
 
-    def _notify(self, receipt: Receipt) -> None:
+    def _notify(self, receipt: Receipt, result: dict[str, Any]) -> None:
         payload = {
             "event": STOP_EVENT,
             "receipt_id": receipt.id,
@@ -231,9 +235,9 @@ class Deactivator:
             "device_id": receipt.device_id,
             "action": receipt.action.value,
             "reason": receipt.reason,
-            "when": receipt.result.get("stopped_at") or datetime.now(UTC).isoformat(),
-            "devices": receipt.result.get("devices", []),
-            "erased": receipt.result.get("erased", {}),
+            "when": result.get("stopped_at") or datetime.now(UTC).isoformat(),
+            "devices": result.get("devices", []),
+            "erased": result.get("erased", {}),
         }
         if self._outbox is not None:
             # One entry for all webhooks: the running service's dispatcher fans it out to

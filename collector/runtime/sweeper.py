@@ -25,6 +25,7 @@ from collector.retention import RetentionPolicy
 from collector.sinks.sqlite import EmbeddedStore
 from provisioning.models import Account, AccountStatus
 from provisioning.outbox import Outbox
+from provisioning.receipts import ReceiptBook
 from provisioning.registry import Registry
 
 Clock = Callable[[], datetime]
@@ -46,6 +47,7 @@ class RetentionSweeper:
         self._clock = clock
         self._remote = list(remote)
         self._outbox = Outbox(registry.path)  # webhook notices delivered about ended accounts
+        self._receipts = ReceiptBook(registry.path)
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns how many records each class ended."""
@@ -67,10 +69,40 @@ class RetentionSweeper:
                 ended[cls.name] += counts[cls.name]
             self._end_remote(account.id, account.status_changed_at, ending, texts)
         expired_quarantine = self._store.quarantine.expire(now - self._policy.quarantine_ttl)
-        if sum(ended.values()) or expired_quarantine:
+        forgotten = self._forget_ended(now)
+        if sum(ended.values()) or expired_quarantine or forgotten:
             self._store.sink.db.forget_erased()  # what ended leaves the WAL too
-            self._registry.record_audit("retention.swept", {**ended, "quarantine": expired_quarantine})
+            summary = {**ended, "quarantine": expired_quarantine, "accounts_forgotten": forgotten}
+            self._registry.record_audit("retention.swept", summary)
         return dict(ended)
+
+    def _forget_ended(self, now: datetime) -> int:
+        """Forget (provisioning.forget) each account whose data has ended everywhere: no
+        record or quarantined payload of it left here, every remote store done, no receipt
+        outstanding and no notice about it waiting to be delivered."""
+        pending = {r.account_id for r in self._receipts.pending()}
+        remote = bool(self._remote or self._registry.remote_stores())
+        forgotten = 0
+        for account in self._registry.accounts():
+            ended = account.status is AccountStatus.REVOKED or (
+                account.status is AccountStatus.INACTIVE
+                and now - account.status_changed_at >= self._policy.inactive_grace
+            )
+            if (
+                not ended
+                or account.id in pending
+                or (remote and not self._store.ledger.remote_erased(account.id, account.status_changed_at))
+                or self._store.sink.last_seen(account.id)
+                or self._store.quarantine.last_seen(account.id)
+                or self._outbox.pending_for(account.id)
+            ):
+                continue
+            self._outbox.forget_delivered(account.id)
+            counts = self._registry.forget_account(account.id)
+            self._store.ledger.forget(account.id)
+            log.info("retention: account data ended everywhere; registry keeps a pseudonym: %s", counts)
+            forgotten += 1
+        return forgotten
 
     def _ending(self, account: Account, now: datetime) -> list[RetentionClass]:
         """The classes whose data of this account must be gone by now."""
@@ -130,13 +162,10 @@ class RetentionSweeper:
                     exc,
                 )
                 return None
-        self._store.ledger.mark_remote_erased(account_id, since)
-        self._registry.record_audit(
+        self._registry.record_audit(  # before the mark, after which the account may be forgotten
             "retention.remote_ended",
-            {
-                "account_id": account_id,
-                "sinks": [s.name for s in self._remote],
-                "classes": [c.name for c in ending],
-            },
+            {"sinks": [s.name for s in self._remote], "classes": [c.name for c in ending]},
+            account_id=account_id,
         )
+        self._store.ledger.mark_remote_erased(account_id, since)
         return done

@@ -1,9 +1,10 @@
 """Fleet views for the NOC: summary, offline / unregistered / poor-quality devices, firmware
 distribution, one device's latest state and history.
 
-Everything is aggregated and paginated in SQL over `latest` (one row per device and kind,
-see collector.sinks.sqlite.latest), so a page costs O(devices), never O(history). Only devices
-of active accounts are shown.
+Everything is aggregated and paginated in SQL over `latest` (one row per device, kind and
+account, see collector.sinks.sqlite.latest), so a page costs O(devices), never O(history).
+Only devices of active accounts are shown, and of each only what it stored under its
+current account: a device moved to another customer shows nothing of the previous one's.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class FleetViews:
                    coalesce(sum(s.reg_state = 'registered'), 0) AS registered,
                    coalesce(sum(s.reg_state = 'unregistered'), 0) AS unregistered,
                    coalesce(sum(s.mos < :mos), 0) AS poor_quality
-            FROM active a LEFT JOIN device_state s ON s.device_id = a.id""",
+            FROM active a LEFT JOIN device_state s ON s.device_id = a.id AND s.account_id = a.account_id""",
             {"cut": self._cut(), "mos": self.config.poor_mos},
         )
         accounts = {r[0]: r[1] for r in self.db.rows("SELECT status, count(*) FROM reg.accounts GROUP BY 1")}
@@ -100,8 +101,9 @@ class FleetViews:
         total, rows = self._paged(
             f"""WITH {ACTIVE_DEVICES}
             SELECT a.id, a.account_id, a.vendor, a.model, s.last_seen, r.fields->>'state' AS reach
-            FROM active a LEFT JOIN device_state s ON s.device_id = a.id
-            LEFT JOIN latest r ON r.slot = 'reachability' AND r.device_id = a.id
+            FROM active a LEFT JOIN device_state s ON s.device_id = a.id AND s.account_id = a.account_id
+            LEFT JOIN latest r
+                ON r.slot = 'reachability' AND r.device_id = a.id AND r.account_id = a.account_id
             WHERE s.last_seen IS NULL OR s.last_seen < :cut""",
             "last_seen IS NULL, last_seen DESC, id",
             {"cut": now - self.config.offline_after_s},
@@ -128,11 +130,14 @@ class FleetViews:
 
     def unregistered(self, limit: int = 50, offset: int = 0) -> Page[UnregisteredDevice]:
         """Devices whose newest registration record shows no registered line, newest first."""
+        # CROSS JOIN: each index row's state (a key lookup) filters before the registry is read.
         total, rows = self._paged(
             f"""WITH {ACTIVE_DEVICES}
             SELECT a.id, a.account_id, a.model, l.observed_at, l.fields
-            FROM active a JOIN device_state s ON s.device_id = a.id AND s.reg_state = 'unregistered'
-            JOIN latest l ON l.slot = 'registration' AND l.device_id = a.id""",
+            FROM latest l CROSS JOIN device_state s
+                ON s.device_id = l.device_id AND s.account_id = l.account_id AND s.reg_state = 'unregistered'
+            JOIN active a ON a.id = l.device_id AND a.account_id = l.account_id
+            WHERE l.slot = 'registration'""",
             "observed_at DESC, id",
             {},
             limit,
@@ -155,8 +160,10 @@ class FleetViews:
         total, rows = self._paged(
             f"""WITH {ACTIVE_DEVICES}
             SELECT a.id, a.account_id, a.model, l.firmware, l.observed_at, l.fields, s.mos
-            FROM active a JOIN device_state s ON s.device_id = a.id AND s.mos < :below
-            JOIN latest l ON l.slot = 'call_quality' AND l.device_id = a.id""",
+            FROM latest l CROSS JOIN device_state s
+                ON s.device_id = l.device_id AND s.account_id = l.account_id AND s.mos < :below
+            JOIN active a ON a.id = l.device_id AND a.account_id = l.account_id
+            WHERE l.slot = 'call_quality'""",
             "mos, id",
             {"below": self.config.poor_mos if below is None else below},
             limit,
@@ -184,7 +191,7 @@ class FleetViews:
         rows = self.db.rows(
             f"""WITH {ACTIVE_DEVICES}
             SELECT a.model, s.version, count(*) AS n
-            FROM active a LEFT JOIN device_state s ON s.device_id = a.id
+            FROM active a LEFT JOIN device_state s ON s.device_id = a.id AND s.account_id = a.account_id
             WHERE :model IS NULL OR a.model = :model
             GROUP BY 1, 2""",
             {"model": model},

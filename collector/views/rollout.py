@@ -156,15 +156,19 @@ def _classify(
 
 def _load(db: ViewsDb, model: str) -> list[_Device]:
     # CROSS JOIN keeps the scope as the outer loop: telemetry is only reached by its
-    # (device_id, kind, observed_at) index, never scanned.
+    # (device_id, kind, observed_at) index, never scanned. Only what each device stored
+    # under its current account counts (a device moved to another customer starts afresh):
+    # `+account_id` keeps that a filter, so the planner never walks an account's history.
     scope = f"""{ACTIVE_DEVICES},
         scope AS MATERIALIZED (SELECT id, account_id FROM active WHERE model = :model)"""
     rows = db.rows(
         f"""WITH {scope}
         SELECT a.id, a.account_id, s.version, s.last_seen AS seen,
             (SELECT json_array(observed_at, fields->>'version') FROM telemetry
-             WHERE device_id = a.id AND kind = 'firmware' ORDER BY observed_at, id LIMIT 1) AS first
-        FROM scope a LEFT JOIN device_state s ON s.device_id = a.id ORDER BY a.id""",
+             WHERE device_id = a.id AND kind = 'firmware' AND +account_id = a.account_id
+             ORDER BY observed_at, id LIMIT 1) AS first
+        FROM scope a LEFT JOIN device_state s ON s.device_id = a.id AND s.account_id = a.account_id
+        ORDER BY a.id""",
         {"model": model},
     )
     devices = {r["id"]: _Device(r["id"], r["account_id"], r["version"], r["seen"]) for r in rows}
@@ -176,7 +180,8 @@ def _load(db: ViewsDb, model: str) -> list[_Device]:
     changes = db.rows(
         f"""WITH {scope}
         SELECT t.device_id, t.observed_at, t.fields->>'event' AS event, t.fields->>'version' AS version
-        FROM scope a CROSS JOIN telemetry t ON t.device_id = a.id AND t.kind = 'change'
+        FROM scope a CROSS JOIN telemetry t
+            ON t.device_id = a.id AND t.kind = 'change' AND +t.account_id = a.account_id
         WHERE t.fields->>'event' IN ('firmware_changed', 'reboot')
         ORDER BY t.observed_at, t.id""",
         {"model": model},
@@ -195,29 +200,33 @@ def _load(db: ViewsDb, model: str) -> list[_Device]:
 def _cohorts(
     db: ViewsDb, devices: list[_Device], target: str, began: float | None, window_s: float
 ) -> dict[str, Cohort]:
-    # Per device: its upgrade time, and whether it is in the control group (on an older version).
+    # Per device: its account, its upgrade time, and whether it is in the control group (on
+    # an older version).
     scope = json.dumps(
         [
-            [d.id, up, up is None and not _newer(d.version, target)]
+            [d.id, d.account_id, up, up is None and not _newer(d.version, target)]
             for d in devices
             for up in [d.upgraded_at(target)]
         ]
     )
-    samples = f"""scope(device_id, up, control) AS (
-        SELECT value->>0, value->>1, value->>2 FROM json_each(:scope)),
+    samples = f"""scope(device_id, account_id, up, control) AS (
+        SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(:scope)),
     samples AS (
         SELECT 'before' AS cohort, t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
             ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration') AND {OWN}
+           AND +t.account_id = s.account_id
            AND t.observed_at >= s.up - :window AND t.observed_at < s.up
         WHERE s.up IS NOT NULL
         UNION ALL
         SELECT 'after', t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
             ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration') AND {OWN}
+           AND +t.account_id = s.account_id
            AND t.observed_at >= s.up AND t.observed_at < s.up + :window
         WHERE s.up IS NOT NULL AND t.firmware = :target
         UNION ALL
         SELECT 'not_upgraded', t.device_id, t.kind, t.fields FROM scope s CROSS JOIN telemetry t
             ON t.device_id = s.device_id AND t.kind IN ('call_quality', 'registration') AND {OWN}
+           AND +t.account_id = s.account_id
            AND t.observed_at >= :began
         WHERE s.control AND :began IS NOT NULL
     )"""

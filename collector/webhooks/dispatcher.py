@@ -96,7 +96,8 @@ class WebhookDispatcher:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if error is None:
-            await asyncio.to_thread(self._outbox.delivered, entry.id)
+            # Audited before it is marked delivered: once no notice about an account is
+            # pending, the registry may forget the account, and nothing may name it after.
             await asyncio.to_thread(
                 self._audit,
                 "hook.delivered",
@@ -108,6 +109,7 @@ class WebhookDispatcher:
                 },
                 entry.account_id,
             )
+            await asyncio.to_thread(self._outbox.delivered, entry.id)
             return True
         retry = backoff_delay(entry.attempts + 1, self._base, self._cap, jitter=0.2)
         log.warning(

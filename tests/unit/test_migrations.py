@@ -154,3 +154,38 @@ def test_migrations_run_in_order_and_a_failing_one_changes_nothing(tmp_path: Pat
     assert version(path) == 2  # rolled back: no table u, version unchanged
     db = sqlite3.connect(path)
     assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'u'").fetchone()[0] == 0
+
+
+def _pk(db: sqlite3.Connection, table: str) -> list[str]:
+    rows = sorted((r[5], r[1]) for r in db.execute(f'PRAGMA table_info("{table}")') if r[5])
+    return [name for _, name in rows]
+
+
+@pytest.mark.parametrize("found", [0, 2])
+def test_the_views_index_is_rebuilt_keyed_by_owner(data_dir: Path, found: int) -> None:
+    path = data_dir / "telemetry.db"
+    db = sqlite3.connect(path)
+    old = {t: sorted(tuple(r) for r in db.execute(f"SELECT * FROM {t}")) for t in ("latest", "device_state")}
+    db.execute(f"PRAGMA user_version = {found}")  # 0.1.0's index has version 2's layout
+    db.close()
+    store = EmbeddedStore.open(path)
+    db = store.db.connection
+    assert version(path) == TELEMETRY.version
+    assert _pk(db, "latest") == ["slot", "device_id", "account_id"]
+    assert _pk(db, "device_state") == ["device_id", "account_id"]
+    assert sorted(tuple(r) for r in db.execute("SELECT * FROM latest")) == old["latest"]
+    states = db.execute("SELECT device_id, last_seen, reg_state, mos, version FROM device_state")
+    assert sorted(tuple(r) for r in states) == old["device_state"]  # each device had one owner
+    # The new triggers: a record of a device under another account is indexed beside the old.
+    device, slot = db.execute("SELECT device_id, slot FROM latest ORDER BY 1, 2 LIMIT 1").fetchone()
+    db.execute(
+        "INSERT INTO telemetry (device_id, account_id, kind, observed_at, received_at, retention_class,"
+        " source, model, firmware, fields) SELECT device_id, 'acct-new', kind, 0, 0, retention_class,"
+        " source, model, firmware, fields FROM telemetry WHERE id = (SELECT row_id FROM latest"
+        " WHERE device_id = ? AND slot = ?)",
+        (device, slot),
+    )
+    owners = db.execute("SELECT account_id FROM latest WHERE device_id = ? AND slot = ?", (device, slot))
+    assert len({r[0] for r in owners}) == 2
+    assert db.execute("SELECT count(*) FROM device_state WHERE device_id = ?", (device,)).fetchone()[0] == 2
+    store.close()

@@ -192,15 +192,15 @@ def test_sweeper_ends_an_inactive_accounts_data_in_remote_sinks_once(tmp_path: P
     clock.now = T0 + timedelta(days=31)
     remote.failing = True
     sweeper.sweep()  # fails: tried again next time
+    assert registry.account("suspended").status is AccountStatus.INACTIVE  # not forgotten yet
+    registry.set_status("active", AccountStatus.REVOKED)
     remote.failing = False
     sweeper.sweep()
     sweeper.sweep()
     lifetime = sorted(c.name for c in POLICY.classes.values() if c.while_active)
-    assert remote.erased == [("suspended", lifetime)]  # once, after the failure
-    registry.set_status("suspended", AccountStatus.REVOKED)  # a new status: every class, once
-    sweeper.sweep()
-    sweeper.sweep()
-    assert remote.erased[1:] == [("suspended", sorted(POLICY.classes))]
+    # Once each, after the failure; a revocation (a new status) ends every class.
+    assert sorted(remote.erased) == [("active", sorted(POLICY.classes)), ("suspended", lifetime)]
+    assert registry.accounts() == []  # both ended everywhere: the registry forgot them
 
 
 def test_erased_identifiers_leave_the_files_wal_included(tmp_path: Path) -> None:

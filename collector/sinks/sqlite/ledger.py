@@ -26,3 +26,8 @@ class SweepLedger:
                 "INSERT OR IGNORE INTO remote_erasures VALUES (?, ?)",
                 (account_id, status_changed_at.isoformat()),
             )
+
+    def forget(self, account_id: str) -> None:
+        """The account was forgotten (its data ended everywhere): its entries go too."""
+        with self.db.tx() as db:
+            db.execute("DELETE FROM remote_erasures WHERE account_id = ?", (account_id,))

@@ -1,15 +1,19 @@
 """The schema of telemetry.db, as ordered migrations (provisioning.db says how they run).
 
 Version 1 is the schema of release 0.1.0, which kept no version: on a file of that release
-(user_version 0) the IF NOT EXISTS statements change nothing and only its version is
-stamped; a file older still gets the views' index built from its history.
+(user_version 0) its IF NOT EXISTS statements change nothing.
+
+The views' index (collector.sinks.sqlite.latest) is derived from the telemetry table, so a
+migration that changes it drops it and builds it again from the history: only the newest
+such step builds it, and the earlier ones it supersedes do nothing (all the steps a file
+needs run in one transaction, so no file is ever left between them).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from collector.sinks.sqlite.latest import ensure_latest, rebuild_latest
+from collector.sinks.sqlite.latest import rebuild_latest
 from provisioning.db import Schema, run_script
 
 _TABLES_V1 = """
@@ -44,9 +48,14 @@ CREATE INDEX IF NOT EXISTS quarantine_account ON quarantine(account_id);
 
 
 def _v1(db: sqlite3.Connection) -> None:
-    run_script(db, _TABLES_V1)
-    ensure_latest(db)
+    run_script(db, _TABLES_V1)  # and the views' index: built by the newest rebuild, below
+
+
+def _superseded(db: sqlite3.Connection) -> None:
+    """A rebuild of the views' index that a later version's rebuild makes redundant."""
 
 
 # Version 2: a SIP report's remote direction has a slot of its own in the views' index.
-TELEMETRY = Schema("telemetry", (_v1, rebuild_latest))
+# Version 3: the index is keyed by owner, (slot, device, account) and (device, account),
+# so a device moved to another account shows nothing of its previous owner's.
+TELEMETRY = Schema("telemetry", (_v1, _superseded, rebuild_latest))

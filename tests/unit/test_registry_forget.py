@@ -1,0 +1,117 @@
+"""P5 in the registry: once an account's data has ended everywhere, its device rows are
+deleted and its events, audit entries and receipts are kept only under keyed pseudonyms;
+the raw bytes of registry.db and its WAL hold none of its identifiers."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from collector.retention import load_policy
+from collector.runtime.sweeper import RetentionSweeper
+from collector.sinks.sqlite import EmbeddedStore
+from factories import T0, snmp_device
+from provisioning.models import AccountStatus
+from provisioning.outbox import Outbox
+from provisioning.receipts import Action, ReceiptBook, ReceiptStatus
+from provisioning.registry import Registry, UnknownAccount
+
+POLICY = load_policy()
+GONE, KEPT = "acct-gone-7", "acct-kept-8"
+REASON = "customer Jane Q. Public closed the contract"
+
+
+def _setup(tmp_path: Path) -> tuple[Registry, ReceiptBook, Outbox, RetentionSweeper, list[str]]:
+    registry = Registry(tmp_path / "registry.db", clock=lambda: T0)
+    victim = snmp_device(7, GONE).model_copy(
+        update={"address": "198.51.100.77:161", "sip_aor": "sip:4417@pbx.example"}
+    )
+    removed = snmp_device(9, GONE).model_copy(update={"address": "198.51.100.79"})
+    registry.import_devices([victim, removed, snmp_device(8, KEPT)], source="import.csv")
+    registry.remove_device(removed.id)
+    registry.set_debug_window(victim.id, None)
+    receipts = ReceiptBook(registry.path)
+    receipt, _ = receipts.open(Action.REVOKE, GONE, REASON, request_id=f"billing-{GONE}-2026")
+    registry.set_status(GONE, AccountStatus.REVOKED, REASON)
+    receipts.finish(
+        receipt.id, ReceiptStatus.DONE, {"devices": [{"device_id": victim.id}], "note": f"{GONE} done"}
+    )
+    outbox = Outbox(registry.path)
+    outbox.delivered(outbox.enqueue("billing", "collection.stopped", {"account_id": GONE}, GONE))
+    store = EmbeddedStore.open(tmp_path / "telemetry.db")
+    sweeper = RetentionSweeper(POLICY, store, registry, clock=lambda: T0)
+    identifiers = [GONE, victim.id, removed.id, "198.51.100.77", "198.51.100.79", "4417@pbx", "Jane Q."]
+    return registry, receipts, outbox, sweeper, [*identifiers, "billing-"]
+
+
+def _raw(tmp_path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp_path.glob("registry.db*"))
+
+
+def test_an_ended_account_leaves_only_pseudonyms_in_the_registry_files(tmp_path: Path) -> None:
+    registry, receipts, _, sweeper, identifiers = _setup(tmp_path)
+    assert all(i.encode() in _raw(tmp_path) for i in identifiers)  # the test can see them
+    sweeper.sweep()
+    raw = _raw(tmp_path)
+    for identifier in identifiers:
+        assert identifier.encode() not in raw, identifier
+    assert KEPT.encode() in raw and b"000b82000008" in raw  # the other account is untouched
+    assert [d.account_id for d in registry.devices()] == [KEPT]
+    assert [a.id for a in registry.accounts()] == [KEPT]
+    with pytest.raises(UnknownAccount, match="forgot it on"):
+        registry.account(GONE)
+    # Counts stay possible, and the caller can still look up its own request.
+    pseudonym = registry.pseudonym(GONE)
+    db = sqlite3.connect(tmp_path / "registry.db")
+    statuses = dict(db.execute("SELECT status, count(*) FROM accounts GROUP BY 1").fetchall())
+    assert statuses == {"active": 1, "revoked": 1}
+    assert db.execute("SELECT count(*) FROM events WHERE account_id = ?", (pseudonym,)).fetchone()[0] >= 4
+    found = receipts.find(f"billing-{GONE}-2026")
+    assert found is not None and found.account_id == pseudonym and found.reason == ""
+    assert found.result["devices"] == [{"device_id": registry.pseudonym("000b82000007")}]
+    assert [r.id for r in receipts.for_account(GONE)] == [found.id]
+    again, created = receipts.open(Action.REVOKE, GONE, request_id=f"billing-{GONE}-2026")
+    assert (again.id, created) == (found.id, False)  # a retry is answered, not refused
+    entries = [e for e in registry.audit_entries(pseudonym)]
+    assert entries and all(e["detail"].get("reason", "") == "" for e in entries)
+    # The audit log stays append-only: a de-identified row cannot be changed again, nor any
+    # row in another way, nor deleted.
+    for sql in (
+        "UPDATE audit SET detail = '{\"deidentified\": true}' WHERE account_id = ?",
+        "UPDATE audit SET action = 'x' WHERE account_id IS NULL OR account_id != ?",
+        "DELETE FROM audit WHERE account_id = ?",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute(sql, (pseudonym,))
+    db.close()
+    # The same id imported again is a new account.
+    registry.import_devices([snmp_device(7, GONE)], source="t")
+    assert registry.account(GONE).status is AccountStatus.ACTIVE
+
+
+def test_an_account_is_forgotten_only_once_nothing_is_owed_or_held(tmp_path: Path) -> None:
+    registry, _, outbox, sweeper, _ = _setup(tmp_path)
+    notice = outbox.enqueue("billing", "collection.stopped", {"account_id": GONE}, GONE)
+    sweeper.sweep()
+    assert registry.account(GONE).status is AccountStatus.REVOKED  # a notice still to deliver
+    outbox.delivered(notice)
+    suspended = "acct-paused-3"
+    registry.import_devices([snmp_device(3, suspended)], source="t")
+    registry.set_status(suspended, AccountStatus.INACTIVE)
+    sweeper.sweep()
+    with pytest.raises(UnknownAccount):
+        registry.account(GONE)
+    assert registry.account(suspended).status is AccountStatus.INACTIVE  # within its grace period
+    later = RetentionSweeper(
+        POLICY,
+        EmbeddedStore.open(tmp_path / "telemetry.db"),
+        registry,
+        clock=lambda: T0 + POLICY.inactive_grace + timedelta(hours=1),
+    )
+    later.sweep()
+    with pytest.raises(UnknownAccount):
+        registry.account(suspended)
+    assert outbox.entries(GONE) == []
