@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from collector.core.errors import HookflashError
-from collector.runtime.service import registry_path, store_path
+from collector.runtime.paths import registry_path, store_path
 from collector.sinks.sqlite import EmbeddedStore
 from provisioning.db import SchemaTooNew
 from provisioning.receipts import ReceiptBook

@@ -24,7 +24,8 @@ from collector.config.sip import SipConfig
 from collector.config.views import ViewsConfig
 from collector.core.scrub import install_log_scrubbing
 from collector.core.stats import Stats
-from collector.runtime.service import Service, registry_path, store_path
+from collector.runtime.paths import registry_path, store_path
+from collector.runtime.service import Service
 from collector.sim.broker import EmbeddedBroker
 from collector.sim.fleet import COMMUNITY, SimulatedFleet, build_fleet
 from collector.sim.sip_phones import SimulatedSipPhones

@@ -26,8 +26,6 @@ from collector.cli.common import (
 from collector.config import ServiceConfig, load_config
 from collector.retention import load_policy
 from collector.runtime.deactivation import Deactivator, action_for_status, build_deactivator
-from collector.runtime.sweeper import RetentionSweeper
-from collector.sinks.influx import InfluxSink
 from provisioning.models import AccountStatus, check_account_id, normalize_mac
 from provisioning.receipts import Action, Receipt, ReceiptStatus
 
@@ -46,6 +44,9 @@ def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
     policy = load_policy(config.retention_policy)
     remote_end = None
     if config.influx.enabled and not registry.live_collectors():
+        from collector.runtime.sweeper import RetentionSweeper  # imported here: the client only when used
+        from collector.sinks.influx import InfluxSink
+
         influx = InfluxSink.from_config(config.influx, list(policy.classes))
         remote_end = RetentionSweeper(policy, store, registry, remote=[influx]).end_revocation
     return build_deactivator(config, registry, [store.sink, store.quarantine], policy, remote_end=remote_end)

@@ -1,31 +1,103 @@
-"""Entry point of the `hookflash` command."""
+"""Entry point of the `hookflash` command.
+
+Each command's module is imported only when that command runs: `hookflash --help` or a
+billing script's `hookflash accounts revoke` does not pay for the service, the HTTP API
+or the store clients (`bench/cli_start.py` measures it). The one-line help the command
+list shows is kept here for that reason; `tests/unit/test_cli_errors.py` holds it equal to
+each command's own.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from collector.cli.demo import demo
-from collector.cli.influx_cmds import influx
-from collector.cli.privacy_cmds import privacy, receipts
-from collector.cli.profile_cmds import profiles
-from collector.cli.query_cmds import audit, quarantine, query, sweep
-from collector.cli.registry_cmds import accounts, devices
-from collector.cli.rollout_cmds import rollout
-from collector.cli.run_cmd import run
 from collector.core.files import private_umask
 
+# name: (module, attribute, the first line of its help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": (
+        "collector.cli.demo",
+        "demo",
+        "Collect from a simulated fleet on this machine; no external service needed.",
+    ),
+    "run": (
+        "collector.cli.run_cmd",
+        "run",
+        "Run the collector from a validated config file until Ctrl-C or SIGTERM.",
+    ),
+    "devices": (
+        "collector.cli.registry_cmds",
+        "devices",
+        "Provisioned devices (P1: only these are ever collected from).",
+    ),
+    "accounts": (
+        "collector.cli.registry_cmds",
+        "accounts",
+        "Customer accounts and their lifecycle (P3, P4).",
+    ),
+    "query": ("collector.cli.query_cmds", "query", "Print stored telemetry records, oldest first."),
+    "quarantine": (
+        "collector.cli.query_cmds",
+        "quarantine",
+        "Show quarantined payloads (newest first): reason, topic, size, first bytes.",
+    ),
+    "audit": (
+        "collector.cli.query_cmds",
+        "audit",
+        "The append-only audit log: lifecycle changes, imports, erasures, sweeps.",
+    ),
+    "sweep": ("collector.cli.query_cmds", "sweep", "Run the retention sweeper once now."),
+    "privacy": (
+        "collector.cli.privacy_cmds",
+        "privacy",
+        "Data subject rights (P6): export what is held about an account.",
+    ),
+    "receipts": ("collector.cli.privacy_cmds", "receipts", "Receipts of deactivation requests."),
+    "rollout": (
+        "collector.cli.rollout_cmds",
+        "rollout",
+        "Firmware rollouts: progress, failures, regressions, call quality before and after.",
+    ),
+    "influx": ("collector.cli.influx_cmds", "influx", "InfluxDB v2: the buckets the sink writes to."),
+    "profiles": (
+        "collector.cli.profile_cmds",
+        "profiles",
+        "Device profiles: which fields hookflash reads from each model, and how.",
+    ),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when one is asked for by name."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table above, importing none of them."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [
+            (name, click.utils.make_default_short_help(COMMANDS[name][2], limit)) for name in sorted(COMMANDS)
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hookflash")
 def cli() -> None:
     """hookflash: privacy-first telemetry for provider-supplied ATAs and VoIP phones."""
     private_umask()  # every file this process writes: owner-only (collector/core/files.py)
-
-
-for command in (demo, run, devices, accounts, query, quarantine, audit, sweep, privacy, receipts, rollout):
-    cli.add_command(command)
-cli.add_command(influx)
-cli.add_command(profiles)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ from collector.cli.common import (
 )
 from collector.cli.lifecycle_cmds import reactivate, remove_device, revoke, set_status, suspend
 from collector.config import load_config
-from collector.profiles import load_profiles
 from collector.retention import parse_duration
-from provisioning.importer import parse_devices
 from provisioning.models import MAX_DEBUG_WINDOW, normalize_mac
 
 
@@ -36,6 +34,10 @@ def devices() -> None:
 @fail_cleanly
 def import_devices(file: Path, config_path: Path | None, data_dir: Path) -> None:
     """Import devices from CSV or JSON; any bad row rejects the whole file."""
+    # Imported here, not for every `hookflash accounts …` (bench/cli_start.py).
+    from collector.profiles import load_profiles
+    from provisioning.importer import parse_devices
+
     profile_dirs = load_config(config_path).profile_dirs if config_path else []
     parsed = parse_devices(file, known_profiles=load_profiles(profile_dirs).names)
     registry = open_registry(data_dir)

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from collector.cli.common import console, data_dir_option, fail_cleanly, format_option, open_store
 from collector.retention.policy import parse_duration
-from collector.runtime.service import registry_path, store_path
+from collector.runtime.paths import registry_path, store_path
 from collector.views.db import ViewsDb
 from collector.views.rollout import LISTED, STATES, RolloutReport, rollout_status
 

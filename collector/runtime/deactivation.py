@@ -25,7 +25,6 @@ from collector.core.errors import UnknownDevice
 from collector.core.interfaces import AccountData
 from collector.retention import RetentionPolicy
 from collector.runtime.lifecycle import end_account, is_outstanding
-from collector.webhooks import WebhookDispatcher, WebhookTarget
 from provisioning.events import LifecycleEvent
 from provisioning.models import AccountStatus
 from provisioning.outbox import ALL_WEBHOOKS, Outbox
@@ -271,12 +270,3 @@ def build_deactivator(
         run_blocking=run_blocking,
         remote_end=remote_end,
     )
-
-
-def webhook_dispatcher(config: ServiceConfig, registry: Registry) -> WebhookDispatcher:
-    targets = {w.name: WebhookTarget(w.name, w.url, w.secret(), w.timeout_s) for w in config.webhooks}
-
-    def audit(action: str, detail: dict[str, Any], account_id: str | None) -> None:
-        registry.record_audit(action, detail, account_id=account_id)
-
-    return WebhookDispatcher(Outbox(registry.path), targets, audit)

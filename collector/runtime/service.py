@@ -8,7 +8,6 @@ import gc
 import logging
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -24,10 +23,11 @@ from collector.gate import Gate
 from collector.profiles import ProfileResolver, load_profiles
 from collector.retention import load_policy
 from collector.runtime.context import RuntimeContext
-from collector.runtime.deactivation import build_deactivator, webhook_dispatcher
+from collector.runtime.deactivation import build_deactivator
 from collector.runtime.intake import Intake
 from collector.runtime.lifecycle import LifecycleWatcher
 from collector.runtime.observability import Observability
+from collector.runtime.paths import registry_path, store_path
 from collector.runtime.pipeline import Pipeline
 from collector.runtime.plugins import SOURCES
 from collector.runtime.spooled import SpooledSink
@@ -36,7 +36,9 @@ from collector.sinks.influx import InfluxSink, RejectedPoint, line_protocol
 from collector.sinks.sqlite import EmbeddedStore
 from collector.tag import Tagger
 from collector.tag.changes import ChangeDetector, config_hash
+from collector.webhooks import WebhookDispatcher, WebhookTarget
 from provisioning.events import EventType, LifecycleEvent
+from provisioning.outbox import Outbox
 from provisioning.receipts import Receipt, ReceiptStatus
 from provisioning.registry import Registry
 
@@ -45,14 +47,6 @@ log = logging.getLogger(__name__)
 # confirm its erasure) is retried after RECEIPT_RETRY_S, doubling up to RECEIPT_RETRY_MAX_S.
 RECEIPT_POLL_S, RECEIPT_RETRY_S, RECEIPT_RETRY_MAX_S = 0.25, 5.0, 300.0
 _GC_YOUNG = 20_000
-
-
-def registry_path(data_dir: Path) -> Path:
-    return data_dir / "registry.db"
-
-
-def store_path(data_dir: Path) -> Path:
-    return data_dir / "telemetry.db"
 
 
 def tune_gc() -> None:
@@ -321,3 +315,12 @@ class Service:
                 continue
             if any(counts.values()):
                 log.info("retention sweep ended %s", counts)
+
+
+def webhook_dispatcher(config: ServiceConfig, registry: Registry) -> WebhookDispatcher:
+    targets = {w.name: WebhookTarget(w.name, w.url, w.secret(), w.timeout_s) for w in config.webhooks}
+
+    def audit(action: str, detail: dict[str, Any], account_id: str | None) -> None:
+        registry.record_audit(action, detail, account_id=account_id)
+
+    return WebhookDispatcher(Outbox(registry.path), targets, audit)
