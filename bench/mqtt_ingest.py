@@ -154,7 +154,7 @@ def timing(count: int, counting: bool, into: list[Timed]) -> Callable[[Service],
 def hookflash(
     broker: Mosquitto, work: Path, topics: list[str], count: int, qos: int, protocol: str, sink: str
 ) -> dict[str, float]:
-    client_id = f"hf-q{qos}-v{protocol}-{sink}"
+    client_id = f"hf-{work.name}-q{qos}-v{protocol}-{sink}"  # one session per round
     cfg = ServiceConfig(
         data_dir=work / client_id,
         snmp=SnmpConfig(enabled=False),
