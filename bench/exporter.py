@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from services import HOST, _Service
+from services import HOST, _Service, answers_ok
 
 EXPORTER = "/usr/bin/prometheus-snmp-exporter"
 WRK = "/usr/bin/wrk"
@@ -128,11 +128,7 @@ class SnmpExporter(_Service):
         return self
 
     def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{self.port}/", timeout=0.5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return answers_ok(f"http://{HOST}:{self.port}/")
 
     def path(self, agent_port: int) -> str:
         return f"/snmp?module={MODULE}&target={HOST}:{agent_port}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -91,3 +92,20 @@ def hookflash(*args: str | Path) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=120,
     )
+
+
+def count_rows(database: Path, sql: str) -> int:
+    """One count from a file hookflash wrote, read the way any other tool would."""
+    db = sqlite3.connect(database)
+    try:
+        return int(db.execute(sql).fetchone()[0])
+    finally:
+        db.close()
+
+
+def lab_profile(tmp_path: Path, name: str, text: str) -> Path:
+    """A profile directory holding one profile file, for a test's config `profile_dirs`."""
+    folder = tmp_path / "profiles"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.toml").write_text(text)
+    return folder

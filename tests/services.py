@@ -55,6 +55,15 @@ def free_port(kind: Literal["tcp", "udp"]) -> int:
         return int(sock.getsockname()[1])
 
 
+def answers_ok(url: str) -> bool:
+    """Whether an HTTP server answers `url` with 200 now (a readiness check)."""
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     if not path.exists():
         return f"<{path} does not exist>"
@@ -510,11 +519,7 @@ class VictoriaMetrics(_Service):
         return f"http://{HOST}:{self.port}"
 
     def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return answers_ok(f"{self.url}/health")
 
     def export(self, match: str = '{__name__=~".+"}') -> list[dict[str, Any]]:
         """Every series matching `match`, after flushing what was just written."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from factories import mqtt_device
 from provisioning.registry import Registry
 from receiver import WebhookReceiver
-from runner import eventually, hookflash
+from runner import count_rows, eventually, hookflash, lab_profile
 from services import Mosquitto, free_port
 
 TOKEN = "billing-token-for-tests-0123456789"
@@ -47,17 +46,12 @@ def _stored(data: Path, account: str) -> int:
 
 
 def _forgotten(data: Path) -> bool:
-    db = sqlite3.connect(data / "registry.db")
-    try:
-        return db.execute("SELECT count(*) FROM accounts WHERE ended_at IS NOT NULL").fetchone()[0] == 1
-    finally:
-        db.close()
+    return count_rows(data / "registry.db", "SELECT count(*) FROM accounts WHERE ended_at IS NOT NULL") == 1
 
 
 def test_a_revoked_customer_leaves_no_identifier_in_any_file(tmp_path: Path, mosquitto: Mosquitto) -> None:
     data = tmp_path / "data"
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "profiles" / "lab-phone.toml").write_text(PROFILE)
+    lab_profile(tmp_path, "lab-phone", PROFILE)
     phones = {
         GONE: (mqtt_device(0x41, GONE), "198.51.100.77", "sip:4417@pbx.example"),
         KEPT: (mqtt_device(0x52, KEPT), "198.51.100.88", "sip:5520@pbx.example"),

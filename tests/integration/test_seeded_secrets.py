@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from factories import mqtt_device
 from provisioning.registry import Registry
-from runner import eventually, hookflash
+from runner import count_rows, eventually, hookflash, lab_profile
 from services import Mosquitto, free_port
 
 SECRETS = ["Sip-Pass-4417", "Prov-Pass-9921", "Mid-Secret-0071", "Hook-Pass-5310", "Hook-Token-6622"]
@@ -42,17 +41,12 @@ type = "string"
 
 
 def quarantined(data: Path) -> int:
-    db = sqlite3.connect(data / "telemetry.db")
-    try:
-        return int(db.execute("SELECT count(*) FROM quarantine").fetchone()[0])
-    finally:
-        db.close()
+    return count_rows(data / "telemetry.db", "SELECT count(*) FROM quarantine")
 
 
 def test_no_seeded_secret_is_in_any_file_or_log(tmp_path: Path, mosquitto: Mosquitto) -> None:
     data = tmp_path / "data"
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "profiles" / "lab-phone.toml").write_text(PROFILE)
+    lab_profile(tmp_path, "lab-phone", PROFILE)
     phone = mqtt_device(2, "acct-a").model_copy(update={"profile": "lab-phone"})
     Registry(data / "registry.db").import_devices([phone], source="test")
     hook = f"http://ops:{SECRETS[3]}@127.0.0.1:{free_port('tcp')}/hook?token={SECRETS[4]}"

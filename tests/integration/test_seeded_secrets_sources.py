@@ -21,7 +21,7 @@ from typing import Any
 
 from factories import HT812_AGENT, snmp_device
 from provisioning.registry import Registry
-from runner import eventually, hookflash
+from runner import eventually, hookflash, lab_profile
 from services import SnmpdFactory, free_port
 from sip import publish, report, sip_device, status, udp_exchange
 
@@ -131,8 +131,7 @@ def test_no_secret_seeded_through_snmp_traps_or_sip_is_in_any_file_or_log(
     }
     agent = snmpd_factory(served, community=S["SNMP community"])
     data = tmp_path / "data"
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "profiles" / "lab-ata.toml").write_text(PROFILE)
+    lab_profile(tmp_path, "lab-ata", PROFILE)
     ata = snmp_device(1, "acct-a", agent.port).model_copy(update={"profile": "lab-ata"})
     phone = sip_device(3, "acct-a", ALICE)
     registry = Registry(data / "registry.db")
