@@ -148,6 +148,7 @@ class MosTracker:
     poor: dict[str, Firing] = field(default_factory=dict)
 
     def evaluate(self, db: ViewsDb) -> dict[str, Firing]:
+        self._keep_current_owners(db)
         changed = db.rows(
             f"""WITH {ACTIVE_DEVICES}
             SELECT a.id, a.account_id, a.model, l.row_id FROM active a
@@ -190,3 +191,18 @@ class MosTracker:
     def forget(self, device_ids: set[str]) -> None:
         for device_id in device_ids:
             self.poor.pop(device_id, None)
+
+    def _keep_current_owners(self, db: ViewsDb) -> None:
+        """A device judged poor under one account and since moved to another (or whose
+        account stopped) is no longer poor: its new owner's calls have not been judged."""
+        if not self.poor:
+            return
+        owners = {
+            r["id"]: r["account_id"]
+            for r in db.rows(
+                f"WITH {ACTIVE_DEVICES} SELECT a.id, a.account_id FROM active a"
+                " JOIN json_each(:ids) j ON j.value = a.id",
+                {"ids": json.dumps(sorted(self.poor))},
+            )
+        }
+        self.forget({d for d, firing in self.poor.items() if owners.get(d) != firing.account_id})

@@ -139,6 +139,8 @@ def test_a_moved_device_counts_as_never_seen_under_its_new_owner(tmp_path: Path)
     views = FleetViews(ViewsDb(tmp_path / "telemetry.db", tmp_path / "registry.db"), ViewsConfig())
     before = views.summary()
     assert (before.poor_quality, before.unregistered, before.never_seen) == (1, 1, 0)  # A's period
+    mos = rules.MosTracker(MosBelowRule(name="m", type="mos_below", threshold=3.0, calls=1))
+    assert set(mos.evaluate(views.db)) == {A.id}  # poor under its first owner
 
     moved = A.model_copy(update={"account_id": "acct-b"})
     registry.import_devices([moved], source="t")  # the ATA was handed to another customer
@@ -158,6 +160,7 @@ def test_a_moved_device_counts_as_never_seen_under_its_new_owner(tmp_path: Path)
     assert rules.registration_lost(views.db, RegistrationLostRule(name="r", type="registration_lost")) == {}
     regressed = FirmwareRegressedRule(name="f", type="firmware_regressed")
     assert rules.firmware_regressed(views.db, regressed) == {}
+    assert mos.evaluate(views.db) == {}  # what was judged of acct-a's calls is not acct-b's
 
     # The new owner's first record: only it shows.
     store.sink.write([record(POLICY, moved, Kind.CALL_QUALITY, {"mos": 4.4}, minutes=10)])
