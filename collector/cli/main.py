@@ -69,6 +69,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def short_help(name: str, limit: int = 45) -> str:
+    """The command list's line for a command, as click would shorten the command's help."""
+    return click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported when one is asked for by name."""
 
@@ -86,9 +91,7 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from the table above, importing none of them."""
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
-        rows = [
-            (name, click.utils.make_default_short_help(COMMANDS[name][2], limit)) for name in sorted(COMMANDS)
-        ]
+        rows = [(name, short_help(name, limit)) for name in sorted(COMMANDS)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

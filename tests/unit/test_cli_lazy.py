@@ -10,21 +10,19 @@ import json
 import subprocess
 import sys
 
-import click
 import pytest
 from click.testing import CliRunner
 
-from collector.cli.main import COMMANDS, cli
+from collector.cli.main import COMMANDS, cli, short_help
 
 HEAVY = ("fastapi", "influxdb_client", "httpx", "collector.runtime.service", "collector.api", "pysnmp")
 
 
 def test_the_command_list_matches_each_commands_own_help() -> None:
-    for name, (module, attribute, summary) in COMMANDS.items():
+    for name, (module, attribute, _) in COMMANDS.items():
         command = getattr(importlib.import_module(module), attribute)
         assert command.name == name
-        own = click.utils.make_default_short_help(command.help or "", 300)
-        assert click.utils.make_default_short_help(summary, 300) == own, name
+        assert short_help(name, 300) == command.get_short_help_str(300), name
 
 
 @pytest.mark.parametrize(
