@@ -90,6 +90,17 @@ class Outbox:
             )
             self._db.execute("UPDATE outbox SET status = 'fanned-out' WHERE id = ?", (entry.id,))
 
+    def settle_unaddressed(self) -> int:
+        """No webhook is configured: a notice for all webhooks reaches nobody. Marked
+        fanned out (to none), so that it does not wait for ever, nor reach a webhook
+        configured later with news that is no longer news."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE outbox SET status = 'fanned-out' WHERE webhook = ? AND status = 'pending'",
+                (ALL_WEBHOOKS,),
+            )
+        return cur.rowcount
+
     def delivered(self, entry_id: str) -> None:
         with self._lock:
             self._db.execute(

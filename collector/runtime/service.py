@@ -94,7 +94,13 @@ class Service:
         self.watcher = LifecycleWatcher(
             self.registry, self.gate, self.pipeline, self.holders, config.lifecycle_poll_s, first_event
         )
-        self.sweeper = RetentionSweeper(self.policy, self.store, self.registry, remote=self.remote)
+        self.sweeper = RetentionSweeper(
+            self.policy,
+            self.store,
+            self.registry,
+            remote=self.remote,
+            webhooks=[w.name for w in config.webhooks],
+        )
         self.sources: dict[str, Source] = {
             plugin.name: plugin.build(config, self.profiles) for plugin in SOURCES if plugin.enabled(config)
         }

@@ -40,7 +40,11 @@ class RetentionSweeper:
         registry: Registry,
         clock: Clock = lambda: datetime.now(UTC),
         remote: Sequence[Sink] = (),
+        webhooks: Sequence[str] | None = None,
     ) -> None:
+        """`webhooks`: the webhooks the service of this data dir notifies; None where that
+        is not known (the CLI), so notices waiting for them are left to the service."""
+        self._webhooks = None if webhooks is None else list(webhooks)
         self._policy = policy
         self._store = store
         self._registry = registry
@@ -80,6 +84,8 @@ class RetentionSweeper:
         """Forget (provisioning.forget) each account whose data has ended everywhere: no
         record or quarantined payload of it left here, every remote store done, no receipt
         outstanding and no notice about it waiting to be delivered."""
+        if self._webhooks == []:
+            self._outbox.settle_unaddressed()
         pending = {r.account_id for r in self._receipts.pending()}
         remote = bool(self._remote or self._registry.remote_stores())
         forgotten = 0

@@ -122,3 +122,33 @@ def test_a_revoked_customer_leaves_no_identifier_in_any_file(tmp_path: Path, mos
     for identifier in (KEPT, kept_device.id, kept_ip, kept_aor[4:]):
         assert identifier.encode() in raw, identifier
     assert _stored(data, KEPT) == 3
+
+
+def test_without_webhooks_a_revoked_account_is_forgotten_too(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The CLI's revocation queues a notice for all webhooks; a service with none configured
+    delivers it to nobody, and its next sweep forgets the account."""
+    data = tmp_path / "data"
+    phone = mqtt_device(0x43, GONE)
+    Registry(data / "registry.db").import_devices([phone, mqtt_device(0x54, KEPT)], source="crm.csv")
+    config = tmp_path / "hookflash.toml"
+    config.write_text(
+        'data_dir = "data"\nsweep_interval_s = 1\n[snmp]\nenabled = false\n'
+        f'[mqtt]\nenabled = true\nport = {mosquitto.port}\nclient_id = "hf-nohooks"\n'
+    )
+    args = [sys.executable, "-m", "collector.cli.main", "run", "-c", str(config)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        eventually(lambda: mosquitto.subscribed_topics("hf-nohooks") != [], what="service subscribed")
+        revoked = hookflash("accounts", "revoke", GONE, "--reason", REASON, "--data-dir", data)
+        assert revoked.returncode == 0, revoked.stderr
+        assert "confirmed by 1 running collector" in revoked.stdout
+        eventually(lambda: _forgotten(data), timeout=15, what="a sweep forgot the account")
+        again = hookflash("accounts", "revoke", GONE, "--data-dir", data)
+        assert again.returncode == 2 and "the registry forgot it on" in again.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    raw = b"".join(p.read_bytes() for p in data.rglob("*") if p.is_file())
+    assert GONE.encode() not in raw and phone.id.encode() not in raw and b"Jane Q." not in raw
+    assert KEPT.encode() in raw
