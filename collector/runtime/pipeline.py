@@ -44,6 +44,7 @@ class _Backlog:
         self._settled = asyncio.Event()
         self._settled.set()
         self._unsettled = 0
+        self._puts = 0  # items ever put: whether any arrived while the writer lingered
 
     def __len__(self) -> int:
         return len(self._items)
@@ -52,6 +53,7 @@ class _Backlog:
         if len(self._items) >= self.maxsize:
             return False
         self._items.append(item)
+        self._puts += 1
         self._unsettled += 1
         self._settled.clear()
         self._nonempty.set()
@@ -61,6 +63,21 @@ class _Backlog:
         while not self._items:
             self._nonempty.clear()
             await self._nonempty.wait()
+
+    async def linger(self, size: int, timeout: float, idle: float = 0.01) -> None:
+        """Wait, at most `timeout`, for `size` items, as long as more keep arriving: stop as
+        soon as none came for `idle` seconds. Under light load records are still written
+        in batches; when the source waits for its acknowledgements (QoS 1 flow control)
+        the writer does not sit out the whole timeout while nothing more can come."""
+        deadline = time.monotonic() + timeout
+        while len(self._items) < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            before = self._puts
+            await asyncio.sleep(min(idle, remaining))
+            if self._puts == before:
+                return
 
     def take(self, limit: int) -> list[Item]:
         items = self._items
@@ -224,9 +241,8 @@ class Pipeline:
     async def _drain(self) -> None:
         while True:
             await self._queue.wait()
-            if len(self._queue) < self._batch_size:
-                # Light load: wait a moment so records are written in batches, not one by one.
-                await asyncio.sleep(self._flush_interval)
+            # Light load: wait a moment so records are written in batches, not one by one.
+            await self._queue.linger(self._batch_size, self._flush_interval)
             batch = self._queue.take(self._batch_size)
             self._notify_room()
             try:
