@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from collector.cli.common import (
+    config_option,
     console,
     data_dir_option,
     emit,
@@ -91,11 +92,23 @@ def audit(account: str | None, data_dir: Path, fmt: str) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Retention policy TOML (default: the bundled one).",
 )
+@config_option(
+    "Service config: its retention policy, and its webhooks (with none, notices for all webhooks"
+    " reach nobody, so their accounts can be forgotten)."
+)
 @data_dir_option
 @fail_cleanly
-def sweep(policy: Path | None, data_dir: Path) -> None:
+def sweep(policy: Path | None, config_path: Path | None, data_dir: Path) -> None:
     """Run the retention sweeper once now."""
     registry = open_registry(data_dir, existing=True)
-    counts = RetentionSweeper(load_policy(policy), open_store(data_dir), registry).sweep()
+    webhooks = None
+    if config_path is not None:
+        from collector.config import load_config  # imported here: only with a config
+
+        config = load_config(config_path)
+        policy = policy or config.retention_policy
+        webhooks = [w.name for w in config.webhooks]
+    sweeper = RetentionSweeper(load_policy(policy), open_store(data_dir), registry, webhooks=webhooks)
+    counts = sweeper.sweep()
     for name, count in sorted(counts.items()):
         console.print(f"{name}: {count} record(s) ended")

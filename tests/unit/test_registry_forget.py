@@ -115,3 +115,18 @@ def test_an_account_is_forgotten_only_once_nothing_is_owed_or_held(tmp_path: Pat
     with pytest.raises(UnknownAccount):
         registry.account(suspended)
     assert outbox.entries(GONE) == []
+
+
+def test_a_notice_for_all_webhooks_waits_only_where_there_are_webhooks(tmp_path: Path) -> None:
+    """The CLI queues its notices for all webhooks; a service with none configured (or
+    `hookflash sweep -c` with such a config) delivers them to nobody; the CLI's own sweep,
+    which does not know the service's webhooks, leaves them to it."""
+    registry, _, outbox, sweeper, _ = _setup(tmp_path)
+    outbox.enqueue("*", "collection.stopped", {"account_id": GONE}, GONE)
+    sweeper.sweep()  # webhooks unknown: the notice is owed
+    assert registry.account(GONE).status is AccountStatus.REVOKED
+    store = EmbeddedStore.open(tmp_path / "telemetry.db")
+    RetentionSweeper(POLICY, store, registry, clock=lambda: T0, webhooks=[]).sweep()
+    with pytest.raises(UnknownAccount):
+        registry.account(GONE)
+    assert outbox.entries(GONE) == []
