@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-
-from provisioning.pseudonyms import Pseudonyms
 
 _FREE_TEXT = frozenset({"reason", "error", "last_error"})
 _MIN_SUBSTRING = 6  # identifiers this long are also replaced inside longer strings
@@ -75,7 +73,7 @@ class _Rewriter:
 
 
 def forget_account(
-    db: sqlite3.Connection, pseudonym: Pseudonyms, account_id: str, now: datetime
+    db: sqlite3.Connection, pseudonym: Callable[[str], str], account_id: str, now: datetime
 ) -> dict[str, int]:
     """De-identify one account in the caller's transaction; counts of what was done."""
     idents = _identifiers(db, account_id)

@@ -50,16 +50,24 @@ def _load_or_create(path: Path) -> bytes:
 
 
 class Pseudonyms:
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    """The pseudonyms of one data dir; its key is read, or made, when first needed."""
 
-    @classmethod
-    def beside(cls, registry_path: Path) -> Pseudonyms:
-        return cls(_load_or_create(registry_path.with_name(KEY_FILE)))
+    def __init__(self, registry_path: Path) -> None:
+        self._path = registry_path.with_name(KEY_FILE)
+        self._key: bytes | None = None
 
     def __call__(self, value: str) -> str:
+        if self._key is None:
+            self._key = _load_or_create(self._path)
         digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
         return PREFIX + digest[:24]
+
+    def known(self, value: str) -> str | None:
+        """The pseudonym of `value`, or None where no account was ever forgotten (no key:
+        then nothing is kept under a pseudonym, and no key is made just to look)."""
+        if self._key is None and not self._path.exists():
+            return None
+        return self(value)
 
 
 def is_pseudonym(value: str | None) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from provisioning.db import open_db, transaction
-from provisioning.pseudonyms import KEY_FILE, Pseudonyms
+from provisioning.pseudonyms import Pseudonyms
 from provisioning.registry import Clock, utcnow
 from provisioning.schema import REGISTRY
 
@@ -61,17 +61,12 @@ class ReceiptBook:
     def __init__(self, path: Path, clock: Clock = utcnow) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._path = path
         self._db = open_db(path, REGISTRY, "secure_delete=ON")
-        self._pseudonyms: Pseudonyms | None = None
+        self._pseudonym = Pseudonyms(path)
 
     def _names(self, value: str) -> tuple[str, str]:
         """`value` and the pseudonym it is kept under once its account has ended."""
-        if self._pseudonyms is None:
-            if not self._path.with_name(KEY_FILE).exists():
-                return value, value  # nothing was ever de-identified here
-            self._pseudonyms = Pseudonyms.beside(self._path)
-        return value, self._pseudonyms(value)
+        return value, self._pseudonym.known(value) or value
 
     def find(self, request_id: str) -> Receipt | None:
         """The receipt of a caller's request id, also once its account has ended."""

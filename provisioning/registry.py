@@ -19,7 +19,7 @@ from provisioning.db import open_db, transaction
 from provisioning.events import EventType, LifecycleEvent, event_for_transition
 from provisioning.forget import forget_account
 from provisioning.models import Account, AccountStatus, Device, Transport, check_account_id
-from provisioning.pseudonyms import KEY_FILE, Pseudonyms
+from provisioning.pseudonyms import Pseudonyms
 from provisioning.schema import REGISTRY
 
 Clock = Callable[[], datetime]
@@ -65,13 +65,8 @@ class Registry:
         # secure_delete: what an erasure or a de-identification replaces is zeroed in the file.
         self._db = open_db(path, REGISTRY, "foreign_keys=ON", "secure_delete=ON")
         self._listeners: list[Listener] = []
-        self._pseudonyms: Pseudonyms | None = None
-
-    def pseudonym(self, value: str) -> str:
-        """The keyed pseudonym the registry keeps of `value` once its account has ended."""
-        if self._pseudonyms is None:
-            self._pseudonyms = Pseudonyms.beside(self.path)
-        return self._pseudonyms(value)
+        # The keyed pseudonym the registry keeps of a value once its account has ended.
+        self.pseudonym = Pseudonyms(path)
 
     def close(self) -> None:
         self._db.close()
@@ -102,12 +97,12 @@ class Registry:
 
     def ended_at(self, account_id: str) -> datetime | None:
         """When the registry forgot this account (its data had ended), or None."""
-        if not self.path.with_name(KEY_FILE).exists():
+        anon = self.pseudonym.known(account_id)
+        if anon is None:
             return None  # nothing was ever forgotten here
         with self._lock:
             row = self._db.execute(
-                "SELECT ended_at FROM accounts WHERE id = ? AND ended_at IS NOT NULL",
-                (self.pseudonym(account_id),),
+                "SELECT ended_at FROM accounts WHERE id = ? AND ended_at IS NOT NULL", (anon,)
             ).fetchone()
         return None if row is None else datetime.fromisoformat(row[0])
 
@@ -271,13 +266,12 @@ class Registry:
         pseudonyms (provisioning.forget): for an account whose data has ended everywhere."""
         now = self._clock()
         self.pseudonym(account_id)  # the key exists before anything is rewritten with it
-        assert self._pseudonyms is not None
         with self._tx() as db:
             if db.execute(
                 "SELECT 1 FROM accounts WHERE id = ? AND ended_at IS NULL", (account_id,)
             ).fetchone() is None:
                 raise UnknownAccount(account_id, self.ended_at(account_id))
-            counts = forget_account(db, self._pseudonyms, account_id, now)
+            counts = forget_account(db, self.pseudonym, account_id, now)
             detail = {**counts, "deidentified": True}  # nothing in it to de-identify later
             self._audit(db, now, self.pseudonym(account_id), None, "account.forgotten", detail)
         with self._lock:  # the old bytes leave the WAL too

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -267,8 +268,7 @@ class AlertEngine:
         or sent, without a word."""
         with transaction(self._db, self._lock) as db:
             if device_id is None:
-                db.execute("DELETE FROM alert_state WHERE account_id = ?", (account_id,))
-                db.execute("DELETE FROM outbox WHERE account_id = ?", (account_id,))
+                _drop_account(db, account_id)
             else:
                 db.execute("DELETE FROM alert_state WHERE device_id = ?", (device_id,))
                 db.execute(
@@ -284,8 +284,7 @@ class AlertEngine:
             accounts |= {r[0] for r in db.execute("SELECT DISTINCT account_id FROM outbox")}
             stopped = [a for a in accounts if a and a not in active_accounts]
             for account in stopped:
-                db.execute("DELETE FROM alert_state WHERE account_id = ?", (account,))
-                db.execute("DELETE FROM outbox WHERE account_id = ?", (account,))
+                _drop_account(db, account)
         return len(stopped)
 
     # -- running ---------------------------------------------------------------------------
@@ -311,6 +310,12 @@ class AlertEngine:
             for w in self.config.webhooks
         }
         return WebhookDispatcher(self.outbox, targets, audit=lambda *_args: None, poll_s=0.2)
+
+
+def _drop_account(db: sqlite3.Connection, account_id: str) -> None:
+    """An account's alerts and its notices, queued or sent, in the caller's transaction."""
+    db.execute("DELETE FROM alert_state WHERE account_id = ?", (account_id,))
+    db.execute("DELETE FROM outbox WHERE account_id = ?", (account_id,))
 
 
 def held_for_account(path: Path, account_id: str) -> dict[str, list[dict[str, Any]]]:

@@ -90,12 +90,8 @@ class RetentionSweeper:
         remote = bool(self._remote or self._registry.remote_stores())
         forgotten = 0
         for account in self._registry.accounts():
-            ended = account.status is AccountStatus.REVOKED or (
-                account.status is AccountStatus.INACTIVE
-                and now - account.status_changed_at >= self._policy.inactive_grace
-            )
             if (
-                not ended
+                not self._ended(account, now)
                 or account.id in pending
                 or (remote and not self._store.ledger.remote_erased(account.id, account.status_changed_at))
                 or self._store.sink.last_seen(account.id)
@@ -103,12 +99,18 @@ class RetentionSweeper:
                 or self._outbox.pending_for(account.id)
             ):
                 continue
-            self._outbox.forget_delivered(account.id)
-            counts = self._registry.forget_account(account.id)
+            counts = self._registry.forget_account(account.id)  # its delivered notices too
             self._store.ledger.forget(account.id)
             log.info("retention: account data ended everywhere; registry keeps a pseudonym: %s", counts)
             forgotten += 1
         return forgotten
+
+    def _ended(self, account: Account, now: datetime) -> bool:
+        """Revoked, or inactive for longer than the grace period."""
+        return account.status is AccountStatus.REVOKED or (
+            account.status is AccountStatus.INACTIVE
+            and now - account.status_changed_at >= self._policy.inactive_grace
+        )
 
     def _ending(self, account: Account, now: datetime) -> list[RetentionClass]:
         """The classes whose data of this account must be gone by now."""
@@ -117,12 +119,7 @@ class RetentionSweeper:
             # Revocation ends every class, whatever its TTL (normally done at once by the
             # deactivation; repeated here so data written by any path cannot linger).
             return every
-        if (
-            account.status is AccountStatus.INACTIVE
-            and now - account.status_changed_at >= self._policy.inactive_grace
-        ):
-            return [c for c in every if c.while_active]
-        return []
+        return [c for c in every if c.while_active] if self._ended(account, now) else []
 
     def end_remote(self, account_id: str | None = None) -> None:
         """Tell the remote sinks now, instead of at the next sweep: for one account (just
