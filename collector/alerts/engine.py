@@ -97,7 +97,7 @@ class AlertEngine:
         self._allows = allows
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = open_db(path, ALERTS)
+        self._db = open_db(path, ALERTS, "secure_delete=ON")  # what is forgotten is zeroed
         self.outbox = Outbox(path, ALERTS)
         self._mos = {r.name: R.MosTracker(r) for r in config.rules if isinstance(r, MosBelowRule)}
         self.notices_sent = 0
@@ -316,6 +316,21 @@ def _drop_account(db: sqlite3.Connection, account_id: str) -> None:
     """An account's alerts and its notices, queued or sent, in the caller's transaction."""
     db.execute("DELETE FROM alert_state WHERE account_id = ?", (account_id,))
     db.execute("DELETE FROM outbox WHERE account_id = ?", (account_id,))
+
+
+def forget_account_in(path: Path, account_id: str) -> None:
+    """Drop what alerts.db holds about an account whose data has ended (the retention
+    sweep, which may run where no alert engine does), its old bytes out of the file and
+    its WAL too."""
+    if not path.exists():
+        return
+    db = open_db(path, ALERTS, "secure_delete=ON")
+    try:
+        with transaction(db, threading.Lock()):
+            _drop_account(db, account_id)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
 
 
 def held_for_account(path: Path, account_id: str) -> dict[str, list[dict[str, Any]]]:

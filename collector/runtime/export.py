@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector.alerts.engine import held_for_account
+from collector.runtime.paths import alerts_path
 from collector.sinks.sqlite import TelemetryQueries
 from provisioning.outbox import Outbox
 from provisioning.receipts import ReceiptBook
@@ -37,7 +38,7 @@ def export_account(registry: Registry, stores: Sequence[TelemetryQueries], accou
         "webhook_deliveries": [
             {k: v for k, v in e.items() if k != "payload"} for e in Outbox(registry.path).entries(account_id)
         ],
-        "alerts": held_for_account(registry.path.parent / "alerts.db", account_id),
+        "alerts": held_for_account(alerts_path(registry.path.parent), account_id),
     }
     registry.record_audit(
         "privacy.exported",

@@ -13,6 +13,7 @@ from collector.config import ServiceConfig
 from collector.core.stats import Stats
 from collector.gate import Gate
 from collector.runtime.metrics import ServiceMetrics, exposition
+from collector.runtime.paths import alerts_path
 from collector.runtime.pipeline import Pipeline
 from collector.runtime.spooled import SpooledSink
 from collector.views.cache import ReportCache
@@ -48,7 +49,7 @@ class Observability:
             AlertEngine(
                 config.alerts,
                 self.views.db,
-                data / "alerts.db",
+                alerts_path(data),
                 gate.allows,
                 sinks=lambda: [sink.health() for sink in remote],
             )

@@ -12,3 +12,7 @@ def registry_path(data_dir: Path) -> Path:
 
 def store_path(data_dir: Path) -> Path:
     return data_dir / "telemetry.db"
+
+
+def alerts_path(data_dir: Path) -> Path:
+    return data_dir / "alerts.db"

@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from collector.alerts.engine import forget_account_in
 from collector.core.errors import NotErasedHere
 from collector.core.interfaces import Sink
 from collector.core.records import Anonymization, RetentionClass
 from collector.retention import RetentionPolicy
+from collector.runtime.paths import alerts_path
 from collector.sinks.sqlite import EmbeddedStore
 from provisioning.models import Account, AccountStatus
 from provisioning.outbox import Outbox
@@ -100,6 +102,7 @@ class RetentionSweeper:
             ):
                 continue
             counts = self._registry.forget_account(account.id)  # its delivered notices too
+            forget_account_in(alerts_path(self._registry.path.parent), account.id)
             self._store.ledger.forget(account.id)
             log.info("retention: account data ended everywhere; registry keeps a pseudonym: %s", counts)
             forgotten += 1

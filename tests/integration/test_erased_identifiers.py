@@ -4,7 +4,8 @@ reaches billing's webhook, and a retention sweep runs. Then no file hookflash wr
 (registry, telemetry and alerts databases with their WAL, everything else in the data
 dir) holds any identifier of the revoked customer: account id, MACs, IP address, SIP
 address, the request id or the reason. The other customer's are all still there. The
-log names the revoked account, and nothing else of it."""
+log, which hookflash does not erase (README: the operator's retention), names the revoked
+account in this run, and nothing else of it; alerts and failing devices are logged by device."""
 
 from __future__ import annotations
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from collector.alerts.engine import ALERTS
 from collector.retention import load_policy
 from collector.runtime.sweeper import RetentionSweeper
 from collector.sinks.sqlite import EmbeddedStore
 from factories import T0, snmp_device
+from provisioning.db import open_db
 from provisioning.models import AccountStatus
 from provisioning.outbox import Outbox
 from provisioning.receipts import Action, ReceiptBook, ReceiptStatus
@@ -51,13 +53,28 @@ def _raw(tmp_path: Path) -> bytes:
     return b"".join(p.read_bytes() for p in tmp_path.glob("registry.db*"))
 
 
+def _alert_about(tmp_path: Path, device_id: str, account_id: str) -> None:
+    """What a running alert engine keeps of a device: its alert and a delivered notice."""
+    db = open_db(tmp_path / "alerts.db", ALERTS)
+    row = ("offline", device_id, account_id, "HT812", "firing", 0, "{}")
+    db.execute("INSERT INTO alert_state VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+    db.close()
+    notices = Outbox(tmp_path / "alerts.db", ALERTS)
+    notices.delivered(notices.enqueue("noc", "alert.firing", {"device_id": device_id}, account_id))
+
+
 def test_an_ended_account_leaves_only_pseudonyms_in_the_registry_files(tmp_path: Path) -> None:
     registry, receipts, _, sweeper, identifiers = _setup(tmp_path)
+    _alert_about(tmp_path, "000b82000007", GONE)
+    _alert_about(tmp_path, "000b82000008", KEPT)
     assert all(i.encode() in _raw(tmp_path) for i in identifiers)  # the test can see them
     sweeper.sweep()
     raw = _raw(tmp_path)
     for identifier in identifiers:
         assert identifier.encode() not in raw, identifier
+    alerts = b"".join(p.read_bytes() for p in tmp_path.glob("alerts.db*"))
+    assert GONE.encode() not in alerts and b"000b82000007" not in alerts  # no engine ran: still gone
+    assert KEPT.encode() in alerts and b"000b82000008" in alerts
     assert KEPT.encode() in raw and b"000b82000008" in raw  # the other account is untouched
     assert [d.account_id for d in registry.devices()] == [KEPT]
     assert [a.id for a in registry.accounts()] == [KEPT]
