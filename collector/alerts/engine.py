@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.alerts import rules as R
+from collector.alerts.state import ALERTS, drop_account
 from collector.config.alerts import (
     AlertsConfig,
     FirmwareRegressedRule,
@@ -41,24 +41,13 @@ from collector.config.snmp import from_env
 from collector.core.interfaces import SinkHealth
 from collector.views.db import ViewsDb
 from collector.webhooks import WebhookDispatcher, WebhookTarget
-from provisioning.db import Schema, open_db, transaction
+from provisioning.db import open_db, transaction
 from provisioning.outbox import Outbox
-from provisioning.schema import OUTBOX_TABLES
 
 log = logging.getLogger(__name__)
 FIRING, RESOLVED = "alert.firing", "alert.resolved"
 SENT_KEPT_S = 7 * 86400  # delivered notices are deleted after this
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alert_state (
-    rule TEXT NOT NULL, device_id TEXT NOT NULL, account_id TEXT NOT NULL, model TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'firing')), since REAL NOT NULL, detail TEXT NOT NULL,
-    PRIMARY KEY (rule, device_id)
-);
-CREATE INDEX IF NOT EXISTS alert_state_account ON alert_state(account_id);
-"""
-# alerts.db: the alerts' state and the outbox of their notices. Version 1 is release 0.1.0's.
-ALERTS = Schema("alerts", (_SCHEMA + OUTBOX_TABLES,))
 
 
 def _iso(ts: float) -> str:
@@ -268,7 +257,7 @@ class AlertEngine:
         or sent, without a word."""
         with transaction(self._db, self._lock) as db:
             if device_id is None:
-                _drop_account(db, account_id)
+                drop_account(db, account_id)
             else:
                 db.execute("DELETE FROM alert_state WHERE device_id = ?", (device_id,))
                 db.execute(
@@ -284,7 +273,7 @@ class AlertEngine:
             accounts |= {r[0] for r in db.execute("SELECT DISTINCT account_id FROM outbox")}
             stopped = [a for a in accounts if a and a not in active_accounts]
             for account in stopped:
-                _drop_account(db, account)
+                drop_account(db, account)
         return len(stopped)
 
     # -- running ---------------------------------------------------------------------------
@@ -310,38 +299,3 @@ class AlertEngine:
             for w in self.config.webhooks
         }
         return WebhookDispatcher(self.outbox, targets, audit=lambda *_args: None, poll_s=0.2)
-
-
-def _drop_account(db: sqlite3.Connection, account_id: str) -> None:
-    """An account's alerts and its notices, queued or sent, in the caller's transaction."""
-    db.execute("DELETE FROM alert_state WHERE account_id = ?", (account_id,))
-    db.execute("DELETE FROM outbox WHERE account_id = ?", (account_id,))
-
-
-def forget_account_in(path: Path, account_id: str) -> None:
-    """Drop what alerts.db holds about an account whose data has ended (the retention
-    sweep, which may run where no alert engine does), its old bytes out of the file and
-    its WAL too."""
-    if not path.exists():
-        return
-    db = open_db(path, ALERTS, "secure_delete=ON")
-    try:
-        with transaction(db, threading.Lock()):
-            _drop_account(db, account_id)
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        db.close()
-
-
-def held_for_account(path: Path, account_id: str) -> dict[str, list[dict[str, Any]]]:
-    """What alerts.db holds about an account, for a privacy export (P6)."""
-    if not path.exists():
-        return {"alerts": [], "notices": []}
-    db = open_db(path, ALERTS)
-    try:
-        alerts = [
-            dict(r) for r in db.execute("SELECT * FROM alert_state WHERE account_id = ?", (account_id,))
-        ]
-    finally:
-        db.close()
-    return {"alerts": alerts, "notices": Outbox(path, ALERTS).entries(account_id)}

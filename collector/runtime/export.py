@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.alerts.engine import held_for_account
+from collector.alerts.state import held_for_account
 from collector.runtime.paths import alerts_path
 from collector.sinks.sqlite import TelemetryQueries
 from provisioning.outbox import Outbox

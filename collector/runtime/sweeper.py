@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.alerts.engine import forget_account_in
+from collector.alerts.state import forget_account_in
 from collector.core.errors import NotErasedHere
 from collector.core.interfaces import Sink
 from collector.core.records import Anonymization, RetentionClass

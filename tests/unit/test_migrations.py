@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.alerts.engine import ALERTS, held_for_account
+from collector.alerts.state import ALERTS, held_for_account
 from collector.sinks.sqlite import EmbeddedStore
 from collector.sinks.sqlite.schema import TELEMETRY
 from provisioning.db import Schema, SchemaTooNew, open_db

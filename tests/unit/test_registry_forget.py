@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.alerts.engine import ALERTS
+from collector.alerts.state import ALERTS
 from collector.retention import load_policy
 from collector.runtime.sweeper import RetentionSweeper
 from collector.sinks.sqlite import EmbeddedStore
