@@ -96,7 +96,9 @@ def main() -> None:
             )
             other = Registry(cfg.data_dir / "registry.db")  # another connection: the cross-process path
             store = EmbeddedStore.open(cfg.data_dir / "telemetry.db")
-            outside = build_deactivator(cfg, other, [store.sink, store.quarantine], load_policy())
+            outside = build_deactivator(
+                other, [store.sink, store.quarantine], load_policy(), ack_timeout_s=cfg.ack_timeout_s
+            )
             rng = random.Random(1)
             for i in range(runs):
                 time.sleep(rng.uniform(0, 0.25))  # land anywhere in the collector's poll cycle

@@ -9,12 +9,9 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from collector.core.errors import HookflashError
 from collector.runtime.paths import registry_path, store_path
@@ -23,31 +20,48 @@ from provisioning.db import SchemaTooNew
 from provisioning.receipts import ReceiptBook
 from provisioning.registry import Registry
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 F = TypeVar("F", bound=Callable[..., Any])
-# Piped output (scripts, CI, `| less`) is not wrapped at 80 columns. Much of what is printed
-# comes from users (device files, account ids, paths), so rich never interprets it: no markup
-# (`[/red]` in a CSV cell), no emoji codes (`0:b:82:aa:bb:2`), no highlighting. Styling is
-# applied explicitly with rich.text.Text.
-console = Console(
-    soft_wrap=True,
-    width=None if sys.stdout.isatty() else 200,
-    markup=False,
-    emoji=False,
-    highlight=False,
-)
-err_console = Console(
-    stderr=True,
-    soft_wrap=True,
-    width=None if sys.stderr.isatty() else 200,
-    markup=False,
-    emoji=False,
-    highlight=False,
-)
+
+
+class _LazyConsole:
+    """A rich Console made at its first use: a command that prints plain lines (a billing
+    script's `accounts revoke`) does not pay for importing rich (`bench/cli_start.py`).
+
+    Piped output (scripts, CI, `| less`) is not wrapped at 80 columns. Much of what is
+    printed comes from users (device files, account ids, paths), so rich never interprets
+    it: no markup (`[/red]` in a CSV cell), no emoji codes (`0:b:82:aa:bb:2`), no
+    highlighting. Styling is applied explicitly with rich.text.Text."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            self._console = Console(
+                stderr=self._stderr,
+                soft_wrap=True,
+                width=None if stream.isatty() else 200,
+                markup=False,
+                emoji=False,
+                highlight=False,
+            )
+        return getattr(self._console, name)
+
+
+console: Console = _LazyConsole(stderr=False)  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 
 
 def print_error(message: str) -> None:
     """`error: message` on stderr; the message is shown as is, never parsed as markup."""
-    err_console.print(Text.assemble(("error:", "red"), " ", message))
+    click.echo(f"{click.style('error:', fg='red')} {message}", err=True)
 
 
 def data_dir_option(func: F) -> F:
@@ -156,6 +170,9 @@ def emit(rows: Iterable[dict[str, Any]], fmt: str, columns: list[str], title: st
         for row in rows:
             click.echo(json.dumps(row, default=str, sort_keys=True))
         return
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=Text(title) if title else None)
     for column in columns:
         table.add_column(Text(column))

@@ -14,16 +14,8 @@ from pathlib import Path
 
 import click
 
-from collector.cli.common import (
-    config_option,
-    console,
-    data_dir_option,
-    err_console,
-    fail_cleanly,
-    open_registry,
-    open_store,
-)
-from collector.config import ServiceConfig, load_config
+from collector.cli.common import config_option, data_dir_option, fail_cleanly, open_registry, open_store
+from collector.core.interfaces import AccountData
 from collector.retention import load_policy
 from collector.runtime.deactivation import Deactivator, action_for_status, build_deactivator
 from provisioning.models import AccountStatus, check_account_id, normalize_mac
@@ -38,9 +30,14 @@ def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
     names. A running collector erases its remote stores itself, between the sends of its
     spool (erasing from here could race a batch it is sending): the receipt stays pending
     until it has, and `run_requests` waits for that."""
-    config = load_config(config_path) if config_path else ServiceConfig()
     registry = open_registry(data_dir)
     store = open_store(data_dir)
+    holders: list[AccountData] = [store.sink, store.quarantine]
+    if config_path is None:  # the defaults, without importing the service's config models
+        return build_deactivator(registry, holders, load_policy())
+    from collector.config import load_config
+
+    config = load_config(config_path)
     policy = load_policy(config.retention_policy)
     remote_end = None
     if config.influx.enabled and not registry.live_collectors():
@@ -49,7 +46,9 @@ def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
 
         influx = InfluxSink.from_config(config.influx, list(policy.classes))
         remote_end = RetentionSweeper(policy, store, registry, remote=[influx]).end_revocation
-    return build_deactivator(config, registry, [store.sink, store.quarantine], policy, remote_end=remote_end)
+    return build_deactivator(
+        registry, holders, policy, ack_timeout_s=config.ack_timeout_s, remote_end=remote_end
+    )
 
 
 def describe(receipt: Receipt) -> str:
@@ -104,9 +103,7 @@ def run_requests(
         if fmt == "json":
             click.echo(json.dumps(done.model_dump(mode="json"), sort_keys=True))
         else:
-            (err_console if done.status is not ReceiptStatus.DONE else console).print(
-                describe(done), highlight=False
-            )
+            click.echo(describe(done), err=done.status is not ReceiptStatus.DONE)
     if failed:
         raise SystemExit(1)
     if pending:

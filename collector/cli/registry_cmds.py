@@ -17,7 +17,6 @@ from collector.cli.common import (
     open_registry,
 )
 from collector.cli.lifecycle_cmds import reactivate, remove_device, revoke, set_status, suspend
-from collector.config import load_config
 from collector.retention import parse_duration
 from provisioning.models import MAX_DEBUG_WINDOW, normalize_mac
 
@@ -38,7 +37,11 @@ def import_devices(file: Path, config_path: Path | None, data_dir: Path) -> None
     from collector.profiles import load_profiles
     from provisioning.importer import parse_devices
 
-    profile_dirs = load_config(config_path).profile_dirs if config_path else []
+    profile_dirs = []
+    if config_path:
+        from collector.config import load_config  # the service's config models, only when asked for
+
+        profile_dirs = load_config(config_path).profile_dirs
     parsed = parse_devices(file, known_profiles=load_profiles(profile_dirs).names)
     registry = open_registry(data_dir)
     count = registry.import_devices(parsed, source=str(file))

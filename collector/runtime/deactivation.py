@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from collector.config import ServiceConfig
 from collector.core.errors import UnknownDevice
 from collector.core.interfaces import AccountData
 from collector.retention import RetentionPolicy
@@ -35,6 +34,7 @@ from provisioning.registry import Registry
 T = TypeVar("T")
 Runner = Callable[[Callable[[], T]], Awaitable[T]]
 STOP_EVENT = "collection.stopped"
+DEFAULT_ACK_TIMEOUT_S = 5.0  # how long a stop waits for running collectors (ServiceConfig.ack_timeout_s)
 _STATUS = {
     Action.SUSPEND: AccountStatus.INACTIVE,
     Action.REVOKE: AccountStatus.REVOKED,
@@ -64,7 +64,7 @@ class Deactivator:
         *,
         outbox: Outbox | None = None,
         hooks: Sequence[tuple[str, Hook]] = (),
-        ack_timeout_s: float = 5.0,
+        ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
         run_blocking: Runner[Any] = _in_thread,
         remote_end: Callable[[str, datetime], dict[str, Any] | None] | None = None,
     ) -> None:
@@ -250,10 +250,11 @@ class Deactivator:
 
 
 def build_deactivator(
-    config: ServiceConfig,
     registry: Registry,
     holders: Sequence[AccountData],
     policy: RetentionPolicy,
+    *,
+    ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
     run_blocking: Runner[Any] = _in_thread,
     remote_end: Callable[[str, datetime], dict[str, Any] | None] | None = None,
 ) -> Deactivator:
@@ -266,7 +267,7 @@ def build_deactivator(
         policy,
         outbox=Outbox(path),
         hooks=load_hooks(),
-        ack_timeout_s=config.ack_timeout_s,
+        ack_timeout_s=ack_timeout_s,
         run_blocking=run_blocking,
         remote_end=remote_end,
     )

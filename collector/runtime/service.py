@@ -109,10 +109,10 @@ class Service:
             self.watcher.on_event(source.on_event)
         # Remote stores are erased through the sweeper's ledger, so each revocation once.
         self.deactivator = build_deactivator(
-            config,
             self.registry,
             [self.store.sink, self.store.quarantine],
             self.policy,
+            ack_timeout_s=config.ack_timeout_s,
             run_blocking=self.pipeline.run_in_writer,
             remote_end=self.sweeper.end_revocation if self.remote else None,
         )

@@ -9,6 +9,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -46,3 +47,24 @@ def test_everyday_commands_import_nothing_heavy(args: list[str]) -> None:
 def test_an_unknown_command_is_refused_by_name() -> None:
     result = CliRunner().invoke(cli, ["revok"])
     assert result.exit_code == 2 and "No such command 'revok'" in result.output
+
+
+def test_a_revocation_from_the_cli_loads_no_config_models_and_no_rich(tmp_path: Path) -> None:
+    """A billing script's `accounts revoke` without a config file: the service's config
+    models and rich (tables) are not imported, only what the revocation itself needs."""
+    from factories import snmp_device
+    from provisioning.registry import Registry
+
+    Registry(tmp_path / "registry.db").import_devices([snmp_device(1, "acct-1")], source="test")
+    args = ["accounts", "revoke", "acct-1", "--data-dir", str(tmp_path)]
+    probe = (
+        "import json, sys\n"
+        "from collector.cli.main import cli\n"
+        f"try:\n    cli({args!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = json.loads(done.stderr.strip().splitlines()[-1])
+    unwanted = sorted(m for m in loaded if m.startswith((*HEAVY, "collector.config", "rich")))
+    assert unwanted == [], unwanted
+    assert "acct-1: active -> revoked" in done.stdout

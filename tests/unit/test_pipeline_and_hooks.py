@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from collector.api.app import create_app
-from collector.config import ResolvedToken, ServiceConfig
+from collector.config import ResolvedToken
 from collector.core.errors import UnknownDevice
 from collector.core.interfaces import Verdict
 from collector.core.records import QuarantineEntry, Received
@@ -117,7 +117,7 @@ def test_the_writer_survives_a_failing_quarantine_store(tmp_path: Path) -> None:
 
 def test_a_device_can_only_be_removed_by_its_own_account(tmp_path: Path) -> None:
     registry, _gate, store, _pipeline, _intake = setup(tmp_path)
-    deactivator = build_deactivator(ServiceConfig(data_dir=tmp_path), registry, [store.sink], POLICY)
+    deactivator = build_deactivator(registry, [store.sink], POLICY)
     with pytest.raises(UnknownDevice, match="account a has no device 805ec0000002"):
         deactivator.request(Action.REMOVE_DEVICE, "a", device_id="805ec0000002")
     assert registry.device("805ec0000002") is not None
@@ -125,7 +125,7 @@ def test_a_device_can_only_be_removed_by_its_own_account(tmp_path: Path) -> None
 
 def test_api_authenticates_before_reading_the_body_and_limits_its_size(tmp_path: Path) -> None:
     registry, _gate, store, _pipeline, _intake = setup(tmp_path)
-    deactivator = build_deactivator(ServiceConfig(data_dir=tmp_path), registry, [store.sink], POLICY)
+    deactivator = build_deactivator(registry, [store.sink], POLICY)
     token = ResolvedToken("billing", frozenset({"deactivate"}), "s3cret-token")
     client = TestClient(create_app(deactivator, [token]))
     garbage = client.post(
