@@ -36,7 +36,7 @@ from provisioning.models import Transport
 
 log = logging.getLogger(__name__)
 _SUBSCRIBE_CHUNK = 100
-_READ_BURST = 100  # packets per turn of the event loop
+_READ_BURST = 100  # messages (and reads) per turn of the event loop
 
 
 # Two levels below the device topic, so `<device topic>/+` never matches our own commands.
@@ -78,6 +78,7 @@ class MqttSubscriber:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_plain = self._on_plain
         self._client.on_subscribe = self._on_subscribe
         self._client.on_socket_open = self._on_socket_open
         self._client.on_socket_close = self._on_socket_close
@@ -90,6 +91,7 @@ class MqttSubscriber:
         self._loop_thread = -1
         self._keeper: asyncio.Task[None] | None = None
         self._read_scheduled = False
+        self._budget = _READ_BURST  # messages left in this turn of the loop
         self._paused = False  # reading stopped until the pipeline has room (backpressure)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -235,12 +237,13 @@ class MqttSubscriber:
             log.debug("disconnecting after a failed read failed too", exc_info=True)
 
     def _read_burst(self) -> None:
-        """Read up to a burst of packets, then let the loop's other work (the writer) run.
-        Bytes already in the client's buffer, or decrypted by TLS, are invisible to the
-        selector: if some are left, come back for them on the loop's next turn (one such
-        call pending at most, or they would multiply and crowd out everything else)."""
+        """Read up to a burst of messages, then let the loop's other work (the writer, a
+        stop) run. Bytes already in the client's buffer, or decrypted by TLS, are invisible
+        to the selector: if some are left, come back for them on the loop's next turn (one
+        such call pending at most, or they would multiply and crowd out everything else)."""
         client, intake = self._client, self._intake
         assert intake is not None
+        self._budget = _READ_BURST
         for _ in range(_READ_BURST):
             if intake.nearly_full:
                 self._pause_reading()
@@ -249,6 +252,8 @@ class MqttSubscriber:
             sock = self._socket
             if sock is None or not (client.buffered or (hasattr(sock, "pending") and sock.pending())):
                 return
+            if self._budget <= 0:
+                break
         if not self._read_scheduled:
             assert self._loop is not None
             self._read_scheduled = True
@@ -365,24 +370,34 @@ class MqttSubscriber:
             log.warning("MQTT connection lost (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        """A message paho decoded itself (QoS 2, MQTT 5 properties): as any other."""
+        self._on_plain(message._topic, bytes(message.payload), message.qos, message.mid)
+
+    def _on_plain(self, topic: bytes, payload: bytes, qos: int, mid: int) -> bool:
         """Hand the message to the intake; `ack` runs once it is settled. A message refused
         because the pipeline was full stays unacknowledged: fetched again after a reconnect.
         One that cannot even be handed over (a topic that is not UTF-8) is acknowledged
-        and counted: kept by nobody, it would come back after every reconnect."""
+        and counted: kept by nobody, it would come back after every reconnect. Answers
+        whether the client may hand over the next one now (not when the pipeline is nearly
+        full: the rest then waits in the client's buffer and the socket)."""
         stats = self._ctx.stats
         stats.messages_received += 1
-        ack = self._acker(message.mid) if message.qos and self._manual_ack else None
+        self._budget -= 1
+        ack = self._acker(mid) if qos and self._manual_ack else None
+        intake = self._intake
+        assert intake is not None
         try:
-            item = Received("mqtt", message.topic, bytes(message.payload), datetime.now(UTC), ack)
-        except Exception as exc:
+            origin = topic.decode()
+        except UnicodeDecodeError as exc:
             stats.source_faults += 1
-            log.warning("an MQTT message could not be read (%s); acknowledged and dropped", exc)
+            log.warning("an MQTT message could not be read (topic: %s); acknowledged and dropped", exc)
             if ack is not None:
                 ack()
-            return
-        assert self._intake is not None
-        if self._intake.receive(item) is Verdict.REFUSED and ack is not None:
+            return self._budget > 0
+        verdict = intake.receive(Received("mqtt", origin, payload, datetime.now(UTC), ack))
+        if verdict is Verdict.REFUSED and ack is not None:
             self._redeliver_later = True
+        return self._budget > 0 and not intake.nearly_full
 
     # -- event loop side -----------------------------------------------------------------------
 
