@@ -13,6 +13,7 @@ mappings and lists at any depth.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -34,8 +35,11 @@ _QUERY = re.compile(r"(?P<head>[?&](?P<key>[^=&\s#]{1,80})=)(?P<value>[^&\s#]*)"
 _SIP_PASSWORD = re.compile(r"(?P<head>\bsips?:[^\s:@;>]+:)(?P<secret>[^\s@;>]+)(?=@)", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
-    """Whether a key or field name says it holds a secret."""
+    """Whether a key or field name says it holds a secret. Asked for every field of every
+    record (the same few names, from the profiles): answered from a cache of names, never
+    of values."""
     parts = [p.lower() for p in _PARTS.split(name) if p]
     if not parts:
         return False
