@@ -78,12 +78,12 @@ class Received(NamedTuple):
         return payload if isinstance(payload, bytes) else payload.render()
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """Fields decoded from one device message or poll, before the gate and tagging.
 
     A plain value: the decoders build it from values their conversions already typed, and
-    the record made of it (TelemetryRecord) is what pydantic validates, once per record."""
+    the record made of it (TelemetryRecord) is what pydantic validates, once per record.
+    (A named tuple, like Received: one is made per message.)"""
 
     device_id: str
     kind: Kind

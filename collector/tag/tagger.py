@@ -14,9 +14,10 @@ from provisioning.models import Device
 def scrubbed(fields: Mapping[str, FieldValue]) -> Mapping[str, FieldValue]:
     """Every text value with what looks like a secret masked (P7): a device's free text (a
     log excerpt, a URL it reports) may carry a password, a SIP URI with one, a token."""
-    if not any(type(v) is str and might_hide_a_secret(v) for v in fields.values()):
-        return fields  # the common case: numbers and plain words, no copy
-    return {k: scrub_text(v) if type(v) is str else v for k, v in fields.items()}
+    for value in fields.values():  # a loop, not any(genexpr): asked for every record
+        if type(value) is str and might_hide_a_secret(value):
+            return {k: scrub_text(v) if type(v) is str else v for k, v in fields.items()}
+    return fields  # the common case: numbers and plain words, no copy
 
 
 class Tagger:
@@ -29,20 +30,26 @@ class Tagger:
     def tag(self, observation: Observation, device: Device) -> list[TelemetryRecord]:
         """The record for the observation, plus a `change` record when it reveals one."""
         change = self.changes.observe(observation)
-        observations = [observation] if change is None else [observation, change]
         firmware = self.changes.firmware_of(device.id)
-        return [
-            TelemetryRecord(
-                device_id=device.id,
-                account_id=device.account_id,
-                kind=obs.kind,
-                observed_at=obs.observed_at,
-                fields=scrubbed(obs.fields),
-                retention_class=self.policy.kinds[obs.kind],
-                source=obs.source,
-                model=device.model,
-                firmware=firmware,
-                dedupe_key=obs.dedupe_key,
-            )
-            for obs in observations
-        ]
+        return (
+            [self._record(observation, device, firmware)]
+            if change is None
+            else [
+                self._record(observation, device, firmware),
+                self._record(change, device, firmware),
+            ]
+        )
+
+    def _record(self, obs: Observation, device: Device, firmware: str | None) -> TelemetryRecord:
+        return TelemetryRecord(
+            device_id=device.id,
+            account_id=device.account_id,
+            kind=obs.kind,
+            observed_at=obs.observed_at,
+            fields=scrubbed(obs.fields),
+            retention_class=self.policy.kinds[obs.kind],
+            source=obs.source,
+            model=device.model,
+            firmware=firmware,
+            dedupe_key=obs.dedupe_key,
+        )
