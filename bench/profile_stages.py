@@ -97,7 +97,6 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
             ),
         ),
         ("poll bookkeeping", ("SnmpPoller.", "FastGetter.", "DeviceState", "_reachability")),
-        ("hand-over to the intake", ("Received", "Varbinds")),
         ("decode fields, convert", ("decode_snmp", "decode_table", "SnmpCodec.", "convert", "_in_range")),
         ("intake bookkeeping", ("Intake.receive", "Intake._admit", "Intake.derived", "ProfileResolver.")),
         (
