@@ -92,12 +92,14 @@ class MqttSubscriber:
         self._keeper: asyncio.Task[None] | None = None
         self._read_scheduled = False
         self._budget = _READ_BURST  # messages left in this turn of the loop
+        self._received_at = datetime.now(UTC)  # when the read that is being handed over began
         self._paused = False  # reading stopped until the pipeline has room (backpressure)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self, context: SourceContext) -> None:
         self._context, self._intake = context, context.intake
+        self._stats = context.stats
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._topic_of = {d.id: d.address for d in context.devices(Transport.MQTT)}
@@ -248,6 +250,7 @@ class MqttSubscriber:
             if intake.nearly_full:
                 self._pause_reading()
                 return
+            self._received_at = datetime.now(UTC)  # one clock reading per read, not per message
             client.loop_read()
             sock = self._socket
             if sock is None or not (client.buffered or (hasattr(sock, "pending") and sock.pending())):
@@ -380,7 +383,7 @@ class MqttSubscriber:
         and counted: kept by nobody, it would come back after every reconnect. Answers
         whether the client may hand over the next one now (not when the pipeline is nearly
         full: the rest then waits in the client's buffer and the socket)."""
-        stats = self._ctx.stats
+        stats = self._stats
         stats.messages_received += 1
         self._budget -= 1
         ack = self._acker(mid) if qos and self._manual_ack else None
@@ -394,7 +397,7 @@ class MqttSubscriber:
             if ack is not None:
                 ack()
             return self._budget > 0
-        verdict = intake.receive(Received("mqtt", origin, payload, datetime.now(UTC), ack))
+        verdict = intake.receive(Received("mqtt", origin, payload, self._received_at, ack))
         if verdict is Verdict.REFUSED and ack is not None:
             self._redeliver_later = True
         return self._budget > 0 and not intake.nearly_full
