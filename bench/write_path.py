@@ -14,7 +14,7 @@ to the same bucket, over one keep-alive connection each:
 Two more paths, reported beside them but not in the RESULT ratio, are the ones the service
 takes, through `SpooledSink` (the disk spool and its worker) into the same sink; the clock
 stops when the server has taken the last point:
-- spool: the pipeline's 500-record batches appended while the worker sends, the backlog kept
+- spool: the pipeline's batches (its batch size: 5,000) appended while the worker sends, the backlog kept
   under 10,000 records (the service brings a few thousand records a second, not a burst);
 - replay: all the points already in the spool's files (after an outage or a restart), read
   back and sent.
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
+import inspect
 import os
 import sys
 import tempfile
@@ -54,6 +55,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from collector.core.records import Kind, TelemetryRecord  # noqa: E402
 from collector.core.stats import Stats  # noqa: E402
+from collector.runtime.pipeline import Pipeline  # noqa: E402
 from collector.runtime.service import tune_gc  # noqa: E402
 from collector.runtime.spool import Spool  # noqa: E402
 from collector.runtime.spooled import SpooledSink  # noqa: E402
@@ -63,7 +65,8 @@ from collector.sinks.influx.lines import LineEncoder  # noqa: E402
 from services import VictoriaMetrics  # noqa: E402
 
 BATCH = 5000
-PIPELINE_BATCH = 500  # what the service's pipeline hands its sinks at a time
+# What the service's pipeline hands its sinks at a time, when it is busy.
+PIPELINE_BATCH: int = inspect.signature(Pipeline.__init__).parameters["batch_size"].default
 LIVE_BACKLOG = 10_000
 DEVICES = 1000
 ACCOUNTS = 250
@@ -109,7 +112,7 @@ def sink_pass(url: str, records: list[TelemetryRecord], gzip_level: int) -> floa
 
 
 def spooled_pass(url: str, records: list[TelemetryRecord], gzip_level: int, directory: Path) -> float:
-    """The service's path while the server keeps up: 500-record batches appended to the spool
+    """The service's path while the server keeps up: the pipeline's batches appended to the spool
     while the worker sends, the backlog held under LIVE_BACKLOG records (the service's
     pipeline brings a few thousand records a second, not a burst of all of them)."""
     inner = InfluxSink(url, "hookflash", "bench-token", [CLASS], gzip_level=gzip_level, batch_lines=BATCH)
