@@ -35,15 +35,21 @@ _QUERY = re.compile(r"(?P<head>[?&](?P<key>[^=&\s#]{1,80})=)(?P<value>[^&\s#]*)"
 _SIP_PASSWORD = re.compile(r"(?P<head>\bsips?:[^\s:@;>]+:)(?P<secret>[^\s@;>]+)(?=@)", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
-    """Whether a key or field name says it holds a secret. Asked for every field of every
-    record (the same few names, from the profiles): answered from a cache of names, never
-    of values."""
+    """Whether a key or field name says it holds a secret."""
     parts = [p.lower() for p in _PARTS.split(name) if p]
     if not parts:
         return False
     return any(p in _EXACT or any(w in p for w in _WORDS) for p in parts) or name.lower() in _EXACT
+
+
+@functools.lru_cache(maxsize=1024)
+def is_secret_field(name: str) -> bool:
+    """`is_secret_name` for a record's field names, which come from the profiles (the same
+    few, asked for every record): answered from a cache. Keys found in device text (a URL's
+    query, `name=value`) are not cached: anything a device sends is kept no longer than it
+    has to be."""
+    return is_secret_name(name)
 
 
 def might_hide_a_secret(text: str) -> bool:

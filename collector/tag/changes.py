@@ -9,13 +9,13 @@ import json
 from collections.abc import Iterable, Mapping
 
 from collector.core.records import FieldValue, Kind, Observation
-from collector.core.scrub import is_secret_name
+from collector.core.scrub import is_secret_field
 from collector.core.versions import version_key
 
 
 def config_hash(fields: Mapping[str, FieldValue]) -> str:
     """Stable hash of a configuration with anything secret-looking left out (P7)."""
-    redacted = {k: v for k, v in sorted(fields.items()) if not is_secret_name(k)}
+    redacted = {k: v for k, v in sorted(fields.items()) if not is_secret_field(k)}
     return hashlib.sha256(json.dumps(redacted, sort_keys=True).encode()).hexdigest()[:16]
 
 
