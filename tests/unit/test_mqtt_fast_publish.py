@@ -1,7 +1,7 @@
 """The subscriber's own PUBLISH decoding (collector/sources/mqtt/client.py) against paho's,
-on generated packets: the same message for every packet it takes, and paho's path (its
-errors included) for every packet it leaves; and on generated streams read from a real
-socket in chunks of any size: the same messages in the same order."""
+on generated packets: the same topic, payload, QoS and packet id for every packet it
+takes, and paho's path (its errors included) for every packet it leaves; and on generated
+streams read from a real socket in chunks of any size: the same messages in the same order."""
 
 from __future__ import annotations
 
@@ -16,23 +16,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.sources.mqtt.client import BufferedClient, plain_publish
 
-
-def _fields(message: mqtt.MQTTMessage) -> dict[str, Any]:
-    props = message.properties
-    return {
-        "topic": message._topic,
-        "payload": bytes(message.payload),
-        "qos": message.qos,
-        "mid": message.mid,
-        "dup": message.dup,
-        "retain": message.retain,
-        "properties": None if props is None else props.json(),
-    }
+Message = tuple[bytes, bytes, int, int]  # topic, payload, QoS, packet id: what the subscriber uses
 
 
-def _received(client: mqtt.Client, command: int, packet: bytes) -> tuple[Any, list[dict[str, Any]]]:
-    got: list[dict[str, Any]] = []
-    client.on_message = lambda _c, _u, m: got.append(_fields(m))
+def _collect(client: mqtt.Client, got: list[Message]) -> None:
+    """Every message `client` hands over, whichever way: paho's `on_message` or `on_plain`."""
+    client.on_message = lambda _c, _u, m: got.append((m._topic, bytes(m.payload), m.qos, m.mid))
+    if isinstance(client, BufferedClient):
+        client.on_plain = lambda *message: got.append(message) is None
+
+
+def _received(client: mqtt.Client, command: int, packet: bytes) -> tuple[Any, list[Message]]:
+    got: list[Message] = []
+    _collect(client, got)
     client._in_packet = {"command": command, "packet": packet}
     try:
         rc: Any = client._handle_publish()
@@ -96,12 +92,10 @@ def _remaining_length(n: int) -> bytes:
             return bytes(out)
 
 
-def _drain(client: mqtt.Client, stream: bytes) -> list[tuple[bytes, bytes, int, int]]:
+def _drain(client: mqtt.Client, stream: bytes) -> list[Message]:
     """Everything `client` hands over when it reads `stream` from a socket, then EOF."""
-    got: list[tuple[bytes, bytes, int, int]] = []
-    client.on_message = lambda _c, _u, m: got.append((m._topic, bytes(m.payload), m.qos, m.mid))
-    if isinstance(client, BufferedClient):
-        client.on_plain = lambda *message: got.append(message) is None
+    got: list[Message] = []
+    _collect(client, got)
     ours, theirs = socket.socketpair()
     try:
         theirs.sendall(stream)

@@ -8,8 +8,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 # A plain PUBLISH handed over: topic (bytes, as sent), payload, QoS, packet id (0 at QoS 0).
 # The receiver answers whether to go on reading (False: stop, the rest stays buffered).
@@ -43,9 +41,10 @@ class BufferedClient(mqtt.Client):
     (its packet state, an MQTTMessage with a lock of its own, a `Properties` object with
     name tables under MQTT 5, the topic matcher): that machinery was half the receiving
     loop's time in bench/mqtt_ingest.py. Anything else (QoS 2, properties, an empty topic,
-    a packet cut by the end of the buffer, paho logging on) goes through paho's own path.
-    `tests/unit/test_mqtt_fast_publish.py` holds both equal to paho's, on generated
-    packets and streams."""
+    paho logging on) goes through paho's own path; a plain one that paho had to read (cut by
+    the end of the buffer) still goes to `on_plain`. `tests/unit/test_mqtt_fast_publish.py`
+    holds what `on_plain` gets equal to what paho's `on_message` gets, on generated packets
+    and streams."""
 
     _CHUNK = 256 * 1024
 
@@ -53,7 +52,6 @@ class BufferedClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._rdata = b""
         self._rpos = 0
-        self._no_properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         self.on_plain: PlainReceiver | None = None
 
     @property
@@ -125,24 +123,13 @@ class BufferedClient(mqtt.Client):
         return taken
 
     def _handle_publish(self) -> MQTTErrorCode:
+        """A PUBLISH that paho read itself (cut by the buffer's end): a plain one goes to
+        `on_plain` all the same."""
         command, packet = self._in_packet["command"], self._in_packet["packet"]
-        plain = plain_publish(command, packet, self._protocol == mqtt.MQTTv5)
-        if plain is None or self.on_log is not None or self._logger is not None:
+        plain = plain_publish(command, packet, self._protocol == mqtt.MQTTv5) if self._takes_plain() else None
+        if plain is None:
             return super()._handle_publish()
+        assert self.on_plain is not None
         topic, payload, qos, mid = plain
-        if self.on_plain is not None:
-            self.on_plain(topic, payload, qos, mid)
-        else:
-            self._handle_on_message(self._message(plain, command))
+        self.on_plain(topic, payload, qos, mid)
         return MQTTErrorCode.MQTT_ERR_SUCCESS if qos == 0 or self._manual_ack else self._send_puback(mid)
-
-    def _message(self, plain: tuple[bytes, bytes, int, int], command: int) -> mqtt.MQTTMessage:
-        topic, payload, qos, mid = plain
-        message = mqtt.MQTTMessage(mid=mid, topic=topic)
-        message.dup = command & 0x08 != 0
-        message.qos = qos
-        message.retain = command & 0x01 != 0
-        message.properties = self._no_properties if self._protocol == mqtt.MQTTv5 else None
-        message.payload = payload
-        message.timestamp = mqtt.time_func()
-        return message
