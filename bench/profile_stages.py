@@ -35,8 +35,48 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RATE_HZ = 1000
 
-# (stage, frame names that belong to it): the innermost frame found decides.
-STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+# (stage, frame names that belong to it): the innermost frame found decides; within a
+# frame, the first stage that names it.
+Stages = list[tuple[str, tuple[str, ...]]]
+# From the intake to the store: the same for every source.
+_INTAKE_TO_STORE: Stages = [
+    ("intake bookkeeping", ("Intake.receive", "Intake._admit", "Intake.derived", "ProfileResolver.")),
+    (
+        "gate",
+        (
+            "Gate.account_active",
+            "Gate.admits",
+            "Gate.allows_kind",
+            "Gate.observed_while_active",
+            "Gate.device",
+            "Gate.allowed_kinds",
+        ),
+    ),
+    ("tag, change detection", ("Tagger.", "scrubbed", "ChangeDetector.")),
+    ("validate (pydantic)", ("BaseModel.",)),
+    ("queue", ("Pipeline.put", "Pipeline._put", "Pipeline.has_room", "_Backlog.", "Intake.nearly_full")),
+    ("writer: gate re-check", ("Pipeline._write_allowed", "Gate.allows")),
+    ("writer: batch to JSON", ("dumps", "JSONEncoder.")),
+    ("SQLite insert + index triggers", ("SqliteSink.write",)),
+    ("SQLite commit", ("transaction",)),
+    (
+        "event loop, threads",
+        (
+            "BaseEventLoop.",
+            "Handle._run",
+            "_worker",
+            "call_soon_threadsafe",
+            "_write_to_self",
+            "Future.",
+            "Pipeline._drain",
+            "Pipeline._write",
+            "_run_once",
+            "select",
+            "Selector",
+        ),
+    ),
+]
+STAGES: dict[str, Stages] = {
     "mqtt": [
         ("socket read, MQTT framing", ("BufferedClient.", "plain_publish", "Client._")),
         ("hand-over to the intake", ("MqttSubscriber._on_plain", "MqttSubscriber._read")),
@@ -56,28 +96,7 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
                 "sha256",
             ),
         ),
-        ("intake bookkeeping", ("Intake.receive", "Intake._admit", "ProfileResolver.")),
-        ("gate", ("Gate.account_active", "Gate.admits", "Gate.allows_kind", "Gate.observed_while_active")),
-        ("tag, change detection", ("Tagger.", "scrubbed", "ChangeDetector.")),
-        ("validate (pydantic)", ("BaseModel.",)),
-        ("queue", ("Pipeline.put", "Pipeline._put", "Pipeline.has_room", "_Backlog.", "Intake.nearly_full")),
-        ("writer: gate re-check", ("Pipeline._write_allowed", "Gate.allows")),
-        ("writer: batch to JSON", ("dumps", "JSONEncoder.")),
-        ("SQLite insert + index triggers", ("SqliteSink.write",)),
-        ("SQLite commit", ("transaction",)),
-        (
-            "event loop, threads",
-            (
-                "BaseEventLoop.",
-                "Handle._run",
-                "_worker",
-                "call_soon_threadsafe",
-                "_write_to_self",
-                "Future.",
-                "Pipeline._drain",
-                "Pipeline._write",
-            ),
-        ),
+        *_INTAKE_TO_STORE,
     ],
     "snmp": [
         ("schedule polls", ("SnmpPoller._tick", "SnmpPoller._start_poll", "SnmpPoller._due_kinds", "Task.")),
@@ -98,41 +117,7 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ),
         ("poll bookkeeping", ("SnmpPoller.", "FastGetter.", "DeviceState", "_reachability")),
         ("decode fields, convert", ("decode_snmp", "decode_table", "SnmpCodec.", "convert", "_in_range")),
-        ("intake bookkeeping", ("Intake.receive", "Intake._admit", "Intake.derived", "ProfileResolver.")),
-        (
-            "gate",
-            (
-                "Gate.account_active",
-                "Gate.admits",
-                "Gate.allows_kind",
-                "Gate.observed_while_active",
-                "Gate.device",
-                "Gate.allowed_kinds",
-            ),
-        ),
-        ("tag, change detection", ("Tagger.", "scrubbed", "ChangeDetector.")),
-        ("validate (pydantic)", ("BaseModel.",)),
-        ("queue", ("Pipeline.put", "Pipeline._put", "Pipeline.has_room", "_Backlog.")),
-        ("writer: gate re-check", ("Pipeline._write_allowed", "Gate.allows")),
-        ("writer: batch to JSON", ("dumps", "JSONEncoder.")),
-        ("SQLite insert + index triggers", ("SqliteSink.write",)),
-        ("SQLite commit", ("transaction",)),
-        (
-            "event loop, threads",
-            (
-                "BaseEventLoop.",
-                "Handle._run",
-                "_worker",
-                "call_soon_threadsafe",
-                "_write_to_self",
-                "Future.",
-                "Pipeline._drain",
-                "Pipeline._write",
-                "_run_once",
-                "select",
-                "Selector",
-            ),
-        ),
+        *_INTAKE_TO_STORE,
     ],
 }
 SERVICE_THREADS = ("BaseEventLoop.run_forever", "_worker")  # the loop, the writer's executor
@@ -181,7 +166,7 @@ def child(workload: str, items: int, seconds: float, report: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def stage_of(frames: list[str], stages: list[tuple[str, tuple[str, ...]]]) -> str | None:
+def stage_of(frames: list[str], stages: Stages) -> str | None:
     for frame in reversed(frames):
         name = frame.split(" (", 1)[0]
         for stage, names in stages:

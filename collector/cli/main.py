@@ -3,7 +3,7 @@
 Each command's module is imported only when that command runs: `hookflash --help` or a
 billing script's `hookflash accounts revoke` does not pay for the service, the HTTP API
 or the store clients (`bench/cli_start.py` measures it). The one-line help the command
-list shows is kept here for that reason; `tests/unit/test_cli_errors.py` holds it equal to
+list shows is kept here for that reason; `tests/unit/test_cli_lazy.py` holds it equal to
 each command's own.
 """
 

@@ -31,17 +31,23 @@ def test_the_command_list_matches_each_commands_own_help() -> None:
     [["--help"], ["accounts", "revoke", "--help"], ["query", "--help"], ["accounts", "list", "--help"]],
 )
 def test_everyday_commands_import_nothing_heavy(args: list[str]) -> None:
+    output, loaded = _modules_after(args)
+    heavy = sorted(m for m in loaded if m.startswith(HEAVY))
+    assert heavy == [], heavy
+    assert "Usage:" in output
+
+
+def _modules_after(args: list[str]) -> tuple[str, list[str]]:
+    """Run the command in a new interpreter: its output, and every module it imported.
+    It must succeed."""
     probe = (
         "import json, sys\n"
         "from collector.cli.main import cli\n"
-        f"try:\n    cli({args!r})\nexcept SystemExit:\n    pass\n"
+        f"try:\n    cli({args!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    loaded = json.loads(done.stderr.strip().splitlines()[-1])
-    heavy = sorted(m for m in loaded if m.startswith(HEAVY))
-    assert heavy == [], heavy
-    assert "Usage:" in done.stdout
+    return done.stdout, json.loads(done.stderr.strip().splitlines()[-1])
 
 
 def test_an_unknown_command_is_refused_by_name() -> None:
@@ -56,15 +62,7 @@ def test_a_revocation_from_the_cli_loads_no_config_models_and_no_rich(tmp_path: 
     from provisioning.registry import Registry
 
     Registry(tmp_path / "registry.db").import_devices([snmp_device(1, "acct-1")], source="test")
-    args = ["accounts", "revoke", "acct-1", "--data-dir", str(tmp_path)]
-    probe = (
-        "import json, sys\n"
-        "from collector.cli.main import cli\n"
-        f"try:\n    cli({args!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    loaded = json.loads(done.stderr.strip().splitlines()[-1])
+    output, loaded = _modules_after(["accounts", "revoke", "acct-1", "--data-dir", str(tmp_path)])
     unwanted = sorted(m for m in loaded if m.startswith((*HEAVY, "collector.config", "rich")))
     assert unwanted == [], unwanted
-    assert "acct-1: active -> revoked" in done.stdout
+    assert "acct-1: active -> revoked" in output
