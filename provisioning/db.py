@@ -25,7 +25,7 @@ Migration = str | Callable[[sqlite3.Connection], None]  # a SQL script, or a ste
 
 
 class SchemaTooNew(RuntimeError):
-    def __init__(self, path: Path, found: int, supported: int) -> None:
+    def __init__(self, path: Path | str, found: int, supported: int) -> None:
         super().__init__(
             f"{path}: schema version {found} was written by a newer hookflash release; this "
             f"release reads up to version {supported}. Upgrade hookflash, or use a backup made by "

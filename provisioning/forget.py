@@ -11,32 +11,32 @@
 - the account row keeps its status and dates under the pseudonym, with `ended_at`, so
   the number of accounts per status stays right.
 
-With `secure_delete` on (the registry's connections set it) the old bytes are zeroed in
-the file; the caller checkpoints the WAL so they leave it too.
+With `secure_delete` on (registry.db's connections set it) the old bytes are zeroed in
+the file; the caller checkpoints the WAL so they leave it too (`Database.compact`). On
+PostgreSQL the old row versions are dead tuples until autovacuum reclaims them.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
+
+from provisioning.database import Tx, contains, in_list, json_field_is_null
 
 _FREE_TEXT = frozenset({"reason", "error", "last_error"})
 _MIN_SUBSTRING = 6  # identifiers this long are also replaced inside longer strings
 
 
-def _identifiers(db: sqlite3.Connection, account_id: str) -> set[str]:
+def _identifiers(tx: Tx, account_id: str) -> set[str]:
     found = {account_id}
-    for row in db.execute(
-        "SELECT id, address, sip_aor FROM devices WHERE account_id = ?", (account_id,)
-    ).fetchall():
+    for row in tx.query("SELECT id, address, sip_aor FROM devices WHERE account_id = ?", (account_id,)):
         found.update([row[0], row[1], *row[2].split()])
     for table in ("events", "audit", "receipts"):
         found.update(
             r[0]
-            for r in db.execute(
+            for r in tx.query(
                 f"SELECT DISTINCT device_id FROM {table} WHERE account_id = ? AND device_id IS NOT NULL",
                 (account_id,),
             )
@@ -72,41 +72,39 @@ class _Rewriter:
         return None if value is None else self.text(value)
 
 
-def forget_account(
-    db: sqlite3.Connection, pseudonym: Callable[[str], str], account_id: str, now: datetime
-) -> dict[str, int]:
+def forget_account(tx: Tx, pseudonym: Callable[[str], str], account_id: str, now: datetime) -> dict[str, int]:
     """De-identify one account in the caller's transaction; counts of what was done."""
-    idents = _identifiers(db, account_id)
+    idents = _identifiers(tx, account_id)
     rewrite = _Rewriter({i: pseudonym(i) for i in idents})
     anon = pseudonym(account_id)
-    counts = {"devices": db.execute("DELETE FROM devices WHERE account_id = ?", (account_id,)).rowcount}
+    counts = {"devices": tx.run("DELETE FROM devices WHERE account_id = ?", (account_id,))}
 
-    events = db.execute("SELECT id, device_id FROM events WHERE account_id = ?", (account_id,)).fetchall()
-    db.executemany(
+    events = tx.query("SELECT id, device_id FROM events WHERE account_id = ?", (account_id,))
+    tx.runmany(
         "UPDATE events SET account_id = ?, device_id = ? WHERE id = ?",
         [(anon, rewrite.column(r[1]), r[0]) for r in events],
     )
     counts["events"] = len(events)
 
     device_ids = sorted(idents - {account_id})
-    marks = ",".join("?" * len(device_ids)) or "NULL"
-    audit = db.execute(
-        "SELECT id, account_id, device_id, detail FROM audit WHERE json_extract(detail, '$.deidentified')"
-        f" IS NULL AND (account_id = ? OR device_id IN ({marks}) OR instr(detail, ?) > 0)",
+    not_yet = json_field_is_null(tx, "detail", "deidentified")
+    audit = tx.query(
+        f"SELECT id, account_id, device_id, detail FROM audit WHERE {not_yet}"
+        f" AND (account_id = ? OR device_id IN {in_list(len(device_ids))} OR {contains(tx, 'detail')})",
         (account_id, *device_ids, json.dumps(account_id)),
-    ).fetchall()
+    )
     rows = []
     for row in audit:
         detail = rewrite.value(json.loads(row[3]))
         rows.append((rewrite.column(row[1]), rewrite.column(row[2]), _detail(detail), row[0]))
     # The audit log's trigger lets a row change only like this, and only once.
-    db.executemany("UPDATE audit SET account_id = ?, device_id = ?, detail = ? WHERE id = ?", rows)
+    tx.runmany("UPDATE audit SET account_id = ?, device_id = ?, detail = ? WHERE id = ?", rows)
     counts["audit"] = len(rows)
 
-    receipts = db.execute(
+    receipts = tx.query(
         "SELECT id, request_id, device_id, result FROM receipts WHERE account_id = ?", (account_id,)
-    ).fetchall()
-    db.executemany(
+    )
+    tx.runmany(
         "UPDATE receipts SET account_id = ?, device_id = ?, request_id = ?, reason = '', result = ?"
         " WHERE id = ?",
         [
@@ -121,12 +119,10 @@ def forget_account(
         ],
     )
     counts["receipts"] = len(receipts)
-    counts["notices"] = db.execute(
+    counts["notices"] = tx.run(
         "DELETE FROM outbox WHERE account_id = ? AND status != 'pending'", (account_id,)
-    ).rowcount
-    db.execute(
-        "UPDATE accounts SET id = ?, ended_at = ? WHERE id = ?", (anon, now.isoformat(), account_id)
     )
+    tx.run("UPDATE accounts SET id = ?, ended_at = ? WHERE id = ?", (anon, now.isoformat(), account_id))
     return counts
 
 

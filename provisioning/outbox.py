@@ -2,13 +2,13 @@
 outage or a restart of hookflash loses nothing (collector.webhooks delivers them).
 
 Entries live in the registry database (deactivation notices) or in alerts.db (alert
-notices); whoever opens an outbox names the file's schema, which holds the outbox tables.
+notices); whoever opens an outbox by path names the file's schema, which holds the outbox
+tables, or hands over the registry's open database (SQLite or PostgreSQL).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioning.db import Schema, open_db, transaction
+from provisioning.database import Database, SqliteDatabase
+from provisioning.db import Schema
 from provisioning.schema import REGISTRY
 
 ALL_WEBHOOKS = "*"  # fanned out by the dispatcher to every webhook in its config
@@ -34,41 +35,41 @@ class OutboxEntry:
 
 class Outbox:
     def __init__(
-        self, path: Path, schema: Schema = REGISTRY, clock: Callable[[], float] = time.time
+        self, location: Path | Database, schema: Schema = REGISTRY, clock: Callable[[], float] = time.time
     ) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db = open_db(path, schema, "secure_delete=ON")
+        self._db = (
+            SqliteDatabase(location, schema, "secure_delete=ON") if isinstance(location, Path) else location
+        )
 
     def enqueue(self, webhook: str, event: str, payload: Mapping[str, Any], account_id: str | None) -> str:
         entry_id = f"dlv_{uuid.uuid4().hex}"
         now = self._clock()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO outbox (id, webhook, event, account_id, payload, created_at, next_attempt_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry_id,
-                    webhook,
-                    event,
-                    account_id,
-                    json.dumps(payload, sort_keys=True, default=str),
-                    now,
-                    now,
-                ),
-            )
+        self._db.run(
+            "INSERT INTO outbox (id, webhook, event, account_id, payload, created_at, next_attempt_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry_id,
+                webhook,
+                event,
+                account_id,
+                json.dumps(payload, sort_keys=True, default=str),
+                now,
+                now,
+            ),
+        )
         return entry_id
 
     def claim_due(self, limit: int = 50, lease_s: float = 30) -> list[OutboxEntry]:
         """Due entries, leased so another dispatcher (another process) skips them meanwhile."""
         now = self._clock()
-        with transaction(self._db, self._lock):
-            rows = self._db.execute(
+        with self._db.transaction() as tx:
+            rows = tx.query(
                 "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
                 " AND claimed_until <= ? ORDER BY next_attempt_at LIMIT ?",
                 (now, now, limit),
-            ).fetchall()
-            self._db.executemany(
+            )
+            tx.runmany(
                 "UPDATE outbox SET claimed_until = ? WHERE id = ?", [(now + lease_s, r["id"]) for r in rows]
             )
         return [
@@ -79,65 +80,56 @@ class Outbox:
     def fan_out(self, entry: OutboxEntry, webhooks: list[str]) -> None:
         """Replace an all-webhooks entry by one entry per webhook (ids stable: `<id>.<name>`)."""
         now = self._clock()
-        with transaction(self._db, self._lock):
-            self._db.executemany(
-                "INSERT OR IGNORE INTO outbox (id, webhook, event, account_id, payload, created_at,"
-                " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        with self._db.transaction() as tx:
+            tx.runmany(
+                "INSERT INTO outbox (id, webhook, event, account_id, payload, created_at,"
+                " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [
                     (f"{entry.id}.{name}", name, entry.event, entry.account_id, entry.payload, now, now)
                     for name in webhooks
                 ],
             )
-            self._db.execute("UPDATE outbox SET status = 'fanned-out' WHERE id = ?", (entry.id,))
+            tx.run("UPDATE outbox SET status = 'fanned-out' WHERE id = ?", (entry.id,))
 
     def settle_unaddressed(self) -> int:
         """No webhook is configured: a notice for all webhooks reaches nobody. Marked
         fanned out (to none), so that it does not wait for ever, nor reach a webhook
         configured later with news that is no longer news."""
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE outbox SET status = 'fanned-out' WHERE webhook = ? AND status = 'pending'",
-                (ALL_WEBHOOKS,),
-            )
-        return cur.rowcount
+        return self._db.run(
+            "UPDATE outbox SET status = 'fanned-out' WHERE webhook = ? AND status = 'pending'",
+            (ALL_WEBHOOKS,),
+        )
 
     def delivered(self, entry_id: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1,"
-                " claimed_until = 0 WHERE id = ?",
-                (self._clock(), entry_id),
-            )
+        self._db.run(
+            "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1,"
+            " claimed_until = 0 WHERE id = ?",
+            (self._clock(), entry_id),
+        )
 
     def forget_delivered(self, account_id: str) -> int:
         """Delivered notices about an account whose data has ended (and the originals
         fanned out to each webhook): not kept (P5). Pending ones stay until delivered (the
         revocation's own stop notice among them)."""
-        with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM outbox WHERE account_id = ? AND status != 'pending'", (account_id,)
-            )
-        return cur.rowcount
+        return self._db.run("DELETE FROM outbox WHERE account_id = ? AND status != 'pending'", (account_id,))
 
     def pending_for(self, account_id: str) -> int:
         """Notices about this account still to be delivered."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT count(*) FROM outbox WHERE account_id = ? AND status = 'pending'", (account_id,)
-            ).fetchone()
+        row = self._db.one(
+            "SELECT count(*) FROM outbox WHERE account_id = ? AND status = 'pending'", (account_id,)
+        )
+        assert row is not None
         return int(row[0])
 
     def failed(self, entry_id: str, error: str, retry_in_s: float) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
-                " claimed_until = 0 WHERE id = ?",
-                (error[:500], self._clock() + retry_in_s, entry_id),
-            )
+        self._db.run(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
+            " claimed_until = 0 WHERE id = ?",
+            (error[:500], self._clock() + retry_in_s, entry_id),
+        )
 
     def entries(self, account_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM outbox", tuple[str, ...]()
         if account_id is not None:
             sql, args = sql + " WHERE account_id = ?", (account_id,)
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql + " ORDER BY created_at", args)]
+        return [dict(r) for r in self._db.query(sql + " ORDER BY created_at", args)]

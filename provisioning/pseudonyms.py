@@ -7,8 +7,9 @@ by an HMAC-SHA256 of it under a secret key. Without the key a pseudonym leads ba
 nothing (a MAC has only 2^46 values: an unkeyed hash of one is no protection); with it,
 hookflash can still answer "what happened to the receipt of request R of account X".
 
-The key is `registry.key` beside registry.db: 32 random bytes, created once, owner-only.
-Losing it loses only that lookup. It must not be copied with an export.
+The key is `registry.key` in the data dir (beside registry.db; with the registry in
+PostgreSQL, still in the data dir, never in the database): 32 random bytes, created once,
+owner-only. Losing it loses only that lookup. It must not be copied with an export.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def _load_or_create(path: Path) -> bytes:
 class Pseudonyms:
     """The pseudonyms of one data dir; its key is read, or made, when first needed."""
 
-    def __init__(self, registry_path: Path) -> None:
-        self._path = registry_path.with_name(KEY_FILE)
+    def __init__(self, key_path: Path) -> None:
+        self._path = key_path
         self._key: bytes | None = None
 
     def __call__(self, value: str) -> str:

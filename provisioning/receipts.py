@@ -7,8 +7,6 @@ caller gets back at once) and completed with what stopped and what was erased.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -17,10 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from provisioning.db import open_db, transaction
-from provisioning.pseudonyms import Pseudonyms
-from provisioning.registry import Clock, utcnow
-from provisioning.schema import REGISTRY
+from provisioning.database import Database, Row
+from provisioning.pseudonyms import KEY_FILE, Pseudonyms
+from provisioning.registry import Clock, Registry, open_registry_db, utcnow
 
 
 class Action(StrEnum):
@@ -53,16 +50,28 @@ class Receipt(BaseModel):
     result: dict[str, Any]
 
 
-def _receipt(row: sqlite3.Row) -> Receipt:
+def _receipt(row: Row) -> Receipt:
     return Receipt.model_validate({**dict(row), "result": json.loads(row["result"])})
 
 
 class ReceiptBook:
-    def __init__(self, path: Path, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, location: Path | Database, clock: Clock = utcnow, *, key_path: Path | None = None
+    ) -> None:
+        """`location`: registry.db's path, or the registry's open database (whose
+        pseudonym key is at `key_path`)."""
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db = open_db(path, REGISTRY, "secure_delete=ON")
-        self._pseudonym = Pseudonyms(path)
+        self._db = open_registry_db(location) if isinstance(location, Path) else location
+        if key_path is None:
+            if not isinstance(location, Path):
+                raise ValueError("receipts in a database need the path of the registry's pseudonym key")
+            key_path = location.with_name(KEY_FILE)
+        self._pseudonym = Pseudonyms(key_path)
+
+    @classmethod
+    def of(cls, registry: Registry) -> ReceiptBook:
+        """The receipts kept with this registry (its database, its pseudonym key)."""
+        return cls(registry.db, key_path=registry.key_path)
 
     def _names(self, value: str) -> tuple[str, str]:
         """`value` and the pseudonym it is kept under once its account has ended."""
@@ -70,10 +79,7 @@ class ReceiptBook:
 
     def find(self, request_id: str) -> Receipt | None:
         """The receipt of a caller's request id, also once its account has ended."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM receipts WHERE request_id IN (?, ?)", self._names(request_id)
-            ).fetchone()
+        row = self._db.one("SELECT * FROM receipts WHERE request_id IN (?, ?)", self._names(request_id))
         return None if row is None else _receipt(row)
 
     def open(
@@ -86,16 +92,14 @@ class ReceiptBook:
     ) -> tuple[Receipt, bool]:
         """The receipt for this request, and whether it was created now (False: a retry)."""
         request_id = request_id or uuid.uuid4().hex
-        with transaction(self._db, self._lock):
-            row = self._db.execute(
-                "SELECT * FROM receipts WHERE request_id IN (?, ?)", self._names(request_id)
-            ).fetchone()
+        with self._db.transaction() as tx:
+            row = tx.one("SELECT * FROM receipts WHERE request_id IN (?, ?)", self._names(request_id))
             created = row is None
             if created:
                 receipt_id = f"rcpt_{uuid.uuid4().hex[:20]}"
-                self._db.execute(
+                row = tx.one(
                     "INSERT INTO receipts (id, request_id, account_id, device_id, action, reason,"
-                    " requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    " requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING *",
                     (
                         receipt_id,
                         request_id,
@@ -106,51 +110,42 @@ class ReceiptBook:
                         self._clock().isoformat(),
                     ),
                 )
-                row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
         receipt = _receipt(row)
         same_account = receipt.account_id in self._names(account_id)
         same_device = (
-            receipt.device_id is None
-            if device_id is None
-            else receipt.device_id in self._names(device_id)
+            receipt.device_id is None if device_id is None else receipt.device_id in self._names(device_id)
         )
         if receipt.action is not action or not same_account or not same_device:
             raise ConflictingRequest(f"request id {request_id!r} was already used for a different request")
         return receipt, created
 
     def finish(self, receipt_id: str, status: ReceiptStatus, result: dict[str, Any]) -> Receipt:
-        with self._lock:
-            self._db.execute(
-                "UPDATE receipts SET status = ?, completed_at = ?, result = ? WHERE id = ?",
-                (status.value, self._clock().isoformat(), json.dumps(result, default=str), receipt_id),
-            )
+        self._db.run(
+            "UPDATE receipts SET status = ?, completed_at = ?, result = ? WHERE id = ?",
+            (status.value, self._clock().isoformat(), json.dumps(result, default=str), receipt_id),
+        )
         return self.get(receipt_id)
 
     def progress(self, receipt_id: str, result: dict[str, Any]) -> Receipt:
         """Record what is done so far of a receipt that stays pending."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE receipts SET result = ? WHERE id = ? AND status = 'pending'",
-                (json.dumps(result, default=str), receipt_id),
-            )
+        self._db.run(
+            "UPDATE receipts SET result = ? WHERE id = ? AND status = 'pending'",
+            (json.dumps(result, default=str), receipt_id),
+        )
         return self.get(receipt_id)
 
     def get(self, receipt_id: str) -> Receipt:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
+        row = self._db.one("SELECT * FROM receipts WHERE id = ?", (receipt_id,))
         if row is None:
             raise LookupError(f"no such receipt: {receipt_id!r}")
         return _receipt(row)
 
     def for_account(self, account_id: str) -> list[Receipt]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM receipts WHERE account_id IN (?, ?) ORDER BY requested_at",
-                self._names(account_id),
-            ).fetchall()
+        rows = self._db.query(
+            "SELECT * FROM receipts WHERE account_id IN (?, ?) ORDER BY requested_at", self._names(account_id)
+        )
         return [_receipt(r) for r in rows]
 
     def pending(self) -> list[Receipt]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM receipts WHERE status = 'pending'").fetchall()
+        rows = self._db.query("SELECT * FROM receipts WHERE status = 'pending'")
         return [_receipt(r) for r in rows]

@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
 """
 
-_REGISTRY_V1 = """
+_REGISTRY_V1 = (
+    """
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
     status TEXT NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
@@ -62,7 +63,9 @@ CREATE TABLE IF NOT EXISTS receipts (
     status TEXT NOT NULL, completed_at TEXT, result TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS receipts_account ON receipts(account_id);
-""" + OUTBOX_TABLES
+"""
+    + OUTBOX_TABLES
+)
 
 # Version 2: the SIP addresses of record a phone sends its call-quality reports from.
 _REGISTRY_V2 = "ALTER TABLE devices ADD COLUMN sip_aor TEXT NOT NULL DEFAULT '';"
@@ -88,3 +91,73 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 """
 
 REGISTRY = Schema("registry", (_REGISTRY_V1, _REGISTRY_V2, _REGISTRY_V3, _REGISTRY_V4))
+
+
+# The same tables in a PostgreSQL database (provisioning.postgres), from this release on:
+# its version 1 holds what the SQLite file's versions 1 to 4 made. Times stay ISO 8601 text
+# and JSON stays text, as in the file, so both engines hand the code the same values.
+_REGISTRY_PG_V1 = r"""
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('active', 'inactive', 'revoked')),
+    status_changed_at TEXT NOT NULL,
+    ended_at TEXT
+);
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    vendor TEXT NOT NULL, model TEXT NOT NULL, profile TEXT NOT NULL,
+    transport TEXT NOT NULL, address TEXT NOT NULL, credentials TEXT NOT NULL,
+    debug_until TEXT, sip_aor TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX devices_account ON devices(account_id);
+CREATE TABLE audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at TEXT NOT NULL, account_id TEXT, device_id TEXT, action TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE INDEX audit_account ON audit(account_id);
+-- Append-only, but for the one change forgetting an account makes, once (see _REGISTRY_V4).
+CREATE FUNCTION hookflash_audit_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.at = OLD.at AND NEW.action = OLD.action
+        AND (OLD.detail::jsonb -> 'deidentified') IS NULL
+        AND (NEW.detail::jsonb -> 'deidentified') = 'true'::jsonb
+        AND (NEW.account_id IS NOT DISTINCT FROM OLD.account_id OR NEW.account_id LIKE 'anon\_%')
+        AND (NEW.device_id IS NOT DISTINCT FROM OLD.device_id OR NEW.device_id LIKE 'anon\_%')
+    THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'audit log is append-only';
+END $$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION hookflash_audit_guard();
+CREATE TABLE events (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at TEXT NOT NULL, type TEXT NOT NULL, account_id TEXT NOT NULL, device_id TEXT
+);
+CREATE TABLE collectors (
+    id TEXT PRIMARY KEY, pid INTEGER NOT NULL, started_at TEXT NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE event_acks (
+    event_id BIGINT NOT NULL, collector_id TEXT NOT NULL, acked_at TEXT NOT NULL,
+    PRIMARY KEY (event_id, collector_id)
+);
+CREATE TABLE receipts (
+    id TEXT PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL,
+    device_id TEXT, action TEXT NOT NULL, reason TEXT NOT NULL, requested_at TEXT NOT NULL,
+    status TEXT NOT NULL, completed_at TEXT, result TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX receipts_account ON receipts(account_id);
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY, webhook TEXT NOT NULL, event TEXT NOT NULL, account_id TEXT,
+    payload TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at DOUBLE PRECISION NOT NULL,
+    claimed_until DOUBLE PRECISION NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'pending',
+    delivered_at DOUBLE PRECISION, last_error TEXT
+);
+CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+CREATE TABLE remote_stores (name TEXT PRIMARY KEY, since TEXT NOT NULL);
+"""
+
+REGISTRY_PG = Schema("registry", (_REGISTRY_PG_V1,))

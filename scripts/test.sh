@@ -14,6 +14,8 @@ command -v snmpget >/dev/null || need+=(snmp)
 [ -x /usr/bin/chromium ] || need+=(chromium)            # the dashboard's headless-browser test
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ -x /usr/bin/linphonec ] || need+=(linphone-cli)             # a real phone for the SIP source
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)  # the PostgreSQL backend's server
+command -v runuser >/dev/null || need+=(util-linux)           # initdb/pg_ctl run as a dedicated user
 if ((${#need[@]})); then
     echo "installing Debian packages: ${need[*]}"
     sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"

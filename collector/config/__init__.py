@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -165,8 +166,12 @@ class SpoolConfig(_Section):
     """The disk spool in front of each remote sink (InfluxDB): where batches wait while the
     server is down or slow. Under `<data_dir>/spool/<sink>`."""
 
-    max_mb: int = Field(default=1024, ge=1, description="bound per sink; when full, new records "
-                        "for that sink are refused and reported (the embedded store keeps them)")
+    max_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="bound per sink; when full, new records "
+        "for that sink are refused and reported (the embedded store keeps them)",
+    )
     flush_on_stop_s: float = Field(default=5.0, ge=0, le=300)
 
 
@@ -299,8 +304,30 @@ class InfluxConfig(_Section):
         return names
 
 
+def check_database_url(url: str | None) -> str | None:
+    """A postgresql:// URL naming a host and a database, and no password (that comes
+    from the environment variable `database_password_env` names)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"must be a postgresql:// URL, not {parts.scheme or 'a bare name'}")
+    if parts.password is not None:
+        raise ValueError(
+            "must not hold a password: set it in the environment variable named by database_password_env"
+        )
+    if not parts.path.strip("/"):
+        raise ValueError("names no database (postgresql://user@host:port/DATABASE)")
+    return url
+
+
 class ServiceConfig(_Section):
     data_dir: Path = Path("./hookflash-data")
+    # Unset: the registry is registry.db in data_dir. Set: in this PostgreSQL database.
+    database_url: str | None = None
+    database_password_env: str = Field(
+        default="HOOKFLASH_DATABASE_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
+    )
     retention_policy: Path | None = None
     profile_dirs: list[Path] = []
     lifecycle_poll_s: float = Field(default=0.05, gt=0, le=1)
@@ -317,6 +344,11 @@ class ServiceConfig(_Section):
     ack_timeout_s: float = Field(default=5.0, gt=0, le=60)
     views: ViewsConfig = ViewsConfig()
     alerts: AlertsConfig = AlertsConfig()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str | None) -> str | None:
+        return check_database_url(url)
 
     def resolved_credentials(self) -> dict[str, ResolvedCredential]:
         return {name: cred.resolved(name) for name, cred in self.credentials.items()}

@@ -259,13 +259,12 @@ def build_deactivator(
     remote_end: Callable[[str, datetime], dict[str, Any] | None] | None = None,
 ) -> Deactivator:
     """The one way every entry point (service, CLI, demo) assembles a Deactivator."""
-    path = registry.path
     return Deactivator(
         registry,
-        ReceiptBook(path),
+        ReceiptBook.of(registry),
         holders,
         policy,
-        outbox=Outbox(path),
+        outbox=Outbox(registry.db),
         hooks=load_hooks(),
         ack_timeout_s=ack_timeout_s,
         run_blocking=run_blocking,

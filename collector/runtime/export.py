@@ -34,11 +34,11 @@ def export_account(registry: Registry, stores: Sequence[TelemetryQueries], accou
             for q in store.quarantined(limit=1_000_000, account_id=account_id)
         ],
         "audit": audit,
-        "receipts": [r.model_dump(mode="json") for r in ReceiptBook(registry.path).for_account(account_id)],
+        "receipts": [r.model_dump(mode="json") for r in ReceiptBook.of(registry).for_account(account_id)],
         "webhook_deliveries": [
-            {k: v for k, v in e.items() if k != "payload"} for e in Outbox(registry.path).entries(account_id)
+            {k: v for k, v in e.items() if k != "payload"} for e in Outbox(registry.db).entries(account_id)
         ],
-        "alerts": held_for_account(alerts_path(registry.path.parent), account_id),
+        "alerts": held_for_account(alerts_path(registry.data_dir), account_id),
     }
     registry.record_audit(
         "privacy.exported",

@@ -1,7 +1,10 @@
 """Reacting to registry lifecycle events inside a running collector.
 
 Each event is handled exactly once: in-process listeners deliver it at once, and a poll
-of the registry delivers what other processes emitted. For an event that stops
+of the registry delivers what other processes emitted. With the registry in PostgreSQL,
+a notification (LISTEN/NOTIFY, sent in the transaction that commits the change) wakes the
+watcher at once, and after a lost connection the same catch-up query runs; the poll then
+is only a safety net. For an event that stops
 collection the order is: flip the gate (no new polls, nothing more stored), let the
 sources cancel polls and drop subscriptions, purge records that were already in flight,
 then acknowledge the event in the registry. Whoever asked for the stop (CLI, HTTP API)
@@ -14,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sqlite3
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from provisioning.registry import Registry
 log = logging.getLogger(__name__)
 EventCallback = Callable[[LifecycleEvent], None]
 HEARTBEAT_S = 1.0
+LISTENING_POLL_S = 1.0  # the safety-net poll when the registry notifies
 
 
 OUTSTANDING = ("failed:", "outstanding:")
@@ -138,6 +141,8 @@ class LifecycleWatcher:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         next_beat = 0.0
+        stop_listening = await asyncio.to_thread(self._registry.listen, self._wake_up)
+        poll = self._poll_interval if stop_listening is None else max(self._poll_interval, LISTENING_POLL_S)
         try:
             while True:
                 try:
@@ -146,12 +151,14 @@ class LifecycleWatcher:
                         await asyncio.to_thread(beat, self.collector_id, os.getpid())
                         next_beat = self._loop.time() + HEARTBEAT_S
                     await self._catch_up()
-                except sqlite3.Error as exc:  # e.g. locked by a long import: try again shortly
+                except self._registry.db.errors as exc:  # e.g. locked by a long import: retry shortly
                     log.error("reading lifecycle events failed, retrying: %s", exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), poll)
                 self._wake.clear()
         finally:
+            if stop_listening is not None:
+                await asyncio.to_thread(stop_listening)
             await asyncio.to_thread(self._registry.collector_gone, self.collector_id)
 
     async def drain(self) -> None:
@@ -163,6 +170,10 @@ class LifecycleWatcher:
         """An in-process change (from any thread): wake the watcher. Events are always
         applied from the registry in id order, so one emitted by another process a moment
         earlier is not skipped."""
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        """From any thread: read the registry's events now."""
         loop = self._loop
         if loop is None or self._wake is None:
             return  # not started yet: the first poll picks it up

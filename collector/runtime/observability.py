@@ -42,7 +42,7 @@ class Observability:
         self.config = config
         self._registry = registry
         self.stats = stats
-        self.views = FleetViews(ViewsDb(data / "telemetry.db", registry.path), config.views)
+        self.views = FleetViews(ViewsDb(data / "telemetry.db", registry.db), config.views)
         self.rollouts = ReportCache(ROLLOUT_CACHE_S)
         self._forgetting: set[asyncio.Future[None]] = set()
         self.alerts = (

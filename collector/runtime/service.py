@@ -27,7 +27,7 @@ from collector.runtime.deactivation import build_deactivator
 from collector.runtime.intake import Intake
 from collector.runtime.lifecycle import LifecycleWatcher
 from collector.runtime.observability import Observability
-from collector.runtime.paths import registry_path, store_path
+from collector.runtime.paths import open_registry, store_path
 from collector.runtime.pipeline import Pipeline
 from collector.runtime.plugins import SOURCES
 from collector.runtime.spooled import SpooledSink
@@ -67,7 +67,9 @@ class Service:
         self.policy = load_policy(config.retention_policy)
         self.profiles = ProfileResolver(load_profiles(config.profile_dirs))
         config.resolved_credentials()  # a credential naming an unset variable stops start-up here
-        self.registry = registry or Registry(registry_path(config.data_dir))
+        self.registry = registry or open_registry(
+            config.data_dir, config.database_url, config.database_password_env
+        )
         self.store = EmbeddedStore.open(store_path(config.data_dir))
         self.stats = Stats()
         # Every remote sink gets its own disk spool and worker: a slow one blocks nobody.
@@ -329,4 +331,4 @@ def webhook_dispatcher(config: ServiceConfig, registry: Registry) -> WebhookDisp
     def audit(action: str, detail: dict[str, Any], account_id: str | None) -> None:
         registry.record_audit(action, detail, account_id=account_id)
 
-    return WebhookDispatcher(Outbox(registry.path), targets, audit)
+    return WebhookDispatcher(Outbox(registry.db), targets, audit)

@@ -52,8 +52,8 @@ class RetentionSweeper:
         self._registry = registry
         self._clock = clock
         self._remote = list(remote)
-        self._outbox = Outbox(registry.path)  # webhook notices delivered about ended accounts
-        self._receipts = ReceiptBook(registry.path)
+        self._outbox = Outbox(registry.db)  # webhook notices delivered about ended accounts
+        self._receipts = ReceiptBook.of(registry)
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns how many records each class ended."""
@@ -102,7 +102,7 @@ class RetentionSweeper:
             ):
                 continue
             counts = self._registry.forget_account(account.id)  # its delivered notices too
-            forget_account_in(alerts_path(self._registry.path.parent), account.id)
+            forget_account_in(alerts_path(self._registry.data_dir), account.id)
             self._store.ledger.forget(account.id)
             log.info("retention: account data ended everywhere; registry keeps a pseudonym: %s", counts)
             forgotten += 1

@@ -1,24 +1,29 @@
-"""Registry lifecycle, the append-only audit log, cross-process events, and the gate."""
+"""Registry lifecycle, the append-only audit log, cross-process events, and the gate:
+each test on both backends (conftest `make_registry`)."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from collector.core.records import Kind
 from collector.gate import Gate
+from conftest import MakeRegistry
 from factories import T0, mqtt_device, snmp_device
+from postgres import Postgres
 from provisioning.events import EventType
 from provisioning.models import AccountStatus
 from provisioning.registry import Registry, UnknownAccount
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    reg = Registry(tmp_path / "registry.db", clock=lambda: T0)
+def registry(make_registry: MakeRegistry) -> Registry:
+    reg = make_registry(clock=lambda: T0)
     reg.import_devices([snmp_device(1, "a1"), mqtt_device(2, "a2")], source="test")
     return reg
 
@@ -47,17 +52,29 @@ def test_status_changes_are_audited_and_published(registry: Registry) -> None:
         registry.set_status("zz", AccountStatus.ACTIVE)
 
 
-def test_audit_log_is_append_only(registry: Registry, tmp_path: Path) -> None:
+def test_audit_log_is_append_only(
+    registry: Registry, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Refused from outside hookflash too: a plain connection to the file or the database."""
     registry.set_status("a1", AccountStatus.REVOKED)
-    db = sqlite3.connect(tmp_path / "registry.db")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        db.execute("UPDATE audit SET action = 'nothing'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        db.execute("DELETE FROM audit")
+    tampering = ("UPDATE audit SET action = 'nothing'", "DELETE FROM audit")
+    if backend == "sqlite":
+        db = sqlite3.connect(tmp_path / "registry.db")
+        for statement in tampering:
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                db.execute(statement)
+        return
+    server: Postgres = request.getfixturevalue("postgres_server")
+    with server.connect(registry.db.describe().rsplit("/", 1)[1]) as conn:
+        for statement in tampering:
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                conn.execute(statement)
+        rows = conn.execute("SELECT count(*) FROM audit").fetchone()
+    assert rows is not None and rows[0] == len(registry.audit_entries())
 
 
-def test_another_process_sees_events_by_polling(registry: Registry, tmp_path: Path) -> None:
-    other = Registry(tmp_path / "registry.db")  # a second connection, as another process has
+def test_another_process_sees_events_by_polling(registry: Registry, make_registry: MakeRegistry) -> None:
+    other = make_registry()  # a second connection, as another process has
     last = other.last_event_id()
     registry.set_status("a2", AccountStatus.REVOKED)
     events = other.events_since(last)
@@ -79,8 +96,8 @@ def test_gate_admits_only_provisioned_devices_of_active_accounts(registry: Regis
     assert gate.allows(dev1.id)
 
 
-def test_diagnostic_kind_only_inside_a_troubleshooting_window(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "r.db")
+def test_diagnostic_kind_only_inside_a_troubleshooting_window(make_registry: MakeRegistry) -> None:
+    registry = make_registry()
     closed = snmp_device(1, "a1")
     open_ = snmp_device(2, "a1").model_copy(update={"debug_until": T0 + timedelta(hours=2)})
     registry.import_devices([closed, open_], source="test")
@@ -124,3 +141,25 @@ def test_data_timestamped_before_reactivation_is_not_admitted(registry: Registry
     assert not gate.observed_while_active("a1", T0 + timedelta(minutes=15))  # inside the inactive period
     assert not gate.observed_while_active("a1", T0 + timedelta(minutes=5))  # before it: ended by it
     assert gate.observed_while_active("a1", T0 + timedelta(minutes=21))
+
+
+def test_a_change_wakes_listeners_on_other_connections_at_commit(
+    registry: Registry, make_registry: MakeRegistry, backend: str
+) -> None:
+    """PostgreSQL: the status change NOTIFYs in its own transaction, so another host's
+    collector wakes at once; SQLite has no notifications (its readers poll)."""
+    other = make_registry()
+    woken = threading.Event()
+    stop = other.listen(woken.set)
+    if backend == "sqlite":
+        assert stop is None
+        return
+    assert stop is not None
+    try:
+        assert woken.wait(5), "no wake-up after connecting (the catch-up read)"
+        woken.clear()
+        registry.set_status("a1", AccountStatus.REVOKED)
+        assert woken.wait(5), "the revocation's notification did not arrive"
+        assert [e.type for e in other.events_since(0)][-1] is EventType.ACCOUNT_REVOKED
+    finally:
+        stop()

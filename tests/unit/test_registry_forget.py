@@ -8,26 +8,31 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql as pgsql
 
 from collector.alerts.state import ALERTS
 from collector.retention import load_policy
 from collector.runtime.sweeper import RetentionSweeper
 from collector.sinks.sqlite import EmbeddedStore
 from factories import T0, snmp_device
+from postgres import Postgres
 from provisioning.db import open_db
 from provisioning.models import AccountStatus
 from provisioning.outbox import Outbox
 from provisioning.receipts import Action, ReceiptBook, ReceiptStatus
-from provisioning.registry import Registry, UnknownAccount
+from provisioning.registry import Registry, UnknownAccount, open_registry_db
 
 POLICY = load_policy()
 GONE, KEPT = "acct-gone-7", "acct-kept-8"
 REASON = "customer Jane Q. Public closed the contract"
 
 
-def _setup(tmp_path: Path) -> tuple[Registry, ReceiptBook, Outbox, RetentionSweeper, list[str]]:
-    registry = Registry(tmp_path / "registry.db", clock=lambda: T0)
+def _setup(
+    tmp_path: Path, registry: Registry | None = None
+) -> tuple[Registry, ReceiptBook, Outbox, RetentionSweeper, list[str]]:
+    registry = registry or Registry(tmp_path / "registry.db", clock=lambda: T0)
     victim = snmp_device(7, GONE).model_copy(
         update={"address": "198.51.100.77:161", "sip_aor": "sip:4417@pbx.example"}
     )
@@ -35,13 +40,13 @@ def _setup(tmp_path: Path) -> tuple[Registry, ReceiptBook, Outbox, RetentionSwee
     registry.import_devices([victim, removed, snmp_device(8, KEPT)], source="import.csv")
     registry.remove_device(removed.id)
     registry.set_debug_window(victim.id, None)
-    receipts = ReceiptBook(registry.path)
+    receipts = ReceiptBook.of(registry)
     receipt, _ = receipts.open(Action.REVOKE, GONE, REASON, request_id=f"billing-{GONE}-2026")
     registry.set_status(GONE, AccountStatus.REVOKED, REASON)
     receipts.finish(
         receipt.id, ReceiptStatus.DONE, {"devices": [{"device_id": victim.id}], "note": f"{GONE} done"}
     )
-    outbox = Outbox(registry.path)
+    outbox = Outbox(registry.db)
     outbox.delivered(outbox.enqueue("billing", "collection.stopped", {"account_id": GONE}, GONE))
     store = EmbeddedStore.open(tmp_path / "telemetry.db")
     sweeper = RetentionSweeper(POLICY, store, registry, clock=lambda: T0)
@@ -147,3 +152,49 @@ def test_a_notice_for_all_webhooks_waits_only_where_there_are_webhooks(tmp_path:
     with pytest.raises(UnknownAccount):
         registry.account(GONE)
     assert outbox.entries(GONE) == []
+
+
+def _every_row_as_text(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, str]:
+    """Every base table of the database (whatever hookflash made), each row cast to text."""
+    tables = conn.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+        " AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchall()
+    found = {}
+    for schema, table in tables:
+        name = pgsql.Identifier(str(schema), str(table))
+        rows = conn.execute(pgsql.SQL("SELECT t::text FROM {} t").format(name)).fetchall()
+        found[f"{schema}.{table}"] = "\n".join(str(r[0]) for r in rows)
+    return found
+
+
+def test_on_postgresql_no_table_holds_an_ended_accounts_identifiers(
+    tmp_path: Path, postgres_url: str, postgres_server: Postgres
+) -> None:
+    registry = Registry(open_registry_db(postgres_url), clock=lambda: T0, key_path=tmp_path / "registry.key")
+    _, receipts, _, sweeper, identifiers = _setup(tmp_path, registry)
+    with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as conn:
+        before = "\n".join(_every_row_as_text(conn).values())
+        # The test can see them all, but the address of the device removed earlier: its row
+        # is gone (SQLite's file still held its bytes until the sweep).
+        assert [i for i in identifiers if i not in before] == ["198.51.100.79"]
+        sweeper.sweep()
+        tables = _every_row_as_text(conn)
+        assert {"public.accounts", "public.devices", "public.audit", "public.outbox"} <= set(tables)
+        for table, text in tables.items():
+            for identifier in identifiers:
+                assert identifier not in text, f"{identifier!r} is still in {table}"
+        assert KEPT in tables["public.accounts"] and "000b82000008" in tables["public.devices"]
+        pseudonym = registry.pseudonym(GONE)
+        statuses = dict(conn.execute("SELECT status, count(*) FROM accounts GROUP BY 1").fetchall())
+        assert statuses == {"active": 1, "revoked": 1}
+        for statement in (
+            "UPDATE audit SET detail = '{\"deidentified\": true}' WHERE account_id = %s",
+            "DELETE FROM audit WHERE account_id = %s",
+        ):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                conn.execute(statement, (pseudonym,))
+    found = receipts.find(f"billing-{GONE}-2026")
+    assert found is not None and found.account_id == pseudonym and found.reason == ""
+    assert not (tmp_path / "registry.db").exists()  # nothing of the registry went to the data dir
+    registry.close()
