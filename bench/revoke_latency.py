@@ -8,22 +8,33 @@ collection stopped (gate closed, polls cancelled, subscriptions dropped, in-flig
 records purged): the `stop_latency_ms` a receipt reports.
 
 Two paths are measured:
-- cross-process: the revocation is written through a separate registry connection, as
-  the CLI or another process does; the collector notices it by polling (0.2 s).
+- cross-process: with `--backend sqlite` (the default) the revocation is written through a
+  separate registry connection to registry.db, as the CLI on the collector's host does; the
+  collector notices it by polling (`lifecycle_poll_s`). With `--backend postgres` the
+  registry is in a PostgreSQL server started here (tests/postgres.py, fsync on), and each
+  revocation is `hookflash --database-url URL accounts revoke` in a process of its own, in
+  a folder of its own, as a billing host runs it; the collector is woken by the NOTIFY
+  the status change sends in its transaction.
 - in-process: through the collector's own deactivator, as the HTTP API does.
 
-Usage: python bench/revoke_latency.py [--quick]   (needs mosquitto and snmpd installed)
+Usage: python bench/revoke_latency.py [--quick] [--backend sqlite|postgres]
+(needs mosquitto and snmpd installed; postgres: Debian's postgresql server binaries)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +49,9 @@ from factories import (  # noqa: E402
     mqtt_device,
     snmp_device,
 )
+from postgres import PASSWORD_ENV, Postgres  # noqa: E402
 from provisioning.receipts import Action  # noqa: E402
-from provisioning.registry import Registry  # noqa: E402
+from provisioning.registry import Registry, open_registry_db  # noqa: E402
 from runner import RunningService, eventually  # noqa: E402
 from services import Mosquitto, Snmpd  # noqa: E402
 
@@ -55,14 +67,22 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (under 60 s)")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     runs = 12 if args.quick else 40
     work = Path(tempfile.mkdtemp(prefix="hookflash-bench-"))
     agents = [Snmpd(work / f"snmpd{i}", overrides=AGENT_VALUES).start() for i in range(AGENTS)]
     broker = Mosquitto(work / "mosquitto").start()
+    stack = ExitStack()
     try:
+        url = None
+        if args.backend == "postgres":
+            server = stack.enter_context(Postgres(fsync=True))
+            os.environ[PASSWORD_ENV] = server.password
+            url = server.create_database("hookflash")
         cfg = ServiceConfig(
             data_dir=work / "data",
+            database_url=url,
             snmp=SnmpConfig(interval_s=10, timeout_s=2, retries=0),
             mqtt=MqttConfig(enabled=True, port=broker.port, client_id="bench"),
             credentials={"default": SnmpCredential.model_validate({"community": "public"})},
@@ -77,7 +97,13 @@ def main() -> None:
                 devices.append(
                     snmp_device(n, account, port).model_copy(update={"profile": "grandstream-ht8xx"})
                 )
-        Registry(cfg.data_dir / "registry.db").import_devices(devices, source="bench")
+        registry = (
+            Registry(cfg.data_dir / "registry.db")
+            if url is None
+            else Registry(open_registry_db(url), key_path=cfg.data_dir / "registry.key")
+        )
+        registry.import_devices(devices, source="bench")
+        registry.close()
         accounts = sorted({d.account_id for d in devices})
         cross: list[float] = []
         local: list[float] = []
@@ -94,17 +120,11 @@ def main() -> None:
                 timeout=30,
                 what="every SNMP device polled once",
             )
-            other = Registry(cfg.data_dir / "registry.db")  # another connection: the cross-process path
-            store = EmbeddedStore.open(cfg.data_dir / "telemetry.db")
-            outside = build_deactivator(
-                other, [store.sink, store.quarantine], load_policy(), ack_timeout_s=cfg.ack_timeout_s
-            )
+            revoke = _cli_revoke(url, work / "billing-host") if url else _connection_revoke(cfg.data_dir)
             rng = random.Random(1)
             for i in range(runs):
                 time.sleep(rng.uniform(0, 0.25))  # land anywhere in the collector's poll cycle
-                receipt, _ = outside.request(Action.REVOKE, accounts[2 * i], "bench")
-                done = asyncio.run(outside.process(receipt))
-                cross.append(float(done.result["stop_latency_ms"]))
+                cross.append(revoke(accounts[2 * i]))
                 inside = asyncio.run_coroutine_threadsafe(
                     _revoke_inside(service, accounts[2 * i + 1]), running.loop
                 ).result(30)
@@ -116,18 +136,52 @@ def main() -> None:
             polls, stored = running.stats.polls_sent, running.stats.stored
         print(f"collector during the runs: {polls} polls sent, {stored} records stored")
         print(f"in-process: p50 {statistics.median(local):.1f} ms, p99 {percentile(local, 99):.1f} ms")
+        how = "LISTEN/NOTIFY" if url else f"registry polled every {cfg.lifecycle_poll_s * 1000:.0f} ms"
         print(
-            f"cross-process: p50 {statistics.median(cross):.1f} ms, p99 {percentile(cross, 99):.1f} ms "
-            f"(registry polled every {cfg.lifecycle_poll_s * 1000:.0f} ms)"
+            f"cross-process: p50 {statistics.median(cross):.1f} ms,"
+            f" p99 {percentile(cross, 99):.1f} ms ({how})"
         )
         print(
-            f"RESULT revoke_stop_p50_ms={statistics.median(cross):.1f} "
-            f"revoke_stop_p99_ms={percentile(cross, 99):.1f}"
+            f"RESULT backend={args.backend} revoke_stop_p50_ms={statistics.median(cross):.1f} "
+            f"revoke_stop_p99_ms={percentile(cross, 99):.1f} inprocess_p99_ms={percentile(local, 99):.1f}"
         )
     finally:
+        stack.close()
         broker.stop()
         for agent in agents:
             agent.stop()
+
+
+def _connection_revoke(data_dir: Path) -> Callable[[str], float]:
+    """Through another connection to registry.db: the CLI's path on the collector's host."""
+    other = Registry(data_dir / "registry.db")
+    store = EmbeddedStore.open(data_dir / "telemetry.db")
+    outside = build_deactivator(other, [store.sink, store.quarantine], load_policy())
+
+    def revoke(account: str) -> float:
+        receipt, _ = outside.request(Action.REVOKE, account, "bench")
+        done = asyncio.run(outside.process(receipt))
+        return float(done.result["stop_latency_ms"])
+
+    return revoke
+
+
+def _cli_revoke(url: str, folder: Path) -> Callable[[str], float]:
+    """`hookflash accounts revoke` in a process of its own with only the database URL."""
+    folder.mkdir()
+
+    def revoke(account: str) -> float:
+        args = [sys.executable, "-m", "collector.cli.main", "--database-url", url]
+        args += ["accounts", "revoke", account, "--reason", "bench", "--format", "json"]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        out = subprocess.run(args, capture_output=True, text=True, cwd=folder, env=env, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"hookflash accounts revoke {account}: {out.returncode}: {out.stderr}")
+        result = json.loads(out.stdout.splitlines()[-1])["result"]
+        assert result["acknowledged_by"], result
+        return float(result["stop_latency_ms"])
+
+    return revoke
 
 
 async def _revoke_inside(service: object, account: str) -> float:

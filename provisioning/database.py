@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from provisioning.db import Schema, open_db
 
@@ -27,6 +28,10 @@ Row = Any  # sqlite3.Row or provisioning.postgres.Row: by index, by column name,
 Args = Sequence[Any]
 Dialect = Literal["sqlite", "postgres"]
 EVENTS_CHANNEL = "hookflash_events"  # what a status change NOTIFYs on PostgreSQL
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached or refused hookflash (named without a password)."""
 
 
 class Tx(Protocol):
@@ -184,3 +189,20 @@ def connect(
     from provisioning.postgres import DEFAULT_PASSWORD_ENV, PostgresDatabase
 
     return PostgresDatabase(location, postgres_schema, password_env=password_env or DEFAULT_PASSWORD_ENV)
+
+
+def check_database_url(url: str | None) -> str | None:
+    """A postgresql:// URL naming a host and a database, and no password (that comes
+    from the environment variable `database_password_env` names)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"must be a postgresql:// URL, not {parts.scheme or 'a bare name'}")
+    if parts.password is not None:
+        raise ValueError(
+            "must not hold a password: set it in the environment variable named by database_password_env"
+        )
+    if not parts.path.strip("/"):
+        raise ValueError("names no database (postgresql://user@host:port/DATABASE)")
+    return url

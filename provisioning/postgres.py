@@ -27,7 +27,7 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from provisioning.database import Args, Dialect, Tx
+from provisioning.database import Args, DatabaseUnavailable, Dialect, Tx, check_database_url
 from provisioning.db import Schema, SchemaTooNew
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,6 @@ _CONNECT_TIMEOUT_S = 5
 _SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS hookflash_schema (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, migrated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database could not be reached or refused hookflash (named without a password)."""
 
 
 class Row(tuple[Any, ...]):
@@ -81,8 +77,10 @@ def lock_key(name: str) -> int:
 
 def parse_url(url: str) -> dict[str, Any]:
     """The URL's parts; refused if it holds a password or is not a PostgreSQL URL."""
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise ValueError(f"database_url must be a postgresql:// URL, got {url.split(':', 1)[0]!r}")
+    try:
+        check_database_url(url)
+    except ValueError as exc:
+        raise ValueError(f"database_url {exc}") from None
     try:
         parts = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
@@ -141,7 +139,10 @@ class PostgresDatabase:
         password_env: str = DEFAULT_PASSWORD_ENV,
         max_size: int = 8,
         migrate: bool = True,
+        check: bool = True,
     ) -> None:
+        """`migrate`: bring the schema to this release's version now; else, with `check`,
+        refuse a schema newer than this release (without either: only look, `version`)."""
         self._parts = parse_url(url)
         self._url = url
         self.schema = schema
@@ -163,26 +164,26 @@ class PostgresDatabase:
             timeout=_CONNECT_TIMEOUT_S * 2,
             name=f"hookflash-{schema.name}",
         )
+        # One direct attempt first: a clear error at once (the pool would retry, warn and
+        # then only time out).
+        try:
+            psycopg.connect(self._url, **self._connect_kwargs).close()
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"{self.describe()}: cannot connect: {str(exc).strip()}") from None
         try:
             self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S * 2)
             if migrate:
                 self.migrate()
-            else:
+            elif check:
                 self.check_version()
         except psycopg_pool.PoolTimeout:
             self._pool.close()
-            raise DatabaseUnavailable(self._unreachable()) from None
+            raise DatabaseUnavailable(
+                f"{self.describe()}: no connection within {_CONNECT_TIMEOUT_S * 2} s"
+            ) from None
         except BaseException:
             self._pool.close()
             raise
-
-    def _unreachable(self) -> str:
-        """Why no connection could be made, from one direct attempt (the pool only times out)."""
-        try:
-            psycopg.connect(self._url, **self._connect_kwargs).close()
-        except psycopg.Error as exc:
-            return f"{self.describe()}: cannot connect: {str(exc).strip()}"
-        return f"{self.describe()}: no connection within {_CONNECT_TIMEOUT_S * 2} s"
 
     # -- schema -------------------------------------------------------------------------------
 

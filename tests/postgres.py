@@ -57,11 +57,12 @@ def _os_user() -> str | None:
 
 
 class Postgres:
-    """`with Postgres(fsync=False) as pg: url = pg.create_database()`."""
+    """`with Postgres(fsync=False) as pg: url = pg.create_database()`. The cluster lives in
+    a new folder under the system's temporary directory (the server's user must reach it),
+    removed at stop."""
 
-    def __init__(self, workdir: Path | None = None, *, fsync: bool = False) -> None:
-        self._own_dir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="hookflash-pg-"))
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="hookflash-pg-"))
         self.data = self.workdir / "cluster"
         self.socket_dir = self.workdir / "run"
         self.log_path = self.workdir / "server.log"
@@ -81,7 +82,6 @@ class Postgres:
             raise RuntimeError(f"{what} failed ({result.returncode}): {result.stderr.strip()}\n{log}")
 
     def start(self) -> Self:
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         pwfile = self.workdir / "pw"
         pwfile.write_text(self.password + "\n")
@@ -131,8 +131,7 @@ class Postgres:
             self._started = False
             stop = [server_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]
             self._as_server_user(stop)
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -8,14 +8,16 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from collector.core.errors import HookflashError
-from collector.runtime.paths import registry_path, store_path
+from collector.runtime.paths import registry_of, registry_path, store_path
 from collector.sinks.sqlite import EmbeddedStore
+from provisioning.database import DatabaseUnavailable
 from provisioning.db import SchemaTooNew
 from provisioning.receipts import ReceiptBook
 from provisioning.registry import Registry
@@ -24,6 +26,23 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Backend:
+    """Where the registry is, from `hookflash --database-url` (or HOOKFLASH_DATABASE_URL)
+    or a command's -c config: None, the data dir's registry.db."""
+
+    url: str | None = None
+    password_env: str | None = None
+
+    def use(self, url: str | None, password_env: str) -> None:
+        """A config's database_url wins over the command line's."""
+        if url is not None:
+            self.url, self.password_env = url, password_env
+
+
+BACKEND = Backend()
 
 
 class _LazyConsole:
@@ -107,7 +126,7 @@ def check_data_dir(data_dir: Path) -> None:
 def require_data(data_dir: Path) -> None:
     """For commands that only read: a mistyped --data-dir must not silently create an empty store."""
     check_data_dir(data_dir)
-    if not registry_path(data_dir).is_file():
+    if BACKEND.url is None and not registry_path(data_dir).is_file():
         raise ValueError(
             f"no hookflash data in {data_dir} (registry.db not found); "
             'run "hookflash devices import FILE" or "hookflash demo" first'
@@ -151,8 +170,13 @@ def _open(data_dir: Path, existing: bool, path: Path, factory: Callable[[Path], 
 
 
 def open_registry(data_dir: Path, *, existing: bool = False) -> Registry:
-    """The registry in data_dir; with `existing`, fail unless there is one already."""
-    return _open(data_dir, existing, registry_path(data_dir), Registry)
+    """The registry in data_dir (or in the PostgreSQL database of `BACKEND`); with
+    `existing`, fail unless data_dir holds one already."""
+    return _open(data_dir, existing, registry_path(data_dir), _registry_of(data_dir))
+
+
+def _registry_of(data_dir: Path) -> Callable[[Path], Registry]:
+    return lambda _path: registry_of(data_dir, BACKEND.url, BACKEND.password_env)
 
 
 def open_store(data_dir: Path, *, existing: bool = False) -> EmbeddedStore:
@@ -161,7 +185,7 @@ def open_store(data_dir: Path, *, existing: bool = False) -> EmbeddedStore:
 
 
 def open_receipts(data_dir: Path, *, existing: bool = False) -> ReceiptBook:
-    return _open(data_dir, existing, registry_path(data_dir), ReceiptBook)
+    return ReceiptBook.of(open_registry(data_dir, existing=existing))
 
 
 def emit(rows: Iterable[dict[str, Any]], fmt: str, columns: list[str], title: str = "") -> None:
@@ -201,16 +225,25 @@ def fail_cleanly(func: F) -> F:
             return func(*args, **kwargs)
         except BrokenPipeError:
             quiet_on_closed_pipe()
-        except (HookflashError, SchemaTooNew, LookupError, ValueError) as exc:
+        except (HookflashError, SchemaTooNew, LookupError, ValueError, DatabaseUnavailable) as exc:
             message = str(exc)
         except sqlite3.DatabaseError as exc:
             message = describe_database_error(exc)
+        except Exception as exc:
+            if not _is_postgres_error(exc):
+                raise
+            message = f"database error: {str(exc).strip()}"
         except OSError as exc:
             message = describe_os_error(exc)
         print_error(message)
         raise SystemExit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _is_postgres_error(exc: Exception) -> bool:
+    psycopg = sys.modules.get("psycopg")  # imported only where a database_url is used
+    return psycopg is not None and isinstance(exc, psycopg.Error)
 
 
 def describe_database_error(exc: sqlite3.DatabaseError) -> str:

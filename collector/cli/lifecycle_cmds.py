@@ -14,10 +14,18 @@ from pathlib import Path
 
 import click
 
-from collector.cli.common import config_option, data_dir_option, fail_cleanly, open_registry, open_store
+from collector.cli.common import (
+    BACKEND,
+    config_option,
+    data_dir_option,
+    fail_cleanly,
+    open_registry,
+    open_store,
+)
 from collector.core.interfaces import AccountData
 from collector.retention import load_policy
 from collector.runtime.deactivation import Deactivator, action_for_status, build_deactivator
+from collector.runtime.paths import store_path
 from provisioning.models import AccountStatus, check_account_id, normalize_mac
 from provisioning.receipts import Action, Receipt, ReceiptStatus
 
@@ -29,18 +37,25 @@ def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
     """The embedded store, and, when no collector is running, the remote stores the config
     names. A running collector erases its remote stores itself, between the sends of its
     spool (erasing from here could race a batch it is sending): the receipt stays pending
-    until it has, and `run_requests` waits for that."""
-    registry = open_registry(data_dir)
-    store = open_store(data_dir)
-    holders: list[AccountData] = [store.sink, store.quarantine]
-    if config_path is None:  # the defaults, without importing the service's config models
-        return build_deactivator(registry, holders, load_policy())
-    from collector.config import load_config
+    until it has, and `run_requests` waits for that.
 
-    config = load_config(config_path)
+    With the registry in PostgreSQL, this host may hold no data dir of the collector's: then
+    its embedded store is left to the running collector, which erases it like a remote store."""
+    config = None
+    if config_path is not None:
+        from collector.config import load_config
+
+        config = load_config(config_path)
+        BACKEND.use(config.database_url, config.database_password_env)
+    registry = open_registry(data_dir)
+    local = BACKEND.url is None or store_path(data_dir).is_file()
+    store = open_store(data_dir) if local else None
+    holders: list[AccountData] = [store.sink, store.quarantine] if store is not None else []
+    if config is None:  # the defaults, without importing the service's config models
+        return build_deactivator(registry, holders, load_policy())
     policy = load_policy(config.retention_policy)
     remote_end = None
-    if config.influx.enabled and not registry.live_collectors():
+    if store is not None and config.influx.enabled and not registry.live_collectors():
         from collector.runtime.sweeper import RetentionSweeper  # imported here: the client only when used
         from collector.sinks.influx import InfluxSink
 

@@ -13,6 +13,7 @@ import importlib
 
 import click
 
+from collector.cli.common import BACKEND
 from collector.core.files import private_umask
 
 # name: (module, attribute, the first line of its help)
@@ -61,6 +62,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Firmware rollouts: progress, failures, regressions, call quality before and after.",
     ),
     "influx": ("collector.cli.influx_cmds", "influx", "InfluxDB v2: the buckets the sink writes to."),
+    "db": (
+        "collector.cli.db_cmds",
+        "db",
+        "The registry's schema: its version, and migrating it (SQLite files or PostgreSQL).",
+    ),
     "profiles": (
         "collector.cli.profile_cmds",
         "profiles",
@@ -98,9 +104,24 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hookflash")
-def cli() -> None:
+@click.option(
+    "--database-url",
+    envvar="HOOKFLASH_DATABASE_URL",
+    metavar="URL",
+    help="The registry in this PostgreSQL database (postgresql://user@host:port/db, no password)"
+    " instead of the data dir's registry.db. A -c config's database_url wins.",
+)
+@click.option(
+    "--database-password-env",
+    default="HOOKFLASH_DATABASE_PASSWORD",
+    show_default=True,
+    metavar="NAME",
+    help="The environment variable holding the database's password.",
+)
+def cli(database_url: str | None, database_password_env: str) -> None:
     """hookflash: privacy-first telemetry for provider-supplied ATAs and VoIP phones."""
     private_umask()  # every file this process writes: owner-only (collector/core/files.py)
+    BACKEND.url, BACKEND.password_env = database_url or None, database_password_env
 
 
 if __name__ == "__main__":

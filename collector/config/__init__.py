@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -32,6 +31,7 @@ from collector.config.snmp import (
 )
 from collector.config.views import ViewsConfig
 from collector.core.errors import ConfigError
+from provisioning.database import check_database_url
 from provisioning.validation import describe, validate_strictly
 
 __all__ = [
@@ -302,23 +302,6 @@ class InfluxConfig(_Section):
                 "classes; each class needs a bucket of its own"
             )
         return names
-
-
-def check_database_url(url: str | None) -> str | None:
-    """A postgresql:// URL naming a host and a database, and no password (that comes
-    from the environment variable `database_password_env` names)."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"must be a postgresql:// URL, not {parts.scheme or 'a bare name'}")
-    if parts.password is not None:
-        raise ValueError(
-            "must not hold a password: set it in the environment variable named by database_password_env"
-        )
-    if not parts.path.strip("/"):
-        raise ValueError("names no database (postgresql://user@host:port/DATABASE)")
-    return url
 
 
 class ServiceConfig(_Section):

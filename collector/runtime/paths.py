@@ -22,7 +22,7 @@ def alerts_path(data_dir: Path) -> Path:
     return data_dir / "alerts.db"
 
 
-def open_registry(
+def registry_of(
     data_dir: Path, database_url: str | None = None, password_env: str | None = None
 ) -> Registry:
     """The registry of a data dir: registry.db in it, or the tables in the PostgreSQL

@@ -27,7 +27,7 @@ from collector.runtime.deactivation import build_deactivator
 from collector.runtime.intake import Intake
 from collector.runtime.lifecycle import LifecycleWatcher
 from collector.runtime.observability import Observability
-from collector.runtime.paths import open_registry, store_path
+from collector.runtime.paths import registry_of, store_path
 from collector.runtime.pipeline import Pipeline
 from collector.runtime.plugins import SOURCES
 from collector.runtime.spooled import SpooledSink
@@ -67,7 +67,7 @@ class Service:
         self.policy = load_policy(config.retention_policy)
         self.profiles = ProfileResolver(load_profiles(config.profile_dirs))
         config.resolved_credentials()  # a credential naming an unset variable stops start-up here
-        self.registry = registry or open_registry(
+        self.registry = registry or registry_of(
             config.data_dir, config.database_url, config.database_password_env
         )
         self.store = EmbeddedStore.open(store_path(config.data_dir))
@@ -201,7 +201,11 @@ class Service:
             self._spawn(self.dispatcher.run(), "webhooks")
         for coro, name in self.observability.tasks():
             self._spawn(coro, name)
-        await asyncio.to_thread(self.registry.set_remote_stores, [sink.name for sink in self.remote])
+        # With the registry in a shared database, a revocation may come from a host that
+        # cannot reach this data dir: the embedded store is then erased here, like a remote one.
+        shared = [self.store.sink.name] if self.config.database_url else []
+        stores = [sink.name for sink in self.remote] + shared
+        await asyncio.to_thread(self.registry.set_remote_stores, stores)
         # Receipts accepted before a crash or restart, or whose erasure is outstanding in a
         # store (a remote one the CLI could not reach): finished now, then retried.
         self._spawn(self._retry_receipts(), "receipts")

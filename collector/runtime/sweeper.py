@@ -89,7 +89,7 @@ class RetentionSweeper:
         if self._webhooks == []:
             self._outbox.settle_unaddressed()
         pending = {r.account_id for r in self._receipts.pending()}
-        remote = bool(self._remote or self._registry.remote_stores())
+        remote = bool(self._remote or set(self._registry.remote_stores()) - {self._store.sink.name})
         forgotten = 0
         for account in self._registry.accounts():
             if (

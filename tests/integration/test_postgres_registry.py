@@ -1,0 +1,157 @@
+"""The registry in PostgreSQL, from outside: a running `hookflash run` whose config names a
+database collects over MQTT; a billing host (another process, in a folder of its own,
+with only the database URL and the password's variable) revokes a customer. Collection
+stops, confirmed by the running collector; the collector erases the customer's records
+from its own store (the billing host cannot reach it); nothing of the registry is written
+to either folder; the password appears in no output. Then the schema commands, a schema
+newer than this release, and a database that refuses the password."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from factories import mqtt_device
+from postgres import PASSWORD_ENV, Postgres
+from provisioning.registry import Registry, open_registry_db
+from runner import eventually
+from services import Mosquitto
+
+GONE, KEPT = "cust-7001-gone", "cust-7002-kept"
+
+
+def _cli(
+    url: str, *args: str | Path, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collector.cli.main", "--database-url", url, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), **env},
+    )
+
+
+def _stored(url: str, data: Path, account: str) -> int:
+    out = _cli(url, "query", "--account", account, "--format", "json", "--data-dir", data).stdout
+    return len(out.splitlines())
+
+
+def _firmware(url: str, data: Path, account: str) -> set[str]:
+    out = _cli(url, "query", "--account", account, "--format", "json", "--data-dir", data).stdout
+    return {json.loads(line)["firmware"] for line in out.splitlines()}
+
+
+def _publish(mosquitto: Mosquitto, topics: list[str], n: int) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"phones-{n}")
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    for topic in topics:
+        payload = json.dumps({"firmware": {"version": f"96.86.0.{n}"}})
+        client.publish(f"{topic}/firmware", payload, qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_a_revocation_from_another_host_stops_the_running_collector(
+    tmp_path: Path, mosquitto: Mosquitto, postgres_url: str, postgres_server: Postgres
+) -> None:
+    collector_host, billing_host = tmp_path / "collector", tmp_path / "billing"
+    billing_host.mkdir()
+    collector_host.mkdir()
+    data = collector_host / "data"
+    gone, kept = mqtt_device(0x71, GONE), mqtt_device(0x72, KEPT)
+    registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
+    registry.import_devices([gone, kept], source="crm.csv")
+    registry.close()
+    config = collector_host / "hookflash.toml"
+    config.write_text(
+        f'data_dir = "data"\ndatabase_url = "{postgres_url}"\n[snmp]\nenabled = false\n'
+        f'[mqtt]\nenabled = true\nport = {mosquitto.port}\nclient_id = "hf-pg"\n'
+    )
+    args = [sys.executable, "-m", "collector.cli.main", "run", "-c", str(config)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        eventually(lambda: len(mosquitto.subscribed_topics("hf-pg")) >= 2, what="service subscribed")
+        _publish(mosquitto, [gone.address, kept.address], 1)
+        eventually(
+            lambda: _stored(postgres_url, data, GONE) == 1 and _stored(postgres_url, data, KEPT) == 1,
+            what="records stored",
+        )
+        revoked = _cli(
+            postgres_url, "accounts", "revoke", GONE, "--reason", "contract ended", cwd=billing_host
+        )
+        assert revoked.returncode == 0, revoked.stderr
+        assert "confirmed by 1 running collector" in revoked.stdout, revoked.stdout
+        assert "sqlite ended" in revoked.stdout  # the collector erased its own store
+        assert list(billing_host.iterdir()) == []  # no data dir made on the billing host
+        assert _stored(postgres_url, data, GONE) == 0
+        _publish(mosquitto, [gone.address, kept.address], 2)
+        eventually(
+            lambda: "96.86.0.2" in _firmware(postgres_url, data, KEPT),
+            what="the other customer still collected",
+        )
+        assert _stored(postgres_url, data, GONE) == 0  # nothing collected after the revocation
+        listed = _cli(postgres_url, "accounts", "list", "--format", "json", cwd=billing_host)
+        statuses = {json.loads(line)["id"]: json.loads(line)["status"] for line in listed.stdout.splitlines()}
+        assert statuses == {GONE: "revoked", KEPT: "active"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert not (data / "registry.db").exists()  # the registry is in the database only
+    for text in (stdout, stderr, revoked.stdout, revoked.stderr, listed.stderr):
+        assert postgres_server.password not in text
+
+
+def test_schema_commands_and_a_schema_newer_than_this_release(
+    tmp_path: Path, postgres_url: str, postgres_server: Postgres
+) -> None:
+    data = tmp_path / "data"
+    before = _cli(postgres_url, "db", "status", "--format", "json", "--data-dir", data)
+    assert before.returncode == 0, before.stderr
+    registry_row = json.loads(before.stdout.splitlines()[0])
+    assert registry_row["database"] == postgres_url and registry_row["version"] is None
+    migrated = _cli(postgres_url, "db", "migrate", "--data-dir", data)
+    assert migrated.returncode == 0 and "registry schema migrated from version 0 to 1" in migrated.stdout
+    again = _cli(postgres_url, "db", "migrate", "--data-dir", data)
+    assert "registry schema already current" in again.stdout
+    with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as conn:
+        conn.execute("UPDATE hookflash_schema SET version = 99 WHERE name = 'registry'")
+    newer = _cli(postgres_url, "db", "status", "--data-dir", data)
+    assert newer.returncode == 1 and "NEWER than this release" in newer.stdout
+    refused = _cli(postgres_url, "accounts", "list", "--data-dir", data)
+    assert refused.returncode == 2
+    assert "schema version 99 was written by a newer hookflash release" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("how", ["wrong password", "password in the URL", "nothing listening"])
+def test_a_database_that_cannot_be_used_is_one_clear_error_without_the_password(
+    tmp_path: Path, postgres_url: str, how: str
+) -> None:
+    secret = "s3cret-Passw0rd-never-shown"
+    url, env = postgres_url, {PASSWORD_ENV: secret}
+    if how == "password in the URL":
+        url = postgres_url.replace("hookflash@", f"hookflash:{secret}@")
+    elif how == "nothing listening":
+        url = "postgresql://hookflash@127.0.0.1:9/nothing"
+    result = _cli(url, "accounts", "list", "--data-dir", tmp_path / "data", **env)
+    assert result.returncode == 2, result.stderr
+    assert secret not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    expected = {
+        "wrong password": "password authentication failed",
+        "password in the URL": "must not hold a password",
+        "nothing listening": "cannot connect",
+    }[how]
+    assert expected in result.stderr, result.stderr
