@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
 
 from provisioning.db import Schema, open_db
 
@@ -189,20 +188,3 @@ def connect(
     from provisioning.postgres import DEFAULT_PASSWORD_ENV, PostgresDatabase
 
     return PostgresDatabase(location, postgres_schema, password_env=password_env or DEFAULT_PASSWORD_ENV)
-
-
-def check_database_url(url: str | None) -> str | None:
-    """A postgresql:// URL naming a host and a database, and no password (that comes
-    from the environment variable `database_password_env` names)."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"must be a postgresql:// URL, not {parts.scheme or 'a bare name'}")
-    if parts.password is not None:
-        raise ValueError(
-            "must not hold a password: set it in the environment variable named by database_password_env"
-        )
-    if not parts.path.strip("/"):
-        raise ValueError("names no database (postgresql://user@host:port/DATABASE)")
-    return url

@@ -27,7 +27,8 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from provisioning.database import Args, DatabaseUnavailable, Dialect, Tx, check_database_url
+from provisioning.database import Args, DatabaseUnavailable, Dialect, Tx
+from provisioning.database_url import check_database_url
 from provisioning.db import Schema, SchemaTooNew
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,12 @@ class PostgresDatabase:
     def notify(self, channel: str, payload: str) -> None:
         with self._pool.connection() as conn:
             _PgTx(conn).notify(channel, payload)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool for bulk work (COPY); autocommit unless in a transaction."""
+        with self._pool.connection() as conn:
+            yield conn
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

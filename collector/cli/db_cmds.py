@@ -1,4 +1,5 @@
-"""`hookflash db status|migrate`: the schema version of each database hookflash keeps.
+"""`hookflash db status|migrate|copy`: the schema version of each database hookflash keeps,
+and moving a data dir's registry into PostgreSQL.
 
 The data dir's SQLite files (registry.db, telemetry.db, alerts.db) and, with a database
 URL (`hookflash --database-url`, HOOKFLASH_DATABASE_URL, or a -c config's database_url),
@@ -136,3 +137,50 @@ def migrate(data_dir: Path, config_path: Path | None) -> None:
         after = place.schema.version
         change = "already current" if before == after else f"migrated from version {before or 0} to {after}"
         click.echo(f"{place.where}: {place.schema.name} schema {change}")
+
+
+@db.command("copy")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The data dir whose registry.db is copied.",
+)
+@click.option(
+    "--to", "url", required=True, metavar="URL", help="postgresql://user@host:port/db (no password)."
+)
+@fail_cleanly
+def copy(source: Path, url: str) -> None:
+    """Copy a data dir's registry (accounts, devices, audit log, lifecycle events, receipts,
+    webhook outbox) into an empty PostgreSQL database, in one transaction: every table's
+    row count is checked before it commits, and nothing is copied if anything fails."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from provisioning.copy import TABLES, copy_registry, source_counts
+    from provisioning.postgres import PostgresDatabase
+
+    path = registry_path(source)
+    if not path.is_file():
+        raise ValueError(f"no hookflash registry in {source} (registry.db not found)")
+    check = open_db(path, REGISTRY)
+    try:
+        total = sum(source_counts(check).values())
+    finally:
+        check.close()
+    target = PostgresDatabase(url, REGISTRY_PG, password_env=BACKEND.password_env or "")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    try:
+        with Progress(*columns, transient=True, disable=total < 10_000) as bar:
+            task = bar.add_task("copying the registry", total=total)
+            counts = copy_registry(
+                path, target, lambda table, n: bar.update(task, advance=n, description=table)
+            )
+    finally:
+        target.close()
+    listed = ", ".join(f"{t} {counts[t]}" for t in TABLES if counts[t])
+    click.echo(f"{path} -> {target.describe()}: {sum(counts.values())} rows copied and counted ({listed})")
+    click.echo(
+        f"the pseudonym key stays in {source} (registry.key); set database_url in the service's config,"
+        " keep data_dir; telemetry.db and alerts.db stay in the data dir"
+    )

@@ -31,7 +31,7 @@ from collector.config.snmp import (
 )
 from collector.config.views import ViewsConfig
 from collector.core.errors import ConfigError
-from provisioning.database import check_database_url
+from provisioning.database_url import check_database_url
 from provisioning.validation import describe, validate_strictly
 
 __all__ = [

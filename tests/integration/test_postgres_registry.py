@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,38 @@ def test_a_database_that_cannot_be_used_is_one_clear_error_without_the_password(
         "nothing listening": "cannot connect",
     }[how]
     assert expected in result.stderr, result.stderr
+
+
+def test_db_copy_moves_a_data_dirs_registry_row_for_row(
+    tmp_path: Path, postgres_url: str, postgres_server: Postgres
+) -> None:
+    from provisioning.copy import TABLES
+    from provisioning.models import AccountStatus
+
+    data = tmp_path / "data"
+    demo_args = ["demo", "--devices", "20", "--duration", "2", "--data-dir", str(data)]
+    demo = subprocess.run(
+        [sys.executable, "-m", "collector.cli.main", *demo_args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    copied = _cli(postgres_url, "db", "copy", "--from", data, "--to", postgres_url)
+    assert copied.returncode == 0, copied.stderr
+    assert "rows copied and counted" in copied.stdout
+    file = sqlite3.connect(data / "registry.db")
+    with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as conn:
+        for table, columns in TABLES.items():
+            listed = ", ".join(columns)
+            want = [tuple(r) for r in file.execute(f"SELECT {listed} FROM {table} ORDER BY 1, 2")]
+            got = [tuple(r) for r in conn.execute(f"SELECT {listed} FROM {table} ORDER BY 1, 2")]
+            assert got == want, table
+        last_event = file.execute("SELECT max(id) FROM events").fetchone()[0]
+    again = _cli(postgres_url, "db", "copy", "--from", data, "--to", postgres_url)
+    assert again.returncode == 2 and "already holds a registry" in again.stderr
+    registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
+    account = registry.accounts()[0].id
+    event = registry.set_status(account, AccountStatus.INACTIVE, "after the copy")
+    assert event is not None and event.id == last_event + 1  # event ids go on from the file's
+    registry.close()
