@@ -126,6 +126,22 @@ class Postgres:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
 
+    def every_row_as_text(self, url: str) -> dict[str, str]:
+        """Every base table of the database at `url` (whatever made it), each row cast to
+        text: what a privacy check reads, not a list of the tables hookflash knows."""
+        with self.connect(url.rsplit("/", 1)[1]) as conn:
+            tables = conn.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables"
+                " WHERE table_type = 'BASE TABLE'"
+                " AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+            ).fetchall()
+            found = {}
+            for schema, table in tables:
+                name = sql.Identifier(str(schema), str(table))
+                rows = conn.execute(sql.SQL("SELECT t::text FROM {} t").format(name)).fetchall()
+                found[f"{schema}.{table}"] = "\n".join(str(r[0]) for r in rows)
+        return found
+
     def stop(self) -> None:
         if self._started:
             self._started = False

@@ -229,12 +229,12 @@ def fail_cleanly(func: F) -> F:
             message = str(exc)
         except sqlite3.DatabaseError as exc:
             message = describe_database_error(exc)
+        except OSError as exc:
+            message = describe_os_error(exc)
         except Exception as exc:
             if not _is_postgres_error(exc):
                 raise
             message = f"database error: {str(exc).strip()}"
-        except OSError as exc:
-            message = describe_os_error(exc)
         print_error(message)
         raise SystemExit(2) from None
 

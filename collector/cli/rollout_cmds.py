@@ -10,9 +10,16 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from collector.cli.common import console, data_dir_option, fail_cleanly, format_option, open_store
+from collector.cli.common import (
+    console,
+    data_dir_option,
+    fail_cleanly,
+    format_option,
+    open_registry,
+    open_store,
+)
 from collector.retention.policy import parse_duration
-from collector.runtime.paths import registry_path, store_path
+from collector.runtime.paths import store_path
 from collector.views.db import ViewsDb
 from collector.views.rollout import LISTED, STATES, RolloutReport, rollout_status
 
@@ -87,7 +94,8 @@ def status(
     version, or rebooted --reboots times after upgrading) and straggler (not seen since
     the rollout began). See the README for the exact definitions."""
     open_store(data_dir, existing=True).close()  # creates the views' index on an old store
-    db = ViewsDb(store_path(data_dir), registry_path(data_dir))
+    registry = open_registry(data_dir, existing=True)  # registry.db, or the PostgreSQL registry
+    db = ViewsDb(store_path(data_dir), registry.db)
     try:
         report = rollout_status(
             db,
@@ -101,6 +109,7 @@ def status(
         ).report
     finally:
         db.close()
+        registry.close()
     if fmt == "json":
         click.echo(json.dumps(report.model_dump(mode="json"), sort_keys=True))
     else:

@@ -31,6 +31,8 @@ def test_compose_publishes_only_what_must_be_and_no_admin_token_reaches_hookflas
     services = compose["services"]
     published = {name: [str(p) for p in s.get("ports", [])] for name, s in services.items()}
     assert published["mosquitto"] == ["8883:8883"]  # TLS, logins; the plain port stays inside
+    assert published["postgres"] == []  # the registry's database: the compose network only
+    assert "HOOKFLASH_DATABASE_PASSWORD" in services["hookflash"]["environment"]
     assert all(p.startswith("127.0.0.1:") for name in ("influxdb", "hookflash") for p in published[name])
     mounts = " ".join(services["mosquitto"]["volumes"])
     assert all(f in mounts for f in ("mosquitto.acl:/mosquitto/config/acl", "passwd", "certs"))

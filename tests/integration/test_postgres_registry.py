@@ -8,6 +8,7 @@ newer than this release, and a database that refuses the password."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -190,4 +191,48 @@ def test_db_copy_moves_a_data_dirs_registry_row_for_row(
     account = registry.accounts()[0].id
     event = registry.set_status(account, AccountStatus.INACTIVE, "after the copy")
     assert event is not None and event.id == last_event + 1  # event ids go on from the file's
+    registry.close()
+
+
+def test_a_collector_whose_connections_are_cut_misses_no_event(
+    tmp_path: Path, mosquitto: Mosquitto, postgres_url: str, postgres_server: Postgres
+) -> None:
+    """The server ends every hookflash connection (a failover, a restart, an idle
+    timeout); a revocation committed right after still reaches the running collector:
+    its listener reconnects and catches up by id, and the stop is confirmed."""
+    from collector.config import MqttConfig, ServiceConfig, SnmpConfig
+    from collector.retention import load_policy
+    from collector.runtime.deactivation import build_deactivator
+    from provisioning.receipts import Action
+    from runner import RunningService
+
+    data = tmp_path / "data"
+    devices = [mqtt_device(0x81, GONE), mqtt_device(0x82, KEPT)]
+    registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
+    registry.import_devices(devices, source="crm.csv")
+    cfg = ServiceConfig(
+        data_dir=data,
+        database_url=postgres_url,
+        snmp=SnmpConfig(enabled=False),
+        mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-cut"),
+    )
+    with RunningService(cfg) as running:
+        eventually(lambda: len(mosquitto.subscribed_topics("hf-cut")) == 2, what="subscribed")
+        eventually(lambda: registry.live_collectors() != [], what="the collector's heartbeat")
+        with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as conn:
+            cut = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'hookflash' AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert cut is not None and cut[0] >= 2  # the pools' and the listener's connections
+        registry.close()  # this test's own connections were cut too: a new one, as a new CLI
+        registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
+        deactivator = build_deactivator(registry, [], load_policy(), ack_timeout_s=5)
+        receipt, _ = deactivator.request(Action.SUSPEND, GONE, "after the cut")
+        done = asyncio.run(deactivator.process(receipt))
+        assert len(done.result["acknowledged_by"]) == 1, done.result
+        assert done.result["unacknowledged"] == []
+        assert running.service is not None
+        assert not running.service.gate.allows(devices[0].id) and running.service.gate.allows(devices[1].id)
+        eventually(lambda: mosquitto.unsubscribed_topics("hf-cut") != [], what="the topic dropped")
     registry.close()

@@ -28,6 +28,8 @@ def test_example_config_is_valid() -> None:
     assert config.mqtt.enabled and config.snmp.enabled
     assert config.credentials["default"].community_env == "HOOKFLASH_SNMP_COMMUNITY"
     assert (config.mqtt.username, config.mqtt.password_env) == ("hookflash", "HOOKFLASH_MQTT_PASSWORD")
+    assert config.database_url == "postgresql://hookflash@postgres:5432/hookflash"
+    assert config.database_password_env == "HOOKFLASH_DATABASE_PASSWORD"
     assert {t.name: t.scopes for t in config.api.tokens} == {
         "noc": ["read"],
         "billing": ["deactivate"],

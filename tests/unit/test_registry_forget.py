@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql as pgsql
 
 from collector.alerts.state import ALERTS
 from collector.retention import load_policy
@@ -154,32 +153,18 @@ def test_a_notice_for_all_webhooks_waits_only_where_there_are_webhooks(tmp_path:
     assert outbox.entries(GONE) == []
 
 
-def _every_row_as_text(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, str]:
-    """Every base table of the database (whatever hookflash made), each row cast to text."""
-    tables = conn.execute(
-        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
-        " AND table_schema NOT IN ('pg_catalog', 'information_schema')"
-    ).fetchall()
-    found = {}
-    for schema, table in tables:
-        name = pgsql.Identifier(str(schema), str(table))
-        rows = conn.execute(pgsql.SQL("SELECT t::text FROM {} t").format(name)).fetchall()
-        found[f"{schema}.{table}"] = "\n".join(str(r[0]) for r in rows)
-    return found
-
-
 def test_on_postgresql_no_table_holds_an_ended_accounts_identifiers(
     tmp_path: Path, postgres_url: str, postgres_server: Postgres
 ) -> None:
     registry = Registry(open_registry_db(postgres_url), clock=lambda: T0, key_path=tmp_path / "registry.key")
     _, receipts, _, sweeper, identifiers = _setup(tmp_path, registry)
     with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as conn:
-        before = "\n".join(_every_row_as_text(conn).values())
+        before = "\n".join(postgres_server.every_row_as_text(postgres_url).values())
         # The test can see them all, but the address of the device removed earlier: its row
         # is gone (SQLite's file still held its bytes until the sweep).
         assert [i for i in identifiers if i not in before] == ["198.51.100.79"]
         sweeper.sweep()
-        tables = _every_row_as_text(conn)
+        tables = postgres_server.every_row_as_text(postgres_url)
         assert {"public.accounts", "public.devices", "public.audit", "public.outbox"} <= set(tables)
         for table, text in tables.items():
             for identifier in identifiers:

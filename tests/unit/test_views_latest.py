@@ -11,6 +11,7 @@ from typing import Any
 from collector.core.records import Kind
 from collector.retention import load_policy
 from collector.sinks.sqlite import EmbeddedStore
+from conftest import MakeRegistry
 from factories import T0, record, snmp_device
 
 POLICY = load_policy()
@@ -104,7 +105,11 @@ def owned_rows(store: EmbeddedStore) -> dict[str, set[tuple[str, ...]]]:
     }
 
 
-def test_a_moved_device_counts_as_never_seen_under_its_new_owner(tmp_path: Path) -> None:
+def test_a_moved_device_counts_as_never_seen_under_its_new_owner(
+    tmp_path: Path, make_registry: MakeRegistry
+) -> None:
+    """On both backends: with the registry in PostgreSQL the views read a copy of its
+    accounts and devices, taken again after every lifecycle event (the move is one)."""
     from collector.alerts import rules
     from collector.config.alerts import (
         FirmwareRegressedRule,
@@ -115,9 +120,8 @@ def test_a_moved_device_counts_as_never_seen_under_its_new_owner(tmp_path: Path)
     from collector.config.views import ViewsConfig
     from collector.views.db import ViewsDb
     from collector.views.fleet import FleetViews
-    from provisioning.registry import Registry
 
-    registry = Registry(tmp_path / "registry.db")
+    registry = make_registry()
     registry.import_devices([A], source="t")
     store = EmbeddedStore.open(tmp_path / "telemetry.db")
     store.sink.write(
@@ -136,7 +140,7 @@ def test_a_moved_device_counts_as_never_seen_under_its_new_owner(tmp_path: Path)
             ),
         ]
     )
-    views = FleetViews(ViewsDb(tmp_path / "telemetry.db", tmp_path / "registry.db"), ViewsConfig())
+    views = FleetViews(ViewsDb(tmp_path / "telemetry.db", registry.db), ViewsConfig())
     before = views.summary()
     assert (before.poor_quality, before.unregistered, before.never_seen) == (1, 1, 0)  # A's period
     mos = rules.MosTracker(MosBelowRule(name="m", type="mos_below", threshold=3.0, calls=1))
