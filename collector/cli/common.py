@@ -8,12 +8,12 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from collector.cli.backend import BACKEND
 from collector.core.errors import HookflashError
 from collector.runtime.paths import registry_of, registry_path, store_path
 from collector.sinks.sqlite import EmbeddedStore
@@ -26,23 +26,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class Backend:
-    """Where the registry is, from `hookflash --database-url` (or HOOKFLASH_DATABASE_URL)
-    or a command's -c config: None, the data dir's registry.db."""
-
-    url: str | None = None
-    password_env: str | None = None
-
-    def use(self, url: str | None, password_env: str) -> None:
-        """A config's database_url wins over the command line's."""
-        if url is not None:
-            self.url, self.password_env = url, password_env
-
-
-BACKEND = Backend()
 
 
 class _LazyConsole:

@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 
 from collector.alerts.state import ALERTS
-from collector.cli.common import BACKEND, config_option, data_dir_option, emit, fail_cleanly, format_option
+from collector.cli.backend import BACKEND
+from collector.cli.common import config_option, data_dir_option, emit, fail_cleanly, format_option
 from collector.runtime.paths import alerts_path, registry_path, store_path
 from collector.sinks.sqlite.schema import TELEMETRY
 from provisioning.db import Schema, open_db

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
+from collector.cli.backend import BACKEND
 from collector.cli.common import (
-    BACKEND,
     config_option,
     data_dir_option,
     fail_cleanly,

@@ -13,7 +13,7 @@ import importlib
 
 import click
 
-from collector.cli.common import BACKEND
+from collector.cli.backend import BACKEND
 from collector.core.files import private_umask
 
 # name: (module, attribute, the first line of its help)

@@ -261,7 +261,7 @@ def test_entry_point_hook_is_called_in_process(
         update={"snmp": SnmpConfig(enabled=False)}
     )
     provision(cfg, 1)
-    from collector.cli.common import BACKEND
+    from collector.cli.backend import BACKEND
     from collector.cli.lifecycle_cmds import deactivator_for, run_requests
     from provisioning.receipts import Action
 
