@@ -94,10 +94,7 @@ class Postgres:
         init += ["--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"]
         self._check(self._as_server_user(init), "initdb")
         pwfile.unlink()
-        options = f"-c listen_addresses={HOST} -p {self.port} -k {self.socket_dir}"
-        options += f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=200 -c shared_buffers=128MB"
-        start = [server_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log_path), "-o", options]
-        self._check(self._as_server_user([*start, "-w", "-t", "60", "start"]), "pg_ctl start")
+        self.start_server()
         self._started = True
         deadline = time.monotonic() + 30
         while True:  # -w waits for the socket; make sure TCP with the password answers too
@@ -125,6 +122,18 @@ class Postgres:
         with self.connect("postgres") as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
+
+    def stop_server(self) -> None:
+        """Stop the server (fast shutdown: every connection ends), keeping its cluster."""
+        stop = [server_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]
+        self._check(self._as_server_user(stop), "pg_ctl stop")
+
+    def start_server(self) -> None:
+        """Start the stopped server again on the same port."""
+        options = f"-c listen_addresses={HOST} -p {self.port} -k {self.socket_dir}"
+        options += f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=200 -c shared_buffers=128MB"
+        start = [server_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log_path), "-o", options]
+        self._check(self._as_server_user([*start, "-w", "-t", "60", "start"]), "pg_ctl start")
 
     def every_row_as_text(self, url: str) -> dict[str, str]:
         """Every base table of the database at `url` (whatever made it), each row cast to

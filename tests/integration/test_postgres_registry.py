@@ -236,3 +236,44 @@ def test_a_collector_whose_connections_are_cut_misses_no_event(
         assert not running.service.gate.allows(devices[0].id) and running.service.gate.allows(devices[1].id)
         eventually(lambda: mosquitto.unsubscribed_topics("hf-cut") != [], what="the topic dropped")
     registry.close()
+
+
+def test_collection_goes_on_while_the_database_is_down_and_stops_after_it_is_back(
+    tmp_path: Path, mosquitto: Mosquitto, postgres_url: str, postgres_server: Postgres
+) -> None:
+    """The registry's server stops for a while under a running collector: messages keep
+    being stored (the gate's state is in memory), the failures are logged, not raised;
+    once the server is back, a revocation reaches the collector and is confirmed."""
+    from collector.config import MqttConfig, ServiceConfig, SnmpConfig
+    from collector.retention import load_policy
+    from collector.runtime.deactivation import build_deactivator
+    from provisioning.receipts import Action
+    from runner import RunningService
+
+    data = tmp_path / "data"
+    devices = [mqtt_device(0x91, GONE), mqtt_device(0x92, KEPT)]
+    registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
+    registry.import_devices(devices, source="crm.csv")
+    registry.close()
+    cfg = ServiceConfig(
+        data_dir=data,
+        database_url=postgres_url,
+        snmp=SnmpConfig(enabled=False),
+        mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-down"),
+    )
+    with RunningService(cfg) as running:
+        eventually(lambda: len(mosquitto.subscribed_topics("hf-down")) == 2, what="subscribed")
+        postgres_server.stop_server()
+        try:
+            _publish(mosquitto, [d.address for d in devices], 3)
+            eventually(lambda: running.stats.stored >= 2, what="stored while the database is down")
+        finally:
+            postgres_server.start_server()
+        registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
+        eventually(lambda: registry.live_collectors() != [], timeout=15, what="heartbeats again")
+        deactivator = build_deactivator(registry, [], load_policy(), ack_timeout_s=5)
+        receipt, _ = deactivator.request(Action.SUSPEND, GONE, "after the outage")
+        done = asyncio.run(deactivator.process(receipt))
+        assert len(done.result["acknowledged_by"]) == 1, done.result
+        assert running.service is not None and not running.service.gate.allows(devices[0].id)
+    registry.close()
