@@ -54,7 +54,10 @@ class Tx(Protocol):
 
 
 class Database(Tx, Protocol):
-    errors: tuple[type[Exception], ...]  # what a lost or locked database raises
+    errors: tuple[type[Exception], ...]  # what the engine raises (its errors' bases)
+    # What a database that cannot be used now raises (locked, unreachable, restarting):
+    # worth a retry, a 503 for an API caller.
+    unavailable: tuple[type[Exception], ...]
 
     def transaction(self) -> AbstractContextManager[Tx]: ...
 
@@ -102,6 +105,7 @@ class SqliteDatabase:
 
     dialect: Dialect = "sqlite"
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    unavailable: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
     def __init__(self, path: Path, schema: Schema, *pragmas: str) -> None:
         self.path = path

@@ -131,6 +131,11 @@ class PostgresDatabase:
 
     dialect: Dialect = "postgres"
     errors: tuple[type[Exception], ...] = (psycopg.Error, psycopg_pool.PoolTimeout)
+    unavailable: tuple[type[Exception], ...] = (
+        psycopg.OperationalError,
+        psycopg_pool.PoolTimeout,
+        DatabaseUnavailable,
+    )
 
     def __init__(
         self,

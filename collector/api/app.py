@@ -9,6 +9,7 @@ background and GET /v1/receipts/{id} returns the receipt when it is done.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ from collector.core.errors import UnknownDevice
 from provisioning.models import normalize_mac
 from provisioning.receipts import Action, ConflictingRequest, Receipt
 from provisioning.registry import UnknownAccount
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024
 
@@ -66,6 +69,16 @@ def create_app(
         openapi_url=None,
     )
     background: set[asyncio.Task[Receipt]] = set()
+
+    async def unavailable(_request: Request, exc: Exception) -> Response:
+        """The registry's database cannot be used right now (locked, unreachable): the
+        caller retries; nothing was accepted."""
+        log.error("API request refused, the registry's database is unavailable: %s", str(exc)[:300])
+        detail = "the registry's database is unavailable; nothing was done, retry later"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+
+    for kind in deactivator.unavailable:
+        app.add_exception_handler(kind, unavailable)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

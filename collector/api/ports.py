@@ -18,6 +18,11 @@ class Deactivations(Protocol):
     @property
     def receipts(self) -> ReceiptBook: ...
 
+    @property
+    def unavailable(self) -> tuple[type[Exception], ...]:
+        """What the registry's database raises while it cannot be used (answered 503)."""
+        ...
+
     def request(
         self,
         action: Action,

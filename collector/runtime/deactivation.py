@@ -81,6 +81,10 @@ class Deactivator:
         self._ack_timeout = ack_timeout_s
         self._run = run_blocking
 
+    @property
+    def unavailable(self) -> tuple[type[Exception], ...]:
+        return self._registry.db.unavailable
+
     def request(
         self,
         action: Action,

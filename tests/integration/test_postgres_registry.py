@@ -239,41 +239,60 @@ def test_a_collector_whose_connections_are_cut_misses_no_event(
 
 
 def test_collection_goes_on_while_the_database_is_down_and_stops_after_it_is_back(
-    tmp_path: Path, mosquitto: Mosquitto, postgres_url: str, postgres_server: Postgres
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    postgres_url: str,
+    postgres_server: Postgres,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The registry's server stops for a while under a running collector: messages keep
-    being stored (the gate's state is in memory), the failures are logged, not raised;
-    once the server is back, a revocation reaches the collector and is confirmed."""
-    from collector.config import MqttConfig, ServiceConfig, SnmpConfig
-    from collector.retention import load_policy
-    from collector.runtime.deactivation import build_deactivator
-    from provisioning.receipts import Action
-    from runner import RunningService
+    being stored (the gate's state is in memory); the API answers 503 with Retry-After,
+    accepting nothing; once the server is back, a revocation over the API reaches the
+    collector and is confirmed."""
+    import httpx
 
+    from collector.config import ApiConfig, MqttConfig, ServiceConfig, SnmpConfig
+    from runner import RunningService
+    from services import free_port
+
+    token = "api-token-for-the-outage-test-0123"
+    monkeypatch.setenv("TEST_API_TOKEN", token)
     data = tmp_path / "data"
     devices = [mqtt_device(0x91, GONE), mqtt_device(0x92, KEPT)]
     registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
     registry.import_devices(devices, source="crm.csv")
-    registry.close()
     cfg = ServiceConfig(
         data_dir=data,
         database_url=postgres_url,
         snmp=SnmpConfig(enabled=False),
         mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-down"),
+        api=ApiConfig(enabled=True, port=free_port("tcp"), token_env="TEST_API_TOKEN"),
     )
-    with RunningService(cfg) as running:
+    body = {"request_id": "billing-outage-1", "account_id": GONE, "action": "suspend", "reason": "r"}
+    api = httpx.Client(
+        base_url=f"http://127.0.0.1:{cfg.api.port}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    with RunningService(cfg) as running, api:
         eventually(lambda: len(mosquitto.subscribed_topics("hf-down")) == 2, what="subscribed")
+        registry.close()
         postgres_server.stop_server()
         try:
             _publish(mosquitto, [d.address for d in devices], 3)
             eventually(lambda: running.stats.stored >= 2, what="stored while the database is down")
+            refused = api.post("/v1/deactivations", json=body)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "5", refused.text
+            assert "unavailable" in refused.json()["detail"]
+            assert api.get("/v1/fleet/summary").status_code == 503
         finally:
             postgres_server.start_server()
         registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
         eventually(lambda: registry.live_collectors() != [], timeout=15, what="heartbeats again")
-        deactivator = build_deactivator(registry, [], load_policy(), ack_timeout_s=5)
-        receipt, _ = deactivator.request(Action.SUSPEND, GONE, "after the outage")
-        done = asyncio.run(deactivator.process(receipt))
-        assert len(done.result["acknowledged_by"]) == 1, done.result
+        accepted = api.post("/v1/deactivations", json=body)
+        assert accepted.status_code == 202, accepted.text
+        receipt_url = accepted.json()["receipt_url"]
+        eventually(lambda: api.get(receipt_url).json()["status"] == "done", what="receipt done")
+        result = api.get(receipt_url).json()["result"]
+        assert len(result["acknowledged_by"]) == 1, result
         assert running.service is not None and not running.service.gate.allows(devices[0].id)
+        assert api.get("/v1/fleet/summary").json()["accounts"]["inactive"] == 1  # the views' copy too
     registry.close()
