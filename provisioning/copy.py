@@ -12,6 +12,7 @@ a database).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,8 @@ Progress = Callable[[str, int], None]  # (table, rows copied since the last call
 _CHUNK = 2000
 
 
-class TargetNotEmpty(ValueError):
-    pass
+class CopyRefused(ValueError):
+    """Nothing copied: the target holds a registry already, or the source is in use."""
 
 
 def source_counts(db: sqlite3.Connection) -> dict[str, int]:
@@ -85,14 +86,19 @@ def copy_registry(source: Path, target: PostgresDatabase, progress: Progress | N
     """Copy registry.db at `source` into `target` (migrated, empty); the rows per table."""
     db = open_db(source, REGISTRY)  # brought to this release's schema first, as any open does
     try:
+        cutoff = time.time() - 3  # heartbeats are every second
+        running = db.execute("SELECT id FROM collectors WHERE heartbeat_at >= ?", (cutoff,)).fetchall()
+        if running:
+            who = running[0][0]
+            raise CopyRefused(f"a collector is running on {source} ({who}): stop it; nothing copied")
+        db.execute("BEGIN")  # one snapshot of the file for the counts and every table
         counts = source_counts(db)
         with target.connection() as conn, conn.transaction():
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s)", (lock_key(REGISTRY_PG.name),)
-            )  # no writer meanwhile
+            # No writer meanwhile: a collector starting now waits for the commit.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(REGISTRY_PG.name),))
             busy = [t for t in TABLES if _count(conn, t)]
             if busy:
-                raise TargetNotEmpty(
+                raise CopyRefused(
                     f"{target.describe()} already holds a registry (rows in {', '.join(busy)}); "
                     "copy into an empty database, nothing copied"
                 )
@@ -111,6 +117,7 @@ def copy_registry(source: Path, target: PostgresDatabase, progress: Progress | N
                 raise RuntimeError(
                     f"row counts differ after the copy (file, database): {wrong}; nothing copied"
                 )
+        db.execute("COMMIT")
     finally:
         db.close()
     return counts

@@ -3,7 +3,7 @@
 Two engines: the embedded SQLite files of a data dir (`SqliteDatabase`, the default) and a
 shared PostgreSQL database (`provisioning.postgres.PostgresDatabase`, when the config sets
 `database_url`). Code above this module writes one SQL text for both: `?` placeholders,
-`INSERT … ON CONFLICT`, `RETURNING`; where the engines differ (JSON functions, freeing
+`INSERT … ON CONFLICT`, `insert_id`; where the engines differ (JSON functions, freeing
 the bytes of what was deleted) it asks the database (`dialect`, `compact`).
 
 Reads run on their own; writes run in `transaction()`, one at a time per database:
@@ -50,6 +50,11 @@ class Tx(Protocol):
 
     def notify(self, channel: str, payload: str) -> None:
         """Tell listeners on other connections, at commit (nothing on SQLite)."""
+        ...
+
+    def insert_id(self, sql: str, args: Args = ()) -> int:
+        """Execute one INSERT; the `id` it gave the new row (lastrowid on SQLite, which
+        has RETURNING only from 3.35 on; RETURNING on PostgreSQL)."""
         ...
 
 
@@ -99,6 +104,11 @@ class _SqliteTx:
     def notify(self, channel: str, payload: str) -> None:
         return None
 
+    def insert_id(self, sql: str, args: Args = ()) -> int:
+        row_id = self._db.execute(sql, args).lastrowid
+        assert row_id is not None
+        return row_id
+
 
 class SqliteDatabase:
     """One SQLite file of the data dir, shared by the threads of this process (one lock)."""
@@ -131,6 +141,10 @@ class SqliteDatabase:
 
     def notify(self, channel: str, payload: str) -> None:
         return None
+
+    def insert_id(self, sql: str, args: Args = ()) -> int:
+        with self._lock:
+            return self._tx.insert_id(sql, args)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

@@ -124,6 +124,11 @@ class _PgTx:
     def notify(self, channel: str, payload: str) -> None:
         self._conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
+    def insert_id(self, text: str, args: Args = ()) -> int:
+        row = self._conn.execute(pg_sql(text) + " RETURNING id", args).fetchone()
+        assert row is not None
+        return int(row[0])
+
 
 class PostgresDatabase:
     """A pool of connections to one database; `schema` is brought to this release's
@@ -168,6 +173,9 @@ class PostgresDatabase:
             max_size=max_size,
             open=False,
             timeout=_CONNECT_TIMEOUT_S * 2,
+            # A connection the server ended (a restart, a failover) is replaced when taken,
+            # not handed out to fail once.
+            check=psycopg_pool.ConnectionPool.check_connection,
             name=f"hookflash-{schema.name}",
         )
         # One direct attempt first: a clear error at once (the pool would retry, warn and
@@ -257,6 +265,10 @@ class PostgresDatabase:
     def notify(self, channel: str, payload: str) -> None:
         with self._pool.connection() as conn:
             _PgTx(conn).notify(channel, payload)
+
+    def insert_id(self, text: str, args: Args = ()) -> int:
+        with self.transaction() as tx:
+            return tx.insert_id(text, args)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:

@@ -97,9 +97,9 @@ class ReceiptBook:
             created = row is None
             if created:
                 receipt_id = f"rcpt_{uuid.uuid4().hex[:20]}"
-                row = tx.one(
+                tx.run(
                     "INSERT INTO receipts (id, request_id, account_id, device_id, action, reason,"
-                    " requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING *",
+                    " requested_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
                     (
                         receipt_id,
                         request_id,
@@ -110,6 +110,7 @@ class ReceiptBook:
                         self._clock().isoformat(),
                     ),
                 )
+                row = tx.one("SELECT * FROM receipts WHERE id = ?", (receipt_id,))
         receipt = _receipt(row)
         same_account = receipt.account_id in self._names(account_id)
         same_device = (

@@ -282,20 +282,30 @@ class Registry:
     def remote_stores(self) -> list[str]:
         return [str(r[0]) for r in self.db.query("SELECT name FROM remote_stores ORDER BY name")]
 
+    def _now(self) -> tuple[str, tuple[float, ...]]:
+        """Heartbeat time, as SQL and its arguments: this process's clock for the data dir's
+        file (one host), the database server's on PostgreSQL (hosts' clocks differ)."""
+        if self.db.dialect == "postgres":
+            return "extract(epoch FROM clock_timestamp())", ()
+        return "?", (self._clock().timestamp(),)
+
     def collector_heartbeat(self, collector_id: str, pid: int) -> None:
-        now = self._clock()
+        now, now_args = self._now()
         self.db.run(
-            "INSERT INTO collectors VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+            f"INSERT INTO collectors VALUES (?, ?, ?, {now}) ON CONFLICT(id) DO UPDATE SET"
             " heartbeat_at = excluded.heartbeat_at",
-            (collector_id, pid, now.isoformat(), now.timestamp()),
+            (collector_id, pid, self._clock().isoformat(), *now_args),
         )
 
     def collector_gone(self, collector_id: str) -> None:
         self.db.run("DELETE FROM collectors WHERE id = ?", (collector_id,))
 
     def live_collectors(self, within_s: float = 3.0) -> list[str]:
-        cutoff = self._clock().timestamp() - within_s
-        return [r[0] for r in self.db.query("SELECT id FROM collectors WHERE heartbeat_at >= ?", (cutoff,))]
+        now, now_args = self._now()
+        rows = self.db.query(
+            f"SELECT id FROM collectors WHERE heartbeat_at >= {now} - ?", (*now_args, within_s)
+        )
+        return [r[0] for r in rows]
 
     def ack_event(self, event_id: int, collector_id: str) -> None:
         self.db.run(
@@ -325,13 +335,12 @@ class Registry:
         account_id: str,
         device_id: str | None = None,
     ) -> LifecycleEvent:
-        row = tx.one(
-            "INSERT INTO events (at, type, account_id, device_id) VALUES (?, ?, ?, ?) RETURNING id",
+        event_id = tx.insert_id(
+            "INSERT INTO events (at, type, account_id, device_id) VALUES (?, ?, ?, ?)",
             (at.isoformat(), kind.value, account_id, device_id),
         )
-        assert row is not None
-        tx.notify(EVENTS_CHANNEL, str(row[0]))  # delivered to listeners at commit
-        return LifecycleEvent(id=row[0], at=at, type=kind, account_id=account_id, device_id=device_id)
+        tx.notify(EVENTS_CHANNEL, str(event_id))  # delivered to listeners at commit
+        return LifecycleEvent(id=event_id, at=at, type=kind, account_id=account_id, device_id=device_id)
 
     @staticmethod
     def _audit(

@@ -160,4 +160,14 @@ CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
 CREATE TABLE remote_stores (name TEXT PRIMARY KEY, since TEXT NOT NULL);
 """
 
-REGISTRY_PG = Schema("registry", (_REGISTRY_PG_V1,))
+# Version 2: TRUNCATE, which row triggers do not see, is refused on the audit log too.
+_REGISTRY_PG_V2 = r"""
+CREATE FUNCTION hookflash_audit_no_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit log is append-only';
+END $$;
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION hookflash_audit_no_truncate();
+"""
+
+REGISTRY_PG = Schema("registry", (_REGISTRY_PG_V1, _REGISTRY_PG_V2))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -29,6 +31,7 @@ from provisioning.receipts import Action, ConflictingRequest, Receipt
 from provisioning.registry import UnknownAccount
 
 log = logging.getLogger(__name__)
+_BUSY = re.compile(r"locked|busy")  # SQLite's words for a database another process holds
 
 MAX_BODY = 16 * 1024
 
@@ -45,7 +48,9 @@ class DeactivationRequest(BaseModel):
     account_id: str = Field(min_length=1, max_length=64)
     action: Action
     device_id: str | None = Field(default=None, description="Only with action remove-device.")
-    reason: str = Field(default="", max_length=500)
+    # No control characters: a reason is shown in logs and receipts (and PostgreSQL text
+    # cannot hold a NUL at all).
+    reason: str = Field(default="", max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")
 
 
 class Accepted(BaseModel):
@@ -72,7 +77,11 @@ def create_app(
 
     async def unavailable(_request: Request, exc: Exception) -> Response:
         """The registry's database cannot be used right now (locked, unreachable): the
-        caller retries; nothing was accepted."""
+        caller retries; nothing was accepted. Any other error of the same type (a missing
+        table, a read-only file) is a fault, answered 500 and logged as one."""
+        if isinstance(exc, sqlite3.OperationalError) and not _BUSY.search(str(exc)):
+            log.error("API request failed: %s", exc, exc_info=exc)
+            return JSONResponse({"detail": "internal error"}, status_code=500)
         log.error("API request refused, the registry's database is unavailable: %s", str(exc)[:300])
         detail = "the registry's database is unavailable; nothing was done, retry later"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})

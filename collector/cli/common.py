@@ -109,7 +109,7 @@ def check_data_dir(data_dir: Path) -> None:
 def require_data(data_dir: Path) -> None:
     """For commands that only read: a mistyped --data-dir must not silently create an empty store."""
     check_data_dir(data_dir)
-    if BACKEND.url is None and not registry_path(data_dir).is_file():
+    if BACKEND.for_data_dir(data_dir).url is None and not registry_path(data_dir).is_file():
         raise ValueError(
             f"no hookflash data in {data_dir} (registry.db not found); "
             'run "hookflash devices import FILE" or "hookflash demo" first'
@@ -159,7 +159,8 @@ def open_registry(data_dir: Path, *, existing: bool = False) -> Registry:
 
 
 def _registry_of(data_dir: Path) -> Callable[[Path], Registry]:
-    return lambda _path: registry_of(data_dir, BACKEND.url, BACKEND.password_env)
+    backend = BACKEND.for_data_dir(data_dir)
+    return lambda _path: registry_of(data_dir, backend.url, backend.password_env)
 
 
 def open_store(data_dir: Path, *, existing: bool = False) -> EmbeddedStore:

@@ -35,12 +35,13 @@ class Place:
 
 
 def _places(data_dir: Path) -> Iterator[Place]:
-    if BACKEND.url is None:
+    url = BACKEND.for_data_dir(data_dir).url
+    if url is None:
         yield Place(str(registry_path(data_dir)), REGISTRY, registry_path(data_dir))
     else:
         from provisioning.postgres import describe_url, parse_url
 
-        yield Place(describe_url(parse_url(BACKEND.url)), REGISTRY_PG)
+        yield Place(describe_url(parse_url(url)), REGISTRY_PG)
     yield Place(str(store_path(data_dir)), TELEMETRY, store_path(data_dir))
     yield Place(str(alerts_path(data_dir)), ALERTS, alerts_path(data_dir))
 

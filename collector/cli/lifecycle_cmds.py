@@ -48,7 +48,7 @@ def deactivator_for(data_dir: Path, config_path: Path | None) -> Deactivator:
         config = load_config(config_path)
         BACKEND.use(config.database_url, config.database_password_env)
     registry = open_registry(data_dir)
-    local = BACKEND.url is None or store_path(data_dir).is_file()
+    local = BACKEND.for_data_dir(data_dir).url is None or store_path(data_dir).is_file()
     store = open_store(data_dir) if local else None
     holders: list[AccountData] = [store.sink, store.quarantine] if store is not None else []
     if config is None:  # the defaults, without importing the service's config models

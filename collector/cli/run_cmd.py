@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from collector.cli.backend import BACKEND
 from collector.cli.common import (
     check_data_dir,
     config_option,
@@ -57,6 +58,9 @@ def run(config_path: Path, data_dir: Path | None, log_level: str) -> None:
     config = load_config(config_path)
     if data_dir is not None:
         config = config.model_copy(update={"data_dir": data_dir})
+    if config.database_url is None and BACKEND.url is not None:  # --database-url, HOOKFLASH_DATABASE_URL
+        backend = {"database_url": BACKEND.url, "database_password_env": BACKEND.password_env}
+        config = config.model_copy(update=backend)
     check_data_dir(config.data_dir)
     try:
         service = Service(config)

@@ -57,5 +57,10 @@ class SinkError(HookflashError):
         self.retry_after_s = retry_after_s
 
 
+class RegistryConflict(HookflashError):
+    """The service's registry is not one it may start on (another collector runs on the
+    same database, or the data dir's own registry would be silently left behind)."""
+
+
 class UnknownDevice(HookflashError, LookupError):
     """The device does not exist, or belongs to another account."""

@@ -15,6 +15,7 @@ import uvicorn
 from collector.api import create_app
 from collector.config import ResolvedToken, ServiceConfig
 from collector.core.backoff import Backoff
+from collector.core.errors import RegistryConflict
 from collector.core.files import tighten
 from collector.core.interfaces import AccountData, Sink, Source
 from collector.core.records import QuarantineEntry
@@ -27,7 +28,14 @@ from collector.runtime.deactivation import build_deactivator
 from collector.runtime.intake import Intake
 from collector.runtime.lifecycle import LifecycleWatcher
 from collector.runtime.observability import Observability
-from collector.runtime.paths import registry_of, store_path
+from collector.runtime.paths import (
+    location_path,
+    note_location,
+    noted_location,
+    registry_of,
+    registry_path,
+    store_path,
+)
 from collector.runtime.pipeline import Pipeline
 from collector.runtime.plugins import SOURCES
 from collector.runtime.spooled import SpooledSink
@@ -61,15 +69,54 @@ def tune_gc() -> None:
     gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
 
 
+def check_shared_registry(config: ServiceConfig, registry: Registry) -> None:
+    """Before a service starts on a registry in PostgreSQL: no other collector may be
+    running on it (several collectors sharing one database are not supported yet: each
+    would erase only its own embedded store), and a registry.db holding accounts in the data
+    dir must not be left behind silently."""
+    others = registry.live_collectors()
+    if others:
+        raise RegistryConflict(
+            f"{registry.db.describe()}: another collector is running on this registry ({others[0]});"
+            " one collector per database in this release: stop it first"
+        )
+    local = registry_path(config.data_dir)
+    if not local.is_file():
+        return
+    own = Registry(local)
+    try:
+        held = len(own.accounts())
+    finally:
+        own.close()
+    if held and not registry.accounts():
+        raise RegistryConflict(
+            f"{local} holds {held} account(s) but database_url names an empty registry: copy it first"
+            f" (hookflash db copy --from {config.data_dir} --to {registry.db.describe()}), or move it away"
+        )
+    if held:
+        log.warning("%s is not used: the registry is %s", local, registry.db.describe())
+
+
 class Service:
     def __init__(self, config: ServiceConfig, registry: Registry | None = None) -> None:
         self.config = config
         self.policy = load_policy(config.retention_policy)
         self.profiles = ProfileResolver(load_profiles(config.profile_dirs))
         config.resolved_credentials()  # a credential naming an unset variable stops start-up here
+        noted = noted_location(config.data_dir)
+        if config.database_url is None and noted is not None:
+            raise RegistryConflict(
+                f"the registry of {config.data_dir} is in {noted[0]} (its service noted so in"
+                f" {location_path(config.data_dir).name}): set database_url, or remove that file to"
+                " go back to the data dir's registry.db"
+            )
+        self._owns_registry = registry is None
         self.registry = registry or registry_of(
             config.data_dir, config.database_url, config.database_password_env
         )
+        if config.database_url is not None:
+            check_shared_registry(config, self.registry)
+        note_location(config.data_dir, config.database_url, config.database_password_env)
         self.store = EmbeddedStore.open(store_path(config.data_dir))
         self.stats = Stats()
         # Every remote sink gets its own disk spool and worker: a slow one blocks nobody.
@@ -298,6 +345,8 @@ class Service:
         self.store.close()
         await self.observability.settle()
         self.observability.close()
+        if self._owns_registry:
+            self.registry.close()
 
     def _on_lifecycle(self, event: LifecycleEvent) -> None:
         if event.type is EventType.ACCOUNT_REVOKED:

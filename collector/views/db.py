@@ -88,10 +88,14 @@ class ViewsDb:
         # Read after the event id: the copy holds at least what that event changed.
         copies = {t: self._remote.query(f"SELECT {', '.join(c)} FROM {t}") for t, c in _COPIED.items()}
         self._db.execute("BEGIN")
-        for table, rows in copies.items():
-            self._db.execute(f"DELETE FROM reg.{table}")
-            marks = ", ".join("?" * len(_COPIED[table]))
-            self._db.executemany(f"INSERT INTO reg.{table} VALUES ({marks})", [tuple(r) for r in rows])
+        try:
+            for table, rows in copies.items():
+                self._db.execute(f"DELETE FROM reg.{table}")
+                marks = ", ".join("?" * len(_COPIED[table]))
+                self._db.executemany(f"INSERT INTO reg.{table} VALUES ({marks})", [tuple(r) for r in rows])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._db.execute("COMMIT")
         self._copied_at_event = last[0]
 

@@ -124,7 +124,7 @@ def test_schema_commands_and_a_schema_newer_than_this_release(
     registry_row = json.loads(before.stdout.splitlines()[0])
     assert registry_row["database"] == postgres_url and registry_row["version"] is None
     migrated = _cli(postgres_url, "db", "migrate", "--data-dir", data)
-    assert migrated.returncode == 0 and "registry schema migrated from version 0 to 1" in migrated.stdout
+    assert migrated.returncode == 0 and "registry schema migrated from version 0 to 2" in migrated.stdout
     again = _cli(postgres_url, "db", "migrate", "--data-dir", data)
     assert "registry schema already current" in again.stdout
     with postgres_server.connect(postgres_url.rsplit("/", 1)[1]) as conn:
@@ -296,3 +296,54 @@ def test_collection_goes_on_while_the_database_is_down_and_stops_after_it_is_bac
         assert running.service is not None and not running.service.gate.allows(devices[0].id)
         assert api.get("/v1/fleet/summary").json()["accounts"]["inactive"] == 1  # the views' copy too
     registry.close()
+
+
+def test_start_up_refuses_what_would_split_the_registry(
+    tmp_path: Path, mosquitto: Mosquitto, postgres_url: str
+) -> None:
+    """A data dir whose registry.db holds accounts is not left behind for an empty
+    database; a second collector on the same database is refused; a command run in the
+    data dir without --database-url uses the database its service noted, never a new
+    registry.db; the service run with only HOOKFLASH_DATABASE_URL uses it too; and the data
+    dir started again without a database URL is refused, not served from an empty file."""
+    data = tmp_path / "data"
+    Registry(data / "registry.db").import_devices([mqtt_device(0xA1, GONE)], source="old.csv")
+    config = tmp_path / "hookflash.toml"
+    plain = f'data_dir = "data"\n[snmp]\nenabled = false\n[mqtt]\nenabled = true\nport = {mosquitto.port}\n'
+    config.write_text(plain + 'client_id = "hf-one"\n')
+    refused = _cli(postgres_url, "run", "-c", config)  # the URL from the command line
+    assert refused.returncode == 2 and "holds 1 account(s) but database_url names an empty" in refused.stderr
+    assert "hookflash db copy --from" in refused.stderr
+    copied = _cli(postgres_url, "db", "copy", "--from", data, "--to", postgres_url)
+    assert copied.returncode == 0, copied.stderr
+    args = [sys.executable, "-m", "collector.cli.main", "run", "-c", str(config)]
+    env = {**os.environ, "HOOKFLASH_DATABASE_URL": postgres_url}
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        eventually(lambda: mosquitto.subscribed_topics("hf-one") != [], what="the first collector")
+        other = tmp_path / "other.toml"
+        other.write_text(plain.replace('"data"', '"data2"') + 'client_id = "hf-two"\n')
+        second = _cli(postgres_url, "run", "-c", other)
+        assert second.returncode == 2 and "another collector is running on this registry" in second.stderr
+        # In the data dir, without --database-url: the noted database, not registry.db.
+        listing = ["devices", "list", "--format", "json", "--data-dir", str(data)]
+        listed = subprocess.run(
+            [sys.executable, "-m", "collector.cli.main", *listing],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["account_id"] for line in listed.stdout.splitlines()] == [GONE]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, logged = first.communicate(timeout=20)
+    assert first.returncode == 0, logged
+    assert "registry.db is not used: the registry is postgresql://" in logged
+    without = subprocess.run(
+        [sys.executable, "-m", "collector.cli.main", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert without.returncode == 2 and "set database_url, or remove that file" in without.stderr
