@@ -4,7 +4,8 @@ and moving a data dir's registry into PostgreSQL.
 The data dir's SQLite files (registry.db, telemetry.db, alerts.db) and, with a database
 URL (`hookflash --database-url`, HOOKFLASH_DATABASE_URL, or a -c config's database_url),
 the registry's tables in PostgreSQL. Every one is also migrated when the service or a
-command opens it; `migrate` does it now, e.g. before starting several collectors.
+command opens it; `migrate` does it now (e.g. before a release is rolled out to the
+hosts that share the database).
 """
 
 from __future__ import annotations
