@@ -5,7 +5,9 @@ reaches billing's webhook, and a retention sweep runs. Then no file hookflash wr
 dir) holds any identifier of the revoked customer: account id, MACs, IP address, SIP
 address, the request id or the reason. The other customer's are all still there. The
 log, which hookflash does not erase (README: the operator's retention), names the revoked
-account in this run, and nothing else of it; alerts and failing devices are logged by device."""
+account in this run, and nothing else of it; alerts and failing devices are logged by device.
+The first test runs on both backends: with the registry in PostgreSQL, every table of its
+database is read as well, beside every file of the data dir."""
 
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.runtime.paths import registry_of
 from factories import mqtt_device
+from postgres import Postgres
 from provisioning.registry import Registry
 from receiver import WebhookReceiver
 from runner import count_rows, eventually, hookflash, lab_profile
@@ -46,26 +51,42 @@ def _stored(data: Path, account: str) -> int:
     return len(out.splitlines())
 
 
-def _forgotten(data: Path) -> bool:
-    return count_rows(data / "registry.db", "SELECT count(*) FROM accounts WHERE ended_at IS NOT NULL") == 1
+def _forgotten(data: Path, database_url: str | None = None) -> bool:
+    sql = "SELECT count(*) FROM accounts WHERE ended_at IS NOT NULL"
+    if database_url is None:
+        return count_rows(data / "registry.db", sql) == 1
+    registry = registry_of(data, database_url)
+    try:
+        row = registry.db.one(sql)
+        return row is not None and row[0] == 1
+    finally:
+        registry.close()
 
 
-def test_a_revoked_customer_leaves_no_identifier_in_any_file(tmp_path: Path, mosquitto: Mosquitto) -> None:
+def test_a_revoked_customer_leaves_no_identifier_in_any_file(
+    tmp_path: Path, mosquitto: Mosquitto, database_url: str | None, request: pytest.FixtureRequest
+) -> None:
+    """On both backends: with the registry in PostgreSQL, every table of the database is
+    read too (after the files)."""
     data = tmp_path / "data"
     lab_profile(tmp_path, "lab-phone", PROFILE)
     phones = {
         GONE: (mqtt_device(0x41, GONE), "198.51.100.77", "sip:4417@pbx.example"),
         KEPT: (mqtt_device(0x52, KEPT), "198.51.100.88", "sip:5520@pbx.example"),
     }
-    Registry(data / "registry.db").import_devices(
+    registry = registry_of(data, database_url)
+    registry.import_devices(
         [d.model_copy(update={"profile": "lab-phone", "sip_aor": aor}) for d, _, aor in phones.values()],
         source="crm-export.csv",
     )
+    registry.close()
+    backend = f'database_url = "{database_url}"\n' if database_url else ""
     api_port = free_port("tcp")
     with WebhookReceiver() as billing:
         config = tmp_path / "hookflash.toml"
         config.write_text(
-            'data_dir = "data"\nprofile_dirs = ["profiles"]\nsweep_interval_s = 1\n[snmp]\nenabled = false\n'
+            f'data_dir = "data"\n{backend}profile_dirs = ["profiles"]\nsweep_interval_s = 1\n'
+            "[snmp]\nenabled = false\n"
             f'[mqtt]\nenabled = true\nport = {mosquitto.port}\nclient_id = "hf-erase"\n'
             f'[api]\nenabled = true\nport = {api_port}\ntoken_env = "TEST_API_TOKEN"\n'
             f'[[webhooks]]\nname = "billing"\nurl = "{billing.url}"\nsecret_env = "TEST_HOOK_SECRET"\n'
@@ -98,7 +119,9 @@ def test_a_revoked_customer_leaves_no_identifier_in_any_file(tmp_path: Path, mos
                 eventually(lambda: api.get(receipt_url).json()["status"] == "done", what="receipt done")
                 eventually(lambda: len(billing.deliveries) == 1, what="stop notice delivered")
                 assert billing.deliveries[0].json()["account_id"] == GONE  # billing got the real id
-                eventually(lambda: _forgotten(data), timeout=15, what="a sweep forgot the account")
+                eventually(
+                    lambda: _forgotten(data, database_url), timeout=15, what="a sweep forgot the account"
+                )
                 receipt = api.get(receipt_url).json()  # still answered, under a pseudonym
                 assert receipt["status"] == "done" and receipt["account_id"].startswith("anon_")
                 retry = api.post("/v1/deactivations", json=body)
@@ -108,8 +131,14 @@ def test_a_revoked_customer_leaves_no_identifier_in_any_file(tmp_path: Path, mos
             stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
     written = [p for p in data.rglob("*") if p.is_file()]
-    assert {"registry.db", "telemetry.db"} <= {p.name for p in written}
+    assert {"registry.db" if database_url is None else "registry-location.json", "telemetry.db"} <= {
+        p.name for p in written
+    }
     contents = {p.relative_to(data).as_posix(): p.read_bytes() for p in written}
+    if database_url is not None:  # and every table of the registry's database
+        server: Postgres = request.getfixturevalue("postgres_server")
+        tables = server.every_row_as_text(database_url)
+        contents.update({f"database table {t}": rows.encode() for t, rows in tables.items()})
     raw = b"".join(contents.values())
     gone_device, gone_ip, gone_aor = phones[GONE]
     kept_device, kept_ip, kept_aor = phones[KEPT]
