@@ -290,6 +290,12 @@ class PostgresDatabase:
         calls `wake` after each (re)connection, so the caller's catch-up query runs."""
         stop = threading.Event()
 
+        def woken() -> None:
+            try:
+                wake()
+            except Exception:  # the listener outlives any one failing wake-up
+                log.exception("%s: a wake-up for %s failed", self.describe(), channel)
+
         def run() -> None:
             delay = 0.1
             while not stop.is_set():
@@ -297,10 +303,10 @@ class PostgresDatabase:
                     with psycopg.connect(self._url, **self._connect_kwargs) as conn:
                         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                         delay = 0.1
-                        wake()
+                        woken()
                         while not stop.is_set():
                             for _ in conn.notifies(timeout=0.5):
-                                wake()
+                                woken()
                 except psycopg.Error as exc:
                     if stop.is_set():
                         return

@@ -141,9 +141,11 @@ class LifecycleWatcher:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         next_beat = 0.0
-        stop_listening = await asyncio.to_thread(self._registry.listen, self._wake_up)
-        poll = self._poll_interval if stop_listening is None else max(self._poll_interval, LISTENING_POLL_S)
+        stop_listening = None
         try:
+            stop_listening = self._registry.listen(self._wake_up)  # starts a thread, at once
+            listening = stop_listening is not None
+            poll = max(self._poll_interval, LISTENING_POLL_S) if listening else self._poll_interval
             while True:
                 try:
                     if self._loop.time() >= next_beat:
@@ -177,7 +179,8 @@ class LifecycleWatcher:
         loop = self._loop
         if loop is None or self._wake is None:
             return  # not started yet: the first poll picks it up
-        loop.call_soon_threadsafe(self._wake.set)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to wake
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def _catch_up(self) -> None:
         async with self._reading:  # one reader at a time: events are applied in id order
