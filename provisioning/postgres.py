@@ -203,8 +203,10 @@ class PostgresDatabase:
 
     def version(self) -> int:
         """The schema version stored in the database (0: none yet)."""
-        with self._pool.connection() as conn:
-            conn.execute(_SCHEMA_TABLE)
+        with self._pool.connection() as conn:  # only reads: a read-only role may ask too
+            exists = conn.execute("SELECT to_regclass('hookflash_schema') IS NOT NULL").fetchone()
+            if exists is None or not exists[0]:
+                return 0
             row = conn.execute("SELECT version FROM hookflash_schema WHERE name = %s", (self.schema.name,))
             found = row.fetchone()
         return 0 if found is None else int(found[0])
