@@ -175,7 +175,7 @@ class SqliteDatabase:
 def json_field_is_null(tx: Tx, column: str, field: str) -> str:
     """SQL true when the JSON text in `column` has no `field` (or it is null)."""
     if tx.dialect == "postgres":
-        return f"(({column})::jsonb -> '{field}') IS NULL"
+        return f"(({column})::jsonb ->> '{field}') IS NULL"  # ->>: a JSON null is SQL NULL too
     return f"json_extract({column}, '$.{field}') IS NULL"
 
 
