@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -74,7 +75,7 @@ def check_shared_registry(config: ServiceConfig, registry: Registry) -> None:
     running on it (several collectors sharing one database are not supported yet: each
     would erase only its own embedded store), and a registry.db holding accounts in the data
     dir must not be left behind silently."""
-    others = registry.live_collectors()
+    others = [c for c in registry.live_collectors() if not _gone_from_this_host(c)]
     if others:
         raise RegistryConflict(
             f"{registry.db.describe()}: another collector is running on this registry ({others[0]});"
@@ -95,6 +96,21 @@ def check_shared_registry(config: ServiceConfig, registry: Registry) -> None:
         )
     if held:
         log.warning("%s is not used: the registry is %s", local, registry.db.describe())
+
+
+def _gone_from_this_host(collector_id: str) -> bool:
+    """A collector of this host whose process no longer exists (it crashed less than a
+    heartbeat window ago, and is being restarted): not another collector."""
+    host, _, rest = collector_id.rpartition("-")[0].rpartition("-")
+    if host != os.uname().nodename or not rest.isdigit():
+        return False
+    try:
+        os.kill(int(rest), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 class Service:

@@ -347,3 +347,25 @@ def test_start_up_refuses_what_would_split_the_registry(
         timeout=60,
     )
     assert without.returncode == 2 and "set database_url, or remove that file" in without.stderr
+
+
+def test_a_collector_that_crashed_on_this_host_does_not_block_its_restart(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Its heartbeat is still fresh for a few seconds after a crash: a restart on the same
+    host is not refused for it (the process is gone); one on another host is."""
+    from collector.config import ServiceConfig
+    from collector.core.errors import RegistryConflict
+    from collector.runtime.service import check_shared_registry
+
+    registry = Registry(open_registry_db(postgres_url), key_path=tmp_path / "registry.key")
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+        registry.collector_heartbeat(f"{os.uname().nodename}-{int(dead.stdout)}-a1b2c3", int(dead.stdout))
+        config = ServiceConfig(data_dir=tmp_path / "data", database_url=postgres_url)
+        check_shared_registry(config, registry)  # the crashed one: no conflict
+        registry.collector_heartbeat("collector-host-2-4242-d4e5f6", 4242)
+        with pytest.raises(RegistryConflict, match="another collector is running on this registry"):
+            check_shared_registry(config, registry)
+    finally:
+        registry.close()
