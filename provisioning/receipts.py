@@ -67,11 +67,15 @@ class ReceiptBook:
                 raise ValueError("receipts in a database need the path of the registry's pseudonym key")
             key_path = location.with_name(KEY_FILE)
         self._pseudonym = Pseudonyms(key_path)
+        self._registry: Registry | None = None  # the owner of a shared database (`of`)
 
     @classmethod
     def of(cls, registry: Registry) -> ReceiptBook:
-        """The receipts kept with this registry (its database, its pseudonym key)."""
-        return cls(registry.db, key_path=registry.key_path)
+        """The receipts kept with this registry (its database, its pseudonym key); the
+        registry, whose connection the book uses, lives as long as the book."""
+        book = cls(registry.db, key_path=registry.key_path)
+        book._registry = registry
+        return book
 
     def _names(self, value: str) -> tuple[str, str]:
         """`value` and the pseudonym it is kept under once its account has ended."""
