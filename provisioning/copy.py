@@ -21,23 +21,12 @@ from psycopg import sql
 
 from provisioning.db import open_db
 from provisioning.postgres import PostgresDatabase, lock_key
-from provisioning.schema import REGISTRY, REGISTRY_PG
+from provisioning.schema import ACCOUNT_COLUMNS, DEVICE_COLUMNS, REGISTRY, REGISTRY_PG
 
 # In this order (devices refer to accounts); identity: tables whose ids go on counting.
 TABLES: dict[str, tuple[str, ...]] = {
-    "accounts": ("id", "status", "status_changed_at", "ended_at"),
-    "devices": (
-        "id",
-        "account_id",
-        "vendor",
-        "model",
-        "profile",
-        "transport",
-        "address",
-        "credentials",
-        "debug_until",
-        "sip_aor",
-    ),
+    "accounts": ACCOUNT_COLUMNS,
+    "devices": DEVICE_COLUMNS,
     "audit": ("id", "at", "account_id", "device_id", "action", "detail"),
     "events": ("id", "at", "type", "account_id", "device_id"),
     "event_acks": ("event_id", "collector_id", "acked_at"),

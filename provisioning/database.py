@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from provisioning.db import Schema, open_db
+from provisioning.db import Schema, open_db, transaction
 
 Row = Any  # sqlite3.Row or provisioning.postgres.Row: by index, by column name, dict(row)
 Args = Sequence[Any]
@@ -31,6 +31,14 @@ EVENTS_CHANNEL = "hookflash_events"  # what a status change NOTIFYs on PostgreSQ
 
 class DatabaseUnavailable(RuntimeError):
     """The database could not be reached or refused hookflash (named without a password)."""
+
+
+class Retry(Protocol):
+    """The waits of a retry loop (collector.core.backoff.Backoff is one)."""
+
+    def next(self) -> float: ...
+
+    def reset(self) -> None: ...
 
 
 class Tx(Protocol):
@@ -70,10 +78,10 @@ class Database(Tx, Protocol):
         """Make what was deleted leave the engine's files where it can (SQLite's WAL)."""
         ...
 
-    def listen(self, channel: str, wake: Callable[[], None]) -> Callable[[], None] | None:
+    def listen(self, channel: str, wake: Callable[[], None], retry: Retry) -> Callable[[], None] | None:
         """Call `wake` on each notification on `channel` and after each reconnection (a
-        notice may have been missed meanwhile); returns how to stop. None: this engine
-        has no notifications, its readers poll."""
+        notice may have been missed meanwhile; `retry` spaces the attempts); returns how to
+        stop. None: this engine has no notifications, its readers poll."""
         ...
 
     def describe(self) -> str:
@@ -148,20 +156,14 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._tx
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with transaction(self._db, self._lock):
+            yield self._tx
 
     def compact(self) -> None:
         with self._lock:  # the old bytes leave the WAL too (secure_delete zeroed them in the file)
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def listen(self, channel: str, wake: Callable[[], None]) -> Callable[[], None] | None:
+    def listen(self, channel: str, wake: Callable[[], None], retry: Retry) -> Callable[[], None] | None:
         return None
 
     def describe(self) -> str:
@@ -203,6 +205,7 @@ def connect(
     schema brought to this release's version."""
     if isinstance(location, Path):
         return SqliteDatabase(location, sqlite_schema, *pragmas)
-    from provisioning.postgres import DEFAULT_PASSWORD_ENV, PostgresDatabase
+    from provisioning.database_url import DEFAULT_PASSWORD_ENV
+    from provisioning.postgres import PostgresDatabase
 
     return PostgresDatabase(location, postgres_schema, password_env=password_env or DEFAULT_PASSWORD_ENV)

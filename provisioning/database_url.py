@@ -3,7 +3,9 @@ models, which every part of the collector reads, use it)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
+
+DEFAULT_PASSWORD_ENV = "HOOKFLASH_DATABASE_PASSWORD"  # the variable holding the password
 
 
 def check_database_url(url: str | None) -> str | None:
@@ -14,7 +16,7 @@ def check_database_url(url: str | None) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError(f"must be a postgresql:// URL, not {parts.scheme or 'a bare name'}")
-    if parts.password is not None:
+    if parts.password is not None or "password" in parse_qs(parts.query):
         raise ValueError(
             "must not hold a password: set it in the environment variable named by database_password_env"
         )

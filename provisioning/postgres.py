@@ -27,13 +27,13 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from provisioning.database import Args, DatabaseUnavailable, Dialect, Tx
-from provisioning.database_url import check_database_url
+from provisioning.database import Args, DatabaseUnavailable, Dialect, Retry, Tx
+from provisioning.database_url import DEFAULT_PASSWORD_ENV, check_database_url
 from provisioning.db import Schema, SchemaTooNew
 
 log = logging.getLogger(__name__)
-DEFAULT_PASSWORD_ENV = "HOOKFLASH_DATABASE_PASSWORD"
 _CONNECT_TIMEOUT_S = 5
+_POOL_TIMEOUT_S = 10  # waiting for a connection of the pool
 _SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS hookflash_schema (
     name TEXT PRIMARY KEY, version INTEGER NOT NULL, migrated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""
@@ -80,18 +80,11 @@ def parse_url(url: str) -> dict[str, Any]:
     """The URL's parts; refused if it holds a password or is not a PostgreSQL URL."""
     try:
         check_database_url(url)
-    except ValueError as exc:
-        raise ValueError(f"database_url {exc}") from None
-    try:
-        parts = conninfo_to_dict(url)
+        return conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         raise ValueError(f"database_url is not a valid PostgreSQL URL: {exc}") from None
-    if parts.get("password"):
-        raise ValueError(
-            "database_url must not hold a password: put it in the environment variable named by "
-            f"database_password_env ({DEFAULT_PASSWORD_ENV} by default)"
-        )
-    return parts
+    except ValueError as exc:
+        raise ValueError(f"database_url {exc}") from None
 
 
 def describe_url(parts: Mapping[str, Any]) -> str:
@@ -172,7 +165,7 @@ class PostgresDatabase:
             min_size=1,
             max_size=max_size,
             open=False,
-            timeout=_CONNECT_TIMEOUT_S * 2,
+            timeout=_POOL_TIMEOUT_S,
             # A connection the server ended (a restart, a failover) is replaced when taken,
             # not handed out to fail once.
             check=psycopg_pool.ConnectionPool.check_connection,
@@ -185,7 +178,7 @@ class PostgresDatabase:
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(f"{self.describe()}: cannot connect: {str(exc).strip()}") from None
         try:
-            self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S * 2)
+            self._pool.open(wait=True, timeout=_POOL_TIMEOUT_S)
             if migrate:
                 self.migrate()
             elif check:
@@ -193,7 +186,7 @@ class PostgresDatabase:
         except psycopg_pool.PoolTimeout:
             self._pool.close()
             raise DatabaseUnavailable(
-                f"{self.describe()}: no connection within {_CONNECT_TIMEOUT_S * 2} s"
+                f"{self.describe()}: no connection within {_POOL_TIMEOUT_S} s"
             ) from None
         except BaseException:
             self._pool.close()
@@ -205,10 +198,11 @@ class PostgresDatabase:
         """The schema version stored in the database (0: none yet)."""
         with self._pool.connection() as conn:  # only reads: a read-only role may ask too
             exists = conn.execute("SELECT to_regclass('hookflash_schema') IS NOT NULL").fetchone()
-            if exists is None or not exists[0]:
-                return 0
-            row = conn.execute("SELECT version FROM hookflash_schema WHERE name = %s", (self.schema.name,))
-            found = row.fetchone()
+            return self._stored_version(conn) if exists is not None and exists[0] else 0
+
+    def _stored_version(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute("SELECT version FROM hookflash_schema WHERE name = %s", (self.schema.name,))
+        found = row.fetchone()
         return 0 if found is None else int(found[0])
 
     def check_version(self) -> int:
@@ -224,9 +218,7 @@ class PostgresDatabase:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
             conn.execute(_SCHEMA_TABLE)
-            row = conn.execute("SELECT version FROM hookflash_schema WHERE name = %s", (self.schema.name,))
-            fetched = row.fetchone()
-            found = 0 if fetched is None else int(fetched[0])
+            found = self._stored_version(conn)
             if found > target:
                 raise SchemaTooNew(self.describe(), found, target)
             tx = _PgTx(conn)
@@ -287,9 +279,10 @@ class PostgresDatabase:
     def compact(self) -> None:
         return None  # deleted rows are dead tuples until autovacuum; nothing reads them
 
-    def listen(self, channel: str, wake: Callable[[], None]) -> Callable[[], None]:
-        """A thread holding one connection that LISTENs; it reconnects with backoff and
-        calls `wake` after each (re)connection, so the caller's catch-up query runs."""
+    def listen(self, channel: str, wake: Callable[[], None], retry: Retry) -> Callable[[], None]:
+        """A thread holding one connection that LISTENs; it reconnects after the waits of
+        `retry` and calls `wake` after each (re)connection, so the caller's catch-up query
+        runs."""
         stop = threading.Event()
 
         def woken() -> None:
@@ -299,12 +292,11 @@ class PostgresDatabase:
                 log.exception("%s: a wake-up for %s failed", self.describe(), channel)
 
         def run() -> None:
-            delay = 0.1
             while not stop.is_set():
                 try:
                     with psycopg.connect(self._url, **self._connect_kwargs) as conn:
                         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-                        delay = 0.1
+                        retry.reset()
                         woken()
                         while not stop.is_set():
                             for _ in conn.notifies(timeout=0.5):
@@ -313,8 +305,7 @@ class PostgresDatabase:
                     if stop.is_set():
                         return
                     log.warning("%s: listening for %s lost, reconnecting: %s", self.describe(), channel, exc)
-                    stop.wait(delay)
-                    delay = min(delay * 2, 5.0)
+                    stop.wait(retry.next())
 
         thread = threading.Thread(target=run, name=f"hookflash-listen-{channel}", daemon=True)
         thread.start()

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from provisioning.database import EVENTS_CHANNEL, Database, Row, Tx, connect, in_list
+from provisioning.database import EVENTS_CHANNEL, Database, Retry, Row, Tx, connect, in_list
 from provisioning.events import EventType, LifecycleEvent, event_for_transition
 from provisioning.forget import forget_account
 from provisioning.models import Account, AccountStatus, Device, Transport, check_account_id
 from provisioning.pseudonyms import KEY_FILE, Pseudonyms
-from provisioning.schema import REGISTRY, REGISTRY_PG
+from provisioning.schema import DEVICE_COLUMNS, REGISTRY, REGISTRY_PG
 
 Clock = Callable[[], datetime]
 Listener = Callable[[LifecycleEvent], None]
@@ -135,9 +135,10 @@ class Registry:
         assert row is not None
         return int(row[0])
 
-    def listen(self, wake: Callable[[], None]) -> Callable[[], None] | None:
-        """Call `wake` when another process emits events (None: poll `events_since`)."""
-        return self.db.listen(EVENTS_CHANNEL, wake)
+    def listen(self, wake: Callable[[], None], retry: Retry) -> Callable[[], None] | None:
+        """Call `wake` when another process emits events (None: poll `events_since`);
+        `retry` spaces the reconnections."""
+        return self.db.listen(EVENTS_CHANNEL, wake, retry)
 
     def audit_entries(self, account_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM audit", []
@@ -362,13 +363,10 @@ class Registry:
                 listener(event)
 
 
-_DEVICE_COLUMNS = (
-    "id, account_id, vendor, model, profile, transport, address, credentials, debug_until, sip_aor"
-)
 _UPSERT_DEVICE = (
-    f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO devices ({', '.join(DEVICE_COLUMNS)}) VALUES ({', '.join('?' * len(DEVICE_COLUMNS))})"
     " ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _DEVICE_COLUMNS.split(", ")[1:])
+    + ", ".join(f"{c} = excluded.{c}" for c in DEVICE_COLUMNS[1:])
 )
 
 

@@ -12,6 +12,13 @@ from __future__ import annotations
 
 from provisioning.db import Schema
 
+# The columns of the two tables every view and copy reads, as both engines have them.
+ACCOUNT_COLUMNS = ("id", "status", "status_changed_at", "ended_at")
+DEVICE_COLUMNS = (
+    "id", "account_id", "vendor", "model", "profile", "transport", "address", "credentials",
+    "debug_until", "sip_aor",
+)  # fmt: skip
+
 OUTBOX_TABLES = """
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY, webhook TEXT NOT NULL, event TEXT NOT NULL, account_id TEXT,

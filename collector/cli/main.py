@@ -15,6 +15,7 @@ import click
 
 from collector.cli.backend import BACKEND
 from collector.core.files import private_umask
+from provisioning.database_url import DEFAULT_PASSWORD_ENV
 
 # name: (module, attribute, the first line of its help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -113,7 +114,7 @@ class LazyGroup(click.Group):
 )
 @click.option(
     "--database-password-env",
-    default="HOOKFLASH_DATABASE_PASSWORD",
+    default=DEFAULT_PASSWORD_ENV,
     show_default=True,
     metavar="NAME",
     help="The environment variable holding the database's password.",

@@ -31,7 +31,7 @@ from collector.config.snmp import (
 )
 from collector.config.views import ViewsConfig
 from collector.core.errors import ConfigError
-from provisioning.database_url import check_database_url
+from provisioning.database_url import DEFAULT_PASSWORD_ENV, check_database_url
 from provisioning.validation import describe, validate_strictly
 
 __all__ = [
@@ -309,7 +309,7 @@ class ServiceConfig(_Section):
     # Unset: the registry is registry.db in data_dir. Set: in this PostgreSQL database.
     database_url: str | None = None
     database_password_env: str = Field(
-        default="HOOKFLASH_DATABASE_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
+        default=DEFAULT_PASSWORD_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
     )
     retention_policy: Path | None = None
     profile_dirs: list[Path] = []

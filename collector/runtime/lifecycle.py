@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from collector.core.backoff import Backoff
 from collector.core.errors import NotErasedHere
 from collector.core.interfaces import AccountData
 from collector.gate import Gate
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[LifecycleEvent], None]
 HEARTBEAT_S = 1.0
 LISTENING_POLL_S = 1.0  # the safety-net poll when the registry notifies
+LISTEN_RETRY_S, LISTEN_RETRY_MAX_S = 0.1, 5.0  # reconnecting the listener
 
 
 OUTSTANDING = ("failed:", "outstanding:")
@@ -143,7 +145,8 @@ class LifecycleWatcher:
         next_beat = 0.0
         stop_listening = None
         try:
-            stop_listening = self._registry.listen(self._wake_up)  # starts a thread, at once
+            reconnect = Backoff(LISTEN_RETRY_S, LISTEN_RETRY_MAX_S, jitter=0.2)
+            stop_listening = self._registry.listen(self._wake_up, reconnect)  # starts a thread, at once
             listening = stop_listening is not None
             poll = max(self._poll_interval, LISTENING_POLL_S) if listening else self._poll_interval
             while True:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from provisioning.database import Database, SqliteDatabase
+from provisioning.schema import DEVICE_COLUMNS
 
 ACTIVE_DEVICES = """active AS (
     SELECT d.id, d.account_id, d.vendor, d.model FROM reg.devices d
@@ -40,19 +41,9 @@ def at(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-_COPIED = {
+_COPIED = {  # what the views join on; a device's credential set name is never copied
     "accounts": ("id", "status"),
-    "devices": (
-        "id",
-        "account_id",
-        "vendor",
-        "model",
-        "profile",
-        "transport",
-        "address",
-        "debug_until",
-        "sip_aor",
-    ),
+    "devices": tuple(c for c in DEVICE_COLUMNS if c != "credentials"),
 }
 
 

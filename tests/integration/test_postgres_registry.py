@@ -16,13 +16,16 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.config import MqttConfig, ServiceConfig, SnmpConfig
 from factories import mqtt_device
 from postgres import PASSWORD_ENV, Postgres
+from provisioning.models import Device
 from provisioning.registry import Registry, open_registry_db
 from runner import eventually
 from services import Mosquitto
@@ -62,6 +65,26 @@ def _publish(mosquitto: Mosquitto, topics: list[str], n: int) -> None:
         client.publish(f"{topic}/firmware", payload, qos=1).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
+
+
+def _provisioned_collector(
+    tmp_path: Path, url: str, mosquitto: Mosquitto, client_id: str, first: int, **settings: Any
+) -> tuple[list[Device], ServiceConfig]:
+    """Two phones (one per customer) in the database's registry, and the config of an MQTT
+    collector on it (key in its data dir)."""
+    data = tmp_path / "data"
+    devices = [mqtt_device(first, GONE), mqtt_device(first + 1, KEPT)]
+    registry = Registry(open_registry_db(url), key_path=data / "registry.key")
+    registry.import_devices(devices, source="crm.csv")
+    registry.close()
+    cfg = ServiceConfig(
+        data_dir=data,
+        database_url=url,
+        snmp=SnmpConfig(enabled=False),
+        mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id=client_id),
+        **settings,
+    )
+    return devices, cfg
 
 
 def test_a_revocation_from_another_host_stops_the_running_collector(
@@ -137,7 +160,9 @@ def test_schema_commands_and_a_schema_newer_than_this_release(
     assert "Traceback" not in refused.stderr
 
 
-@pytest.mark.parametrize("how", ["wrong password", "password in the URL", "nothing listening"])
+@pytest.mark.parametrize(
+    "how", ["wrong password", "password in the URL", "password as a URL parameter", "nothing listening"]
+)
 def test_a_database_that_cannot_be_used_is_one_clear_error_without_the_password(
     tmp_path: Path, postgres_url: str, how: str
 ) -> None:
@@ -145,6 +170,8 @@ def test_a_database_that_cannot_be_used_is_one_clear_error_without_the_password(
     url, env = postgres_url, {PASSWORD_ENV: secret}
     if how == "password in the URL":
         url = postgres_url.replace("hookflash@", f"hookflash:{secret}@")
+    elif how == "password as a URL parameter":
+        url = f"{postgres_url}?password={secret}"
     elif how == "nothing listening":
         url = "postgresql://hookflash@127.0.0.1:9/nothing"
     result = _cli(url, "accounts", "list", "--data-dir", tmp_path / "data", **env)
@@ -154,6 +181,7 @@ def test_a_database_that_cannot_be_used_is_one_clear_error_without_the_password(
     expected = {
         "wrong password": "password authentication failed",
         "password in the URL": "must not hold a password",
+        "password as a URL parameter": "must not hold a password",
         "nothing listening": "cannot connect",
     }[how]
     assert expected in result.stderr, result.stderr
@@ -200,22 +228,14 @@ def test_a_collector_whose_connections_are_cut_misses_no_event(
     """The server ends every hookflash connection (a failover, a restart, an idle
     timeout); a revocation committed right after still reaches the running collector:
     its listener reconnects and catches up by id, and the stop is confirmed."""
-    from collector.config import MqttConfig, ServiceConfig, SnmpConfig
     from collector.retention import load_policy
     from collector.runtime.deactivation import build_deactivator
     from provisioning.receipts import Action
     from runner import RunningService
 
-    data = tmp_path / "data"
-    devices = [mqtt_device(0x81, GONE), mqtt_device(0x82, KEPT)]
+    devices, cfg = _provisioned_collector(tmp_path, postgres_url, mosquitto, "hf-cut", 0x81)
+    data = cfg.data_dir
     registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
-    registry.import_devices(devices, source="crm.csv")
-    cfg = ServiceConfig(
-        data_dir=data,
-        database_url=postgres_url,
-        snmp=SnmpConfig(enabled=False),
-        mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-cut"),
-    )
     with RunningService(cfg) as running:
         eventually(lambda: len(mosquitto.subscribed_topics("hf-cut")) == 2, what="subscribed")
         eventually(lambda: registry.live_collectors() != [], what="the collector's heartbeat")
@@ -251,30 +271,21 @@ def test_collection_goes_on_while_the_database_is_down_and_stops_after_it_is_bac
     collector and is confirmed."""
     import httpx
 
-    from collector.config import ApiConfig, MqttConfig, ServiceConfig, SnmpConfig
+    from collector.config import ApiConfig
     from runner import RunningService
     from services import free_port
 
     token = "api-token-for-the-outage-test-0123"
     monkeypatch.setenv("TEST_API_TOKEN", token)
-    data = tmp_path / "data"
-    devices = [mqtt_device(0x91, GONE), mqtt_device(0x92, KEPT)]
-    registry = Registry(open_registry_db(postgres_url), key_path=data / "registry.key")
-    registry.import_devices(devices, source="crm.csv")
-    cfg = ServiceConfig(
-        data_dir=data,
-        database_url=postgres_url,
-        snmp=SnmpConfig(enabled=False),
-        mqtt=MqttConfig(enabled=True, port=mosquitto.port, client_id="hf-down"),
-        api=ApiConfig(enabled=True, port=free_port("tcp"), token_env="TEST_API_TOKEN"),
-    )
+    api_config = ApiConfig(enabled=True, port=free_port("tcp"), token_env="TEST_API_TOKEN")
+    devices, cfg = _provisioned_collector(tmp_path, postgres_url, mosquitto, "hf-down", 0x91, api=api_config)
+    data = cfg.data_dir
     body = {"request_id": "billing-outage-1", "account_id": GONE, "action": "suspend", "reason": "r"}
     api = httpx.Client(
         base_url=f"http://127.0.0.1:{cfg.api.port}", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
     with RunningService(cfg) as running, api:
         eventually(lambda: len(mosquitto.subscribed_topics("hf-down")) == 2, what="subscribed")
-        registry.close()
         postgres_server.stop_server()
         try:
             _publish(mosquitto, [d.address for d in devices], 3)
@@ -349,23 +360,33 @@ def test_start_up_refuses_what_would_split_the_registry(
     assert without.returncode == 2 and "set database_url, or remove that file" in without.stderr
 
 
-def test_a_collector_that_crashed_on_this_host_does_not_block_its_restart(
-    tmp_path: Path, postgres_url: str
+def test_a_collector_killed_on_this_host_restarts_at_once(
+    tmp_path: Path, mosquitto: Mosquitto, postgres_url: str
 ) -> None:
-    """Its heartbeat is still fresh for a few seconds after a crash: a restart on the same
-    host is not refused for it (the process is gone); one on another host is."""
-    from collector.config import ServiceConfig
-    from collector.core.errors import RegistryConflict
-    from collector.runtime.service import check_shared_registry
-
-    registry = Registry(open_registry_db(postgres_url), key_path=tmp_path / "registry.key")
+    """`hookflash run` killed with SIGKILL leaves a heartbeat that is fresh for a few
+    seconds; started again at once on the same host (systemd's Restart=), it is not
+    refused for it: that collector's process is gone. (A live one is: see above.)"""
+    _, cfg = _provisioned_collector(tmp_path, postgres_url, mosquitto, "hf-kill", 0xB1)
+    config = tmp_path / "hookflash.toml"
+    config.write_text(
+        f'data_dir = "data"\ndatabase_url = "{postgres_url}"\n[snmp]\nenabled = false\n'
+        f'[mqtt]\nenabled = true\nport = {mosquitto.port}\nclient_id = "hf-kill"\n'
+    )
+    args = [sys.executable, "-m", "collector.cli.main", "run", "-c", str(config)]
+    registry = Registry(open_registry_db(postgres_url), key_path=cfg.data_dir / "registry.key")
     try:
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
-        registry.collector_heartbeat(f"{os.uname().nodename}-{int(dead.stdout)}-a1b2c3", int(dead.stdout))
-        config = ServiceConfig(data_dir=tmp_path / "data", database_url=postgres_url)
-        check_shared_registry(config, registry)  # the crashed one: no conflict
-        registry.collector_heartbeat("collector-host-2-4242-d4e5f6", 4242)
-        with pytest.raises(RegistryConflict, match="another collector is running on this registry"):
-            check_shared_registry(config, registry)
+        first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually(lambda: registry.live_collectors() != [], what="the first collector's heartbeat")
+        first.kill()
+        first.wait(10)
+        assert registry.live_collectors() != []  # its heartbeat outlives it for a moment
+        again = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            eventually(lambda: f"-{again.pid}-" in " ".join(registry.live_collectors()), what="restarted")
+            assert again.poll() is None  # running, not refused
+        finally:
+            again.send_signal(signal.SIGTERM)
+            _, logged = again.communicate(timeout=20)
+        assert again.returncode == 0, logged
     finally:
         registry.close()

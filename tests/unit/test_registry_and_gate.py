@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from collector.core.backoff import Backoff
 from collector.core.records import Kind
 from collector.gate import Gate
 from conftest import MakeRegistry
@@ -150,7 +151,7 @@ def test_a_change_wakes_listeners_on_other_connections_at_commit(
     collector wakes at once; SQLite has no notifications (its readers poll)."""
     other = make_registry()
     woken = threading.Event()
-    stop = other.listen(woken.set)
+    stop = other.listen(woken.set, Backoff(0.1, 1.0))
     if backend == "sqlite":
         assert stop is None
         return
