@@ -20,8 +20,9 @@ import click
 from collector.alerts.state import ALERTS
 from collector.cli.backend import BACKEND
 from collector.cli.common import config_option, data_dir_option, emit, fail_cleanly, format_option
-from collector.runtime.paths import alerts_path, registry_path, store_path
+from collector.runtime.paths import alerts_path, location_path, note_location, registry_path, store_path
 from collector.sinks.sqlite.schema import TELEMETRY
+from provisioning.database_url import DEFAULT_PASSWORD_ENV
 from provisioning.db import Schema, open_db
 from provisioning.schema import REGISTRY, REGISTRY_PG
 
@@ -181,9 +182,12 @@ def copy(source: Path, url: str) -> None:
             )
     finally:
         target.close()
+    # From now on the data dir's commands use the database, never the old file.
+    note_location(source, url, BACKEND.password_env or DEFAULT_PASSWORD_ENV)
     listed = ", ".join(f"{t} {counts[t]}" for t in TABLES if counts[t])
     click.echo(f"{path} -> {target.describe()}: {sum(counts.values())} rows copied and counted ({listed})")
     click.echo(
-        f"the pseudonym key stays in {source} (registry.key); set database_url in the service's config,"
-        " keep data_dir; telemetry.db and alerts.db stay in the data dir"
+        f"commands on {source} now use the database ({location_path(source).name}); set database_url"
+        " in the service's config and keep its data_dir (telemetry.db, alerts.db and the pseudonym key"
+        f" registry.key stay there); {path.name} is no longer used"
     )

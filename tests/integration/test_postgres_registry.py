@@ -220,6 +220,13 @@ def test_db_copy_moves_a_data_dirs_registry_row_for_row(
     event = registry.set_status(account, AccountStatus.INACTIVE, "after the copy")
     assert event is not None and event.id == last_event + 1  # event ids go on from the file's
     registry.close()
+    # The data dir's commands now read the database (the copy noted it), not the old file.
+    listing = ["accounts", "list", "--format", "json", "--data-dir", str(data)]
+    listed = subprocess.run(
+        [sys.executable, "-m", "collector.cli.main", *listing], capture_output=True, text=True
+    )
+    statuses = {json.loads(line)["id"]: json.loads(line)["status"] for line in listed.stdout.splitlines()}
+    assert statuses[account] == "inactive", listed.stderr
 
 
 def test_a_collector_whose_connections_are_cut_misses_no_event(
